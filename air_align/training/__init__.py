@@ -1,0 +1,1 @@
+"""air_align.training"""
