@@ -1,0 +1,125 @@
+"""``air-align eval`` and ``air-align report`` (argparse only here; heavy imports inside the handlers)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``eval`` and ``report`` subcommands."""
+    ev = subparsers.add_parser(
+        "eval",
+        help="evaluate a model: Acc, Acc_group, ID/OOD, dispersion, report and plots",
+        description="Generate for every prompt, score anchors by rule and open variants by the evaluation judge, "
+        "and write results.json, completions.jsonl, report.md and plots to --out.",
+    )
+    ev.add_argument("--model", required=True, help="'tiny', 'smollm2-135m', a local directory or a hub id")
+    ev.add_argument("--data", required=True, help="meta-group JSONL file (one schema row a line)")
+    ev.add_argument("--out", required=True, help="output directory")
+    ev.add_argument(
+        "--judge",
+        default="oracle-label",
+        help="evaluation judge for open variants: 'oracle-label' (weak keyword heuristic vs the row's label), "
+        "'none' (open variants unscored) or 'model:PATH_OR_NAME' (default: %(default)s)",
+    )
+    ev.add_argument("--splits", default="test_id,test_ood", help="comma-separated splits (default: %(default)s)")
+    ev.add_argument("--max-new-tokens", type=int, default=256)
+    ev.add_argument("--batch-size", type=int, default=8)
+    ev.add_argument("--num-samples", type=int, default=1, help="samples per prompt; >1 needs --temperature > 0")
+    ev.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N meta-groups")
+    ev.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed")
+    ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
+    ev.add_argument("--dispersion", action=argparse.BooleanOptionalAction, default=True)
+    ev.add_argument("--dispersion-layer", type=int, default=-1, help="hidden_states index (default: last)")
+    ev.add_argument("--method", default=None, help="method tag for tables, e.g. 'GRPO+AIR' (default: model name)")
+    ev.add_argument("--train-dir", default=None, help="where to look for training logs (default: --model if a dir)")
+    ev.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    ev.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ev.set_defaults(handler=run_eval)
+
+    rep = subparsers.add_parser(
+        "report",
+        help="put several evaluation runs side by side (paper table layout)",
+        description="Read RUN_DIR/results.json of each run and write a markdown table: rows setting x method, "
+        "columns per domain Acc / Acc_group.",
+    )
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("--out", default=None, help="markdown file to write (default: print)")
+    rep.set_defaults(handler=run_report)
+
+
+def run_eval(args) -> int:
+    """Handler of ``air-align eval``."""
+    from pathlib import Path
+
+    import torch
+
+    from air_align.evaluation.evaluate import evaluate, read_rows
+    from air_align.evaluation.scoring import eval_verdict
+    from air_align.models import load_model
+
+    verdict = eval_verdict(args.judge)  # fail fast on a bad --judge, before loading the model
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    rows = read_rows(args.data)
+    if args.limit is not None:
+        from air_align.evaluation.evaluate import select_rows
+
+        rows = select_rows(rows, list(splits), limit_groups=args.limit)
+    model, tokenizer = load_model(args.model)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    train_dir = args.train_dir or (args.model if Path(args.model).is_dir() else None)
+    results = evaluate(
+        model,
+        tokenizer,
+        rows,
+        verdict=verdict,
+        splits=splits,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        num_samples=args.num_samples,
+        temperature=args.temperature,
+        seed=args.seed,
+        n_boot=args.bootstrap,
+        dispersion=args.dispersion,
+        dispersion_layer=args.dispersion_layer,
+        out_dir=args.out,
+        train_dir=train_dir,
+        tags={
+            "method": args.method or Path(args.model.rstrip("/")).name,
+            "model": args.model,
+            "data": str(args.data),
+            "judge": args.judge,
+        },
+        progress=not args.no_progress,
+    )
+    for split, summ in results["slices"].items():
+        acc, grp = summ["acc"], summ["acc_group"]
+        print(
+            f"{summ['label']:>4} ({split}): Acc {'n/a' if acc is None else f'{acc:.4f}'}  "
+            f"Acc_group {'n/a' if grp is None else f'{grp:.4f}'}  ({summ['n_prompts']} prompts, "
+            f"{summ['n_groups']} groups)"
+        )
+    print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def run_report(args) -> int:
+    """Handler of ``air-align report``."""
+    import os
+    from pathlib import Path
+
+    from air_align.evaluation.report import compare_runs
+
+    text = compare_runs(args.run_dirs)
+    if args.out is None:
+        print(text, end="")
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+    return 0

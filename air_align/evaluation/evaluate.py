@@ -1,0 +1,219 @@
+"""Evaluate a model on meta-group rows: generate, score, summarise, and write results, completions, report, plots.
+
+``evaluate(model, tokenizer, rows, verdict=...)`` is the library entry point (the lab calls it with its oracle
+verdict and an in-memory model); ``air-align eval`` wraps it. Outputs in ``out_dir`` (docs/evaluation.md):
+``results.json``, ``completions.jsonl`` (every scored completion), ``report.md``, ``per_family.png``,
+``anchor_vs_open.png`` and, when a trainer log is found, ``training_curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from air_align.evaluation.metrics import majority, summarize
+from air_align.evaluation.scoring import Verdict, eval_verdict
+
+REQUIRED_FIELDS = ("id", "group_id", "role", "domain", "split", "prompt", "verifier")
+RESULTS_VERSION = 1
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows of a meta-group JSONL file (one JSON object a line; blank lines skipped), with the fields eval needs."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({err})") from err
+            missing = [k for k in REQUIRED_FIELDS if k not in row]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: row lacks field(s) {missing}; see the row schema in docs")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return rows
+
+
+def select_rows(rows: list[dict], splits: list[str], limit_groups: int | None = None) -> list[dict]:
+    """Rows of ``splits`` plus the anchors of their groups from any other split; optionally the first N groups."""
+    groups = list(dict.fromkeys(r["group_id"] for r in rows if r["split"] in splits))
+    if limit_groups is not None:
+        groups = groups[:limit_groups]
+    keep = set(groups)
+    return [r for r in rows if r["group_id"] in keep and (r["split"] in splits or r["role"] == "anchor")]
+
+
+def score_rows(rows: list[dict], completions: list[list[str]], verdict: Verdict) -> tuple[list[dict], list[dict]]:
+    """``(records, scored)``: one metric record per prompt (majority over samples) and one scored line a sample."""
+    flat_rows = [row for row, samples in zip(rows, completions, strict=True) for _ in samples]
+    flat = [c for samples in completions for c in samples]
+    verdicts = verdict(flat_rows, flat)
+    if len(verdicts) != len(flat):
+        raise ValueError(f"the verdict function returned {len(verdicts)} results for {len(flat)} completions")
+    records, scored, pos = [], [], 0
+    for row, samples in zip(rows, completions, strict=True):
+        mine = verdicts[pos : pos + len(samples)]
+        pos += len(samples)
+        refused = [v.get("details", {}).get("refused") for v in mine]
+        records.append(
+            {
+                **{k: row.get(k) for k in ("id", "group_id", "role", "family", "context", "domain", "split", "label")},
+                "correct": majority([v["correct"] for v in mine]),
+                "refused": None if any(r is None for r in refused) else majority(refused),
+                "n_samples": len(samples),
+            }
+        )
+        for k, (completion, v) in enumerate(zip(samples, mine, strict=True)):
+            scored.append(
+                {
+                    **{k2: row.get(k2) for k2 in ("id", "group_id", "role", "family", "domain", "split")},
+                    "sample": k,
+                    "prompt": row["prompt"],
+                    "answer": row.get("answer"),
+                    "label": row.get("label"),
+                    "completion": completion,
+                    "correct": v["correct"],
+                    "score": v.get("score"),
+                    "details": v.get("details", {}),
+                }
+            )
+    return records, scored
+
+
+def evaluate(
+    model,
+    tokenizer,
+    rows: list[dict],
+    *,
+    verdict: Verdict | None = None,
+    splits: tuple[str, ...] = ("test_id", "test_ood"),
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    n_boot: int = 1000,
+    dispersion: bool = True,
+    dispersion_layer: int = -1,
+    out_dir: str | Path | None = None,
+    train_dir: str | Path | None = None,
+    tags: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Generate, score and summarise; write every output to ``out_dir`` when given. Returns the results dict.
+
+    ``verdict`` defaults to rule verifiers + the ``oracle-label`` keyword heuristic. ``tags`` (``method``, ``model``,
+    ``judge``, ...) are recorded in results.json; ``method`` names the row in the paper-style table.
+    """
+    from air_align.evaluation.generate import generate_completions
+
+    splits = tuple(splits)
+    selected = select_rows(rows, list(splits))
+    if not selected:
+        present = sorted({str(r.get("split")) for r in rows})
+        raise ValueError(f"no rows in splits {list(splits)} (the data has splits {present}); fix --splits")
+    start = time.time()
+    completions = generate_completions(
+        model,
+        tokenizer,
+        [r["prompt"] for r in selected],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        num_samples=num_samples,
+        temperature=temperature,
+        seed=seed,
+        progress=progress,
+    )
+    records, scored = score_rows(selected, completions, verdict or eval_verdict("oracle-label"))
+    results = {
+        "version": RESULTS_VERSION,
+        **(tags or {}),
+        "method": (tags or {}).get("method", "unknown"),
+        "config": {
+            "splits": list(splits),
+            "max_new_tokens": max_new_tokens,
+            "num_samples": num_samples,
+            "temperature": temperature,
+            "seed": seed,
+            "n_boot": n_boot,
+            "prompt_rule": "majority of samples (ties wrong)" if num_samples > 1 else "single greedy/sampled answer",
+        },
+        "n_prompts": len(selected),
+        "n_completions": len(scored),
+        "slices": summarize(records, list(splits), n_boot=n_boot, seed=seed),
+        "generation_seconds": round(time.time() - start, 2),
+    }
+    if dispersion:
+        results["dispersion"] = _dispersion(model, tokenizer, selected, splits, dispersion_layer, batch_size, progress)
+    if out_dir is not None:
+        write_outputs(results, records, scored, out_dir, train_dir=train_dir)
+    return results
+
+
+def _dispersion(model, tokenizer, rows, splits, layer, batch_size, progress) -> dict:
+    from air_align.evaluation.dispersion import group_dispersion, prompt_representations
+    from air_align.evaluation.metrics import slice_records
+
+    reps = prompt_representations(
+        model, tokenizer, [r["prompt"] for r in rows], layer=layer, batch_size=batch_size, progress=progress
+    )
+    index = {r["id"]: i for i, r in enumerate(rows)}
+    out = {"layer": layer, "pooling": "mean over prompt tokens", "distance": "euclidean to group centroid"}
+    for split in splits:
+        sliced = slice_records(rows, split)
+        try:
+            res = group_dispersion(reps[[index[r["id"]] for r in sliced]], [r["group_id"] for r in sliced])
+        except ValueError as err:  # e.g. only singleton groups in this slice
+            out[split] = {"mean": None, "reason": str(err)}
+            continue
+        out[split] = {k: v for k, v in res.items() if k != "per_group"}
+    return out
+
+
+def write_json(path: Path, obj) -> None:
+    """Atomic JSON write (tmp file then ``os.replace``)."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, lines: list[dict]) -> None:
+    """Atomic JSONL write."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_outputs(
+    results: dict, records: list[dict], scored: list[dict], out_dir: str | Path, train_dir=None
+) -> dict[str, Path]:
+    """Write results.json, records.jsonl, completions.jsonl, the plots and report.md; returns the paths written."""
+    from air_align.evaluation.plots import plot_anchor_vs_open, plot_per_family, plot_training_curves
+    from air_align.evaluation.report import render_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"completions": out / "completions.jsonl", "records": out / "records.jsonl"}
+    write_jsonl(paths["completions"], scored)
+    write_jsonl(paths["records"], records)
+    paths["per_family"] = plot_per_family(results, out / "per_family.png")
+    paths["anchor_vs_open"] = plot_anchor_vs_open(records, results["config"]["splits"], out / "anchor_vs_open.png")
+    curves = plot_training_curves([d for d in (train_dir, out) if d is not None], out / "training_curves.png")
+    if curves is not None:
+        paths["training_curves"] = curves
+    results["files"] = {k: p.name for k, p in paths.items()}
+    paths["results"] = out / "results.json"
+    write_json(paths["results"], results)
+    paths["report"] = out / "report.md"
+    tmp = paths["report"].with_name(f"report.md.tmp{os.getpid()}")
+    tmp.write_text(render_report(results), encoding="utf-8")
+    os.replace(tmp, paths["report"])
+    return paths
