@@ -1,1 +1,12 @@
-"""air_align.data"""
+"""air_align.data: meta-group datasets (DESIGN.md §1, §3; docs/data.md).
+
+- ``schema``: the row fields, JSONL (atomic) and ``datasets.Dataset`` I/O;
+- ``validate``: problems named by row / meta-group, ``check_rows``, ``summarize``;
+- ``renderers``: the context renderers g(z, c) and the format instructions;
+- ``sources``: real intents and jailbreak templates read offline from registry packages;
+- ``build``: ``build_meta_groups`` with the ID/OOD split by family and held-out intents;
+- ``external``: your own rows or intents from files or Hugging Face ids;
+- ``cli``: ``air-align data build | validate | inspect``.
+
+Nothing heavy is imported here: import the submodule you need.
+"""
