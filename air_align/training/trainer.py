@@ -1,0 +1,227 @@
+"""``AIRTrainer``: TRL's ``GRPOTrainer`` (GRPO, or GSPO with ``importance_sampling_level="sequence"``) plus AIR.
+
+Five small overrides, each on the narrowest TRL hook (TRL pinned to 1.16.0; ``tests/test_train_trainer.py`` fails
+if a signature changes):
+
+1. ``_get_train_sampler`` → ``MetaGroupSampler``: whole meta-groups in every generation batch.
+2. ``_calculate_rewards`` → unchanged, but keeps the **gathered** ``rewards_per_func`` of the call.
+3. ``_generate_and_score_completions`` → after TRL (advantages, slicing), computes ``Δ_s`` with
+   ``objectives.invariance_coefficients`` over the gathered rewards of the whole generation batch (so every process
+   uses the same anchor means ``r̄_acr(z)``, the paper's synchronisation), *before* TRL shuffles and splits the
+   batch, and slices them back to the local process as two extra per-completion tensors (``air_coef``,
+   ``air_reward``) that TRL's shuffle/split keeps aligned.
+4. ``_get_per_token_logps_and_entropies`` → unchanged, but keeps the grad-carrying log-probs of the policy forward
+   that ``_compute_loss`` runs: the auxiliary term needs **no second forward pass**.
+5. ``_compute_loss`` → TRL's loss + ``objectives.aux_loss`` on those log-probs.
+
+Scaling of the auxiliary term. Its gradient over one optimiser step is exactly
+``−λ (1/N) Σ_i Δ_i r_i ∇log π(y_i|s_i)``, the sum over the step's N completions on all processes, whatever the
+``loss_type``, the number of micro-batches and of processes: each micro-batch of B local completions contributes
+``−λ Σ_b Δ r log π / (B · G)`` with G = ``current_gradient_accumulation_steps``, and data-parallel training averages
+gradients over P processes, so the step total is ``−λ Σ / (B·G·P) = −λ Σ / N``. The term is independent of TRL's
+policy normalisation (which differs between ``loss_type`` values), as it must be.
+
+Rewards used by AIR: the weighted sum ``r = Σ_f w_f r_f`` of the reward functions (the paper's
+``r_task + r_fmt``), NaN when no function scored the completion, as TRL computes it; unaffected by
+``multi_objective_aggregation`` and ``scale_rewards``, which only shape the GRPO advantages. Prompts are TRL's groups
+of ``num_generations`` consecutive completions. Evaluation (``prediction_step``) uses the plain TRL loss: eval batches
+need not hold whole meta-groups. A prompt none of whose K completions could be scored (all rewards None) has no
+``r̄_s``, and a meta-group whose anchors are all unscored has no ``r̄_acr(z)``: those rows get ``Δ = 0`` (logged as
+``invariance/unscored_rows``) instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import torch
+from accelerate.utils import gather_object
+from trl import GRPOTrainer
+
+from air_align.objectives import (
+    aux_loss,
+    invariance_coefficients,
+    meta_group_diagnostics,
+    sequence_logprob,
+)
+from air_align.training.config import AIRConfig
+from air_align.training.sampler import MetaGroupSampler
+
+
+def weighted_rewards(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor) -> torch.Tensor:
+    """TRL's total reward ``Σ_f w_f r_f`` with NaN-skipping, NaN where every function returned None.
+
+    Shape:
+        rewards_per_func (N, F), reward_weights (F,) -> (N,)
+
+    >>> weighted_rewards(torch.tensor([[1.0, float("nan")], [float("nan")] * 2]), torch.tensor([2.0, 1.0]))
+    tensor([2., nan])
+    """
+    rewards = (rewards_per_func * reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)  # (N,)
+    rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+    return rewards
+
+
+def compact_ids(values: list) -> torch.Tensor:
+    """Integer ids for arbitrary hashable values, numbered by first appearance.
+
+    >>> compact_ids(["b", "a", "b"])
+    tensor([0, 1, 0])
+    """
+    index: dict = {}
+    return torch.tensor([index.setdefault(v, len(index)) for v in values], dtype=torch.long)
+
+
+def scored_rows(
+    rewards: torch.Tensor, prompt_ids: torch.Tensor, group_ids: torch.Tensor, is_anchor: torch.Tensor, invariance: str
+) -> torch.Tensor:
+    """Rows whose ``Δ`` is defined: their prompt has a scorable completion and, for ``"air"``, their meta-group a
+    scored anchor. The rest get ``Δ = 0``: with no ``r̄_s`` (or no ``r̄_acr(z)``) there is nothing to compare, as
+    TRL gives such a prompt advantage 0.
+
+    Shape:
+        all (N,) -> (N,) bool
+
+    >>> nan = float("nan")
+    >>> scored_rows(torch.tensor([1.0, 2.0, nan, nan, 0.0, 1.0]), torch.tensor([0, 0, 1, 1, 2, 2]),
+    ...             torch.tensor([0, 0, 1, 1, 1, 1]), torch.tensor([True, True, True, True, False, False]), "air")
+    tensor([ True,  True, False, False, False, False])
+    """
+    scored = (~torch.isnan(rewards)).long()
+    prompt_scored = torch.zeros(int(prompt_ids.max()) + 1, dtype=torch.long).index_add_(0, prompt_ids, scored) > 0
+    keep = prompt_scored[prompt_ids]
+    if invariance == "air":  # a meta-group needs a scored anchor prompt
+        anchored = (keep & is_anchor).long()
+        group_anchored = torch.zeros(int(group_ids.max()) + 1, dtype=torch.long).index_add_(0, group_ids, anchored) > 0
+        keep = keep & group_anchored[group_ids]
+    return keep
+
+
+class AIRTrainer(GRPOTrainer):
+    """``GRPOTrainer`` with AIR / V-REx invariance regularisation (``DESIGN.md`` §1). Takes an ``AIRConfig``."""
+
+    _tag_names = ["trl", "grpo", "air"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, AIRConfig):
+            raise TypeError(f"AIRTrainer needs an AIRConfig (a GRPOConfig subclass), got {type(self.args).__name__}")
+        self._air_rewards_per_func: torch.Tensor | None = None  # gathered (N, F) of the last _calculate_rewards
+        self._air_capture = False  # True while our _compute_loss runs TRL's
+        self._air_logps: torch.Tensor | None = None  # (B, T) policy log-probs of that forward
+        self._check_meta_group_columns()
+
+    # -- data ---------------------------------------------------------------------------------------------------------
+
+    def _has_meta_groups(self, dataset) -> bool:
+        names = getattr(dataset, "column_names", None)
+        return names is not None and self.args.group_column in names and self.args.role_column in names
+
+    def _check_meta_group_columns(self) -> None:
+        if self.args.invariance == "none" or self.train_dataset is None:
+            return
+        if not self._has_meta_groups(self.train_dataset):
+            names = getattr(self.train_dataset, "column_names", None)
+            raise ValueError(
+                f"invariance={self.args.invariance!r} needs a map-style dataset with columns "
+                f"{self.args.group_column!r} and {self.args.role_column!r} (set group_column / role_column); got "
+                f"columns {names}. Use invariance='none' for plain GRPO/GSPO."
+            )
+        if self.args.remove_unused_columns:
+            raise ValueError(
+                "remove_unused_columns=True would drop the meta-group columns AIR needs; set it to False "
+                "(TRL's GRPO default)"
+            )
+
+    def _get_train_sampler(self, dataset=None):
+        dataset = self.train_dataset if dataset is None else dataset
+        if not self._has_meta_groups(dataset):  # plain GRPO data: TRL's RepeatSampler
+            return super()._get_train_sampler(dataset)
+        # With meta-groups, every mode (none included) sees the same whole-meta-group batches: a fair comparison.
+        return MetaGroupSampler(
+            group_ids=dataset[self.args.group_column],
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            shuffle=self.shuffle_dataset,
+            seed=self.args.seed,
+        )
+
+    # -- coefficients over the gathered generation batch --------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._air_rewards_per_func = rewards_per_func  # gathered over processes: (N_global, F)
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        rewards_per_func, self._air_rewards_per_func = self._air_rewards_per_func, None
+        mode = "train" if self.model.training else "eval"
+        if mode != "train" or not inputs or self.args.group_column not in inputs[0]:
+            return output
+
+        # Same order as the gathered rewards: processes in rank order, each its local rows in order.
+        groups = gather_object([inputs[i][self.args.group_column] for i in range(len(inputs))])
+        roles = gather_object([inputs[i][self.args.role_column] == self.args.anchor_role for i in range(len(inputs))])
+        rewards = weighted_rewards(rewards_per_func, self.reward_weights).float().cpu()  # (N,)
+        if len(groups) != rewards.numel():
+            raise RuntimeError(f"gathered {len(groups)} group ids for {rewards.numel()} gathered rewards")
+        prompt_ids = torch.arange(rewards.numel()) // self.num_generations  # TRL's grouping: K consecutive rows
+        group_ids = compact_ids(groups)
+        is_anchor = torch.tensor(roles, dtype=torch.bool)
+
+        invariance = self.args.invariance
+        keep = scored_rows(rewards, prompt_ids, group_ids, is_anchor, invariance)  # (N,) bool
+        self._metrics[mode]["invariance/unscored_rows"].append(float((~keep).sum()))
+        args = (rewards[keep], prompt_ids[keep], group_ids[keep], is_anchor[keep])
+        if keep.any():
+            for name, value in meta_group_diagnostics(*args, invariance).items():
+                self._metrics[mode][name].append(value)
+        if invariance == "none":
+            return output
+
+        coef = torch.zeros_like(rewards)  # (N,) Δ, detached; 0 where no Δ is defined
+        if keep.any():
+            coef[keep] = invariance_coefficients(*args, invariance)
+        rank, local = self.accelerator.process_index, len(inputs)
+        process_slice = slice(rank * local, (rank + 1) * local)  # the slice TRL takes for the advantages
+        device = self.accelerator.device
+        output["air_coef"] = coef[process_slice].to(device)  # (B_local,)
+        output["air_reward"] = rewards[process_slice].to(device)  # (B_local,) NaN = unscorable
+        return output
+
+    # -- loss: reuse TRL's policy forward -----------------------------------------------------------------------------
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if self._air_capture:
+            self._air_logps = result[0]  # (B, T), carries grad: the forward of TRL's loss
+        return result
+
+    def _compute_loss(self, model, inputs):
+        if "air_coef" not in inputs:
+            return super()._compute_loss(model, inputs)
+        self._air_capture, self._air_logps = True, None
+        try:
+            loss = super()._compute_loss(model, inputs)
+        finally:
+            self._air_capture = False
+        per_token_logps, self._air_logps = self._air_logps, None
+        if per_token_logps is None:
+            raise RuntimeError(
+                "TRL's _compute_loss did not call _get_per_token_logps_and_entropies: the TRL version changed; "
+                "AIRTrainer is pinned to trl==1.16.0"
+            )
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:  # tool output tokens are not sampled from π: not part of log π(y|s)
+            mask = mask * inputs["tool_mask"]
+        seq_logps = sequence_logprob(per_token_logps, mask, self.args.aux_logprob_reduction)  # (B,)
+
+        mode = "train" if self.model.training else "eval"
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1
+        # N of this micro-batch's share: B local completions × G micro-batches; DDP's gradient mean supplies 1/P.
+        num_completions = seq_logps.shape[0] * accumulation
+        aux = aux_loss(seq_logps, inputs["air_reward"], inputs["air_coef"], self.args.invariance_coef, num_completions)
+        self._metrics[mode]["invariance/aux_loss"].append(
+            self.accelerator.gather(aux.detach() * accumulation).mean().item()
+        )
+        return loss + aux
