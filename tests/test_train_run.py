@@ -77,3 +77,37 @@ def test_train_cli_subprocess(tmp_path):
     proc = subprocess.run([*cmd, f"output_dir={tmp_path}", "max_steps=1"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "trained 1 steps" in proc.stdout
+
+
+def test_composite_reward_judges_with_a_frozen_copy_of_the_initial_policy():
+    # Paper App. C.2.1: the training judge is a frozen copy of the initial policy, taken before any update.
+    import torch
+
+    from air_align.models import load_model
+    from air_align.rewards.composite import CompositeReward
+
+    model, tokenizer = load_model("tiny")
+    (reward,) = resolve_rewards("composite", policy=(model, tokenizer), reward_config={"safety_reward": "judge"})
+    assert isinstance(reward, CompositeReward)
+    judge_model = reward.judge.model
+    assert judge_model is not model
+    assert not any(p.requires_grad for p in judge_model.parameters())
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # training moves the policy ...
+    first = next(judge_model.parameters())
+    assert not torch.equal(first, next(model.parameters()))  # ... not the judge
+
+
+def test_dataset_rows_are_validated(tmp_path):
+    from air_align.data.validate import ValidationError
+    from air_align.training.run import load_rows
+
+    rows = [
+        {"id": "a", "group_id": "g", "role": "open", "context": "plain", "family": "plain", "domain": "math",
+         "prompt": [{"role": "user", "content": "1+1?"}], "verifier": "math", "answer": "2", "label": None,
+         "intent": "1+1", "split": "train", "meta": {}},
+    ]  # fmt: skip
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(__import__("json").dumps(r) for r in rows) + "\n")
+    with pytest.raises(ValidationError, match="no anchor"):
+        load_rows(str(path), "train")

@@ -34,7 +34,10 @@ class RunConfig:
     dataset_split: str | None = "train"
     """Keep rows whose ``split`` column equals this; null keeps every row."""
     reward: str = "toy"
-    """Comma-separated reward functions: ``toy``, a name exported by ``air_align.rewards``, or ``module:function``."""
+    """Comma-separated reward functions: ``composite`` (``air_align.rewards.composite``: r_task + r_fmt routed by
+    role and domain, judged by a frozen copy of the initial policy as in the paper), ``toy`` or ``module:function``."""
+    reward_config: dict | None = None
+    """The ``composite`` reward's settings (``RewardConfig``: ``safety_reward``, tiers, ``judge: {model: policy}``)."""
     use_lora: bool = False
     """Train a LoRA adapter (PEFT) instead of all weights."""
     lora_r: int = 16
@@ -117,7 +120,8 @@ def build_configs(path: str | os.PathLike | None, overrides: list[str] = ()) -> 
 
 
 def load_rows(dataset: str, split: str | None) -> list[dict]:
-    """Meta-group rows from ``toy`` or a JSONL file; ``meta`` is JSON-encoded so Arrow accepts free-form dicts."""
+    """Meta-group rows from ``toy`` or a JSONL file (``air-align data build``); ``meta`` is JSON-encoded so Arrow
+    accepts free-form dicts. Rows are checked with ``air_align.data.validate`` (equal meta-group sizes)."""
     if dataset == "toy":
         from air_align.training.toy import toy_meta_groups
 
@@ -138,21 +142,31 @@ def load_rows(dataset: str, split: str | None) -> list[dict]:
         rows = [r for r in rows if r.get("split") == split]
     if not rows:
         raise ValueError(f"dataset {dataset!r} has no rows with split={split!r}")
+    if dataset != "toy":
+        from air_align.data.validate import check_rows
+
+        check_rows(rows, require_equal_group_size=True)
     for r in rows:
         if isinstance(r.get("meta"), dict):
             r["meta"] = json.dumps(r["meta"], sort_keys=True)
     return rows
 
 
-def resolve_rewards(spec: str) -> list:
+def resolve_rewards(spec: str, policy=None, reward_config: dict | None = None) -> list:
     """Reward callables for a comma-separated spec, imported lazily.
 
-    ``toy`` is ``air_align.training.toy.toy_reward``; ``module:function`` imports any function; any other name must
-    be a TRL-signature reward exported by ``air_align.rewards``.
+    ``composite`` is ``air_align.rewards.composite.build_reward(reward_config, policy)``: with the default judge
+    (``model: policy``) its judge is a frozen copy of ``policy`` (a ``(model, tokenizer)`` pair) taken now, before any
+    update, as in the paper (App. C.2.1). ``toy`` is ``air_align.training.toy.toy_reward``; ``module:function``
+    imports any function; any other name must be a TRL-signature reward exported by ``air_align.rewards``.
     """
     funcs = []
     for name in [s.strip() for s in spec.split(",") if s.strip()]:
-        if name == "toy":
+        if name == "composite":
+            from air_align.rewards.composite import build_reward
+
+            funcs.append(build_reward(reward_config, policy=policy))
+        elif name == "toy":
             from air_align.training.toy import toy_reward
 
             funcs.append(toy_reward)
@@ -166,7 +180,7 @@ def resolve_rewards(spec: str) -> list:
                 exported = sorted(n for n in dir(rewards) if not n.startswith("_"))
                 raise ValueError(
                     f"reward {name!r} is not a function exported by air_align.rewards (exports: {exported}); use "
-                    "reward=toy, a name from that list, or module:function"
+                    "reward=composite, reward=toy, a name from that list, or module:function"
                 )
             funcs.append(func)
     if not funcs:
@@ -221,7 +235,7 @@ def train(run: RunConfig, args: AIRConfig, resume: str | None = None):
     dataset = Dataset.from_list(load_rows(run.dataset, run.dataset_split))
     trainer = AIRTrainer(
         model=model,
-        reward_funcs=resolve_rewards(run.reward),
+        reward_funcs=resolve_rewards(run.reward, policy=(model, tokenizer), reward_config=run.reward_config),
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
