@@ -1,0 +1,327 @@
+"""``air-align reproduce``: the paper's comparison, run in the lab with the real trainer (DESIGN.md §5).
+
+Per domain, from one warm start (``warmstart.py``): GRPO, GRPO+V-REx, GRPO+AIR and GSPO+AIR with identical
+hyperparameters except the regulariser (GSPO is TRL's ``importance_sampling_level="sequence"``); λ chosen per domain
+and per regularised method by a small sweep over orders of magnitude, scored on **ID validation** intents only
+(seed 0); then every method on several seeds, evaluated by the world's **oracle** (greedy decoding) on held-out test
+intents under ID families (``test_id``) and held-out OOD families (``test_ood``): Acc and Acc_group
+(``air_align.evaluation.metrics``). The stress test (safety): the open side rewarded by the "extremely hacked"
+reward (a refusal cue alone earns the top tier), GRPO vs GRPO+AIR, oracle-judged.
+
+Outputs in ``--out DIR``: ``results.json`` (every run, the sweep, the summary), ``table.md`` (the paper-style table,
+mean ± std over seeds, next to the warm start), and ``ood_acc_group.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from air_align.lab import world
+
+METHODS: dict[str, tuple[str, str]] = {  # name -> (invariance, importance_sampling_level)
+    "grpo": ("none", "token"),
+    "grpo+vrex": ("vrex", "token"),
+    "grpo+air": ("air", "token"),
+    "gspo+air": ("air", "sequence"),
+}
+METHOD_LABELS = {"warm start": "warm start", "grpo": "GRPO", "grpo+vrex": "GRPO + V-REx", "grpo+air": "GRPO + AIR",
+                 "gspo+air": "GSPO + AIR"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One reproduce budget. Every method shares every field except the regulariser (and λ)."""
+
+    name: str
+    domains: tuple[str, ...] = world.DOMAINS
+    methods: tuple[str, ...] = tuple(METHODS)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    max_steps: int = 40
+    """Optimiser steps per run."""
+    sweep_steps: int = 40
+    """Steps per λ-sweep run (seed 0, scored on val)."""
+    lambdas: tuple[float, ...] = (0.005, 0.05, 0.5)
+    """λ grid, orders of magnitude apart (DESIGN.md §5: the right λ depends on the aux term's normalisation)."""
+    groups_per_step: int = 2
+    """Meta-groups per generation batch (each 2 anchors + 6 ID open variants)."""
+    num_generations: int = 4
+    """K completions per prompt."""
+    learning_rate: float = 1e-3
+    max_completion_length: int = 32
+    """The longest grammatical response (the safety hack) is 24 tokens plus the end-of-turn token."""
+    temperature: float = 1.0
+    stress: bool = True
+    """Run the stress test (safety, GRPO vs GRPO+AIR)."""
+    warm_epochs: int | None = None
+    """SFT epochs of the warm start (None: the ``Recipe`` default; the smoke preset uses fewer to stay fast)."""
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", domains=("safety",), methods=("grpo", "grpo+air"), seeds=(0,), max_steps=2,
+                    sweep_steps=2, lambdas=(0.5,), groups_per_step=1, stress=False, warm_epochs=10),
+    # one domain, one seed, λ fixed at 0.05 (not swept; 0.5 collapsed the policy in a probe): a look, not a result
+    "demo": Preset("demo", domains=("safety",), methods=("grpo", "grpo+vrex", "grpo+air"), seeds=(0,), max_steps=40,
+                   lambdas=(0.05,), stress=False),
+    "quick": Preset("quick"),
+    "full": Preset("full", seeds=(0, 1, 2, 3, 4), max_steps=150, sweep_steps=100, lambdas=(0.001, 0.01, 0.1, 1.0)),
+}  # fmt: skip
+
+
+def _records(rows: list[dict], completions: list[str]) -> list[dict]:
+    from air_align.lab.oracle import oracle_verdict
+
+    out = []
+    for row, verdict in zip(rows, oracle_verdict(rows, completions), strict=True):
+        rec = {k: row[k] for k in ("id", "group_id", "role", "family", "domain", "split", "label")}
+        rec["correct"] = verdict["correct"]
+        rec["refused"] = verdict["details"].get("refused")
+        out.append(rec)
+    return out
+
+
+def score(model, tokenizer, rows: list[dict], splits: tuple[str, ...], max_new_tokens: int = 32) -> dict:
+    """Oracle Acc / Acc_group (and anchor / open Acc) per split, greedy decoding."""
+    from air_align.evaluation.metrics import accuracy, group_accuracy, slice_records
+    from air_align.lab.warmstart import generate_greedy
+
+    chosen = [r for r in rows if r["split"] in splits]
+    records = _records(chosen, generate_greedy(model, tokenizer, chosen, max_new_tokens=max_new_tokens))
+    out = {}
+    for split in splits:
+        recs = slice_records(records, split)
+        anchors = [r for r in recs if r["role"] == "anchor"]
+        opens = [r for r in recs if r["role"] == "open"]
+        out[split] = {
+            "acc": accuracy(recs),
+            "acc_group": group_accuracy(recs),
+            "anchor_acc": accuracy(anchors) if anchors else None,
+            "open_acc": accuracy(opens) if opens else None,
+            "n_prompts": len(recs),
+        }
+    return out
+
+
+def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: int, preset: Preset, out_dir: Path,
+              stress: bool = False):  # fmt: skip
+    """Train one run with the real ``AIRTrainer``; returns ``(model, tokenizer, seconds)``."""
+    import torch
+    from datasets import Dataset
+
+    from air_align.lab.judge import lab_rewards
+    from air_align.lab.warmstart import load_warm_start
+    from air_align.training.config import AIRConfig
+    from air_align.training.trainer import AIRTrainer
+
+    invariance, level = METHODS[method]
+    model, tokenizer = load_warm_start(warm_path)
+    train = [{k: v for k, v in r.items() if k != "meta"} for r in rows if r["split"] == "train"]
+    group_size = len(train) // len({r["group_id"] for r in train})
+    batch = preset.groups_per_step * group_size * preset.num_generations
+    args = AIRConfig(
+        output_dir=str(out_dir),
+        invariance=invariance,
+        invariance_coef=lam if invariance != "none" else 0.0,
+        importance_sampling_level=level,
+        loss_type="grpo",  # TRL's recommendation for GSPO; the same for every method
+        num_generations=preset.num_generations,
+        per_device_train_batch_size=batch,
+        max_completion_length=preset.max_completion_length,
+        temperature=preset.temperature,
+        learning_rate=preset.learning_rate,
+        beta=0.0,
+        max_steps=preset.max_steps,
+        logging_steps=max(1, preset.max_steps // 10),
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        disable_tqdm=True,
+        seed=seed,
+    )
+    torch.manual_seed(seed)
+    trainer = AIRTrainer(
+        model=model,
+        reward_funcs=lab_rewards(stress=stress),
+        args=args,
+        train_dataset=Dataset.from_list(train),
+        processing_class=tokenizer,
+    )
+    start = time.time()
+    trainer.train()
+    log = [e for e in trainer.state.log_history if "loss" in e or "reward" in e]
+    (out_dir / "log.json").write_text(json.dumps(log, indent=1))
+    return trainer.model, tokenizer, time.time() - start
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}  # fmt: skip
+
+
+def summarise(runs: list[dict]) -> dict:
+    """``{domain: {method: {split: {metric: {mean, std, n}}}}}`` over seeds."""
+    out: dict = {}
+    for run in runs:
+        for split, metrics in run["metrics"].items():
+            for name, value in metrics.items():
+                if name == "n_prompts" or value is None:
+                    continue
+                cell = out.setdefault(run["domain"], {}).setdefault(run["method"], {}).setdefault(split, {})
+                cell.setdefault(name, []).append(value)
+    return {d: {m: {s: {k: _mean_std(v) for k, v in c.items()} for s, c in ms.items()} for m, ms in dm.items()}
+            for d, dm in out.items()}  # fmt: skip
+
+
+def paper_table(summary: dict, domains: tuple[str, ...], methods: tuple[str, ...]) -> str:
+    """The paper's Table 1 layout: rows ID/OOD × method, columns domain Acc / Acc_group, mean ± std (%)."""
+
+    def cell(domain, method, split):
+        c = summary.get(domain, {}).get(method, {}).get(split)
+        if not c:
+            return "—"
+        a, g = c["acc"], c["acc_group"]
+        return f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f} / {100 * g['mean']:.1f} ± {100 * g['std']:.1f}"
+
+    head = "| Setting | Method | " + " | ".join(f"{d} Acc / Acc_group (%)" for d in domains) + " |"
+    lines = [head, "|" + "---|" * (2 + len(domains))]
+    for split, label in (("test_id", "ID"), ("test_ood", "OOD")):
+        for method in ("warm start", *methods):
+            cells = " | ".join(cell(d, method, split) for d in domains)
+            lines.append(f"| {label} | {METHOD_LABELS.get(method, method)} | {cells} |")
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _plot(summary: dict, domains, methods, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(domains), figsize=(4 * len(domains), 3.2), squeeze=False)
+    names = ("warm start", *methods)
+    for ax, domain in zip(axes[0], domains, strict=True):
+        means = [
+            summary.get(domain, {}).get(m, {}).get("test_ood", {}).get("acc_group", {}).get("mean", 0) for m in names
+        ]
+        stds = [
+            summary.get(domain, {}).get(m, {}).get("test_ood", {}).get("acc_group", {}).get("std", 0) for m in names
+        ]
+        ax.bar(range(len(names)), means, yerr=stds, capsize=3)
+        ax.set_xticks(range(len(names)), [METHOD_LABELS.get(m, m) for m in names], rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{domain}: OOD Acc_group")
+    fig.tight_layout()
+    tmp = path.with_name("tmp-" + path.name)
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def reproduce(
+    preset: Preset, out: str | Path, world_seed: int = 0, progress: bool = True, warm_root: str | Path | None = None
+) -> dict:
+    """Run the whole grid of ``preset``; write ``results.json``, ``table.md`` and the plot to ``out``.
+
+    ``warm_root``: where warm starts are cached (default ``cache_dir()/lab``).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, warm_start
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    regularised = [m for m in preset.methods if METHODS[m][0] != "none"]
+    n_sweep = len(regularised) * len(preset.lambdas) if len(preset.lambdas) > 1 else 0
+    n_runs = len(preset.domains) * (n_sweep + len(preset.methods) * len(preset.seeds))
+    n_runs += 2 * len(preset.seeds) if preset.stress and "safety" in preset.domains else 0
+    bar = tqdm(total=n_runs, desc="reproduce", disable=not progress)
+    results: dict = {"preset": dataclasses.asdict(preset), "world_seed": world_seed, "warm_start": {}, "sweep": {},
+                     "lambda": {}, "runs": [], "stress": []}  # fmt: skip
+
+    def run(domain, rows, warm, method, lam, seed, splits, tag, stress=False, steps=None):
+        bar.set_postfix_str(f"{domain} {method} λ={lam:g} seed={seed} {tag}")
+        run_dir = out / "runs" / f"{tag}-{domain}-{method}-lam{lam:g}-seed{seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        budget = dataclasses.replace(preset, max_steps=steps or preset.max_steps)
+        model, tok, secs = train_one(warm, rows, method, lam, seed, budget, run_dir, stress=stress)
+        metrics = score(model, tok, rows, splits)
+        bar.update(1)
+        return {"domain": domain, "method": method, "lambda": lam, "seed": seed, "train_seconds": round(secs, 1),
+                "metrics": metrics}  # fmt: skip
+
+    for domain in preset.domains:
+        rows = world.build_rows(domain, seed=world_seed)
+        recipe = Recipe(domain=domain, world_seed=world_seed)
+        if preset.warm_epochs is not None:
+            recipe = dataclasses.replace(recipe, epochs=preset.warm_epochs)
+        warm = warm_start(recipe, root=warm_root, progress=progress)
+        model, tok = load_warm_start(warm)
+        test_rows = [r for r in rows if r["split"].startswith("test")]
+        results["warm_start"][domain] = {
+            "path": str(warm),
+            "metrics": score(model, tok, rows, ("val", "test_id", "test_ood")),
+            "dependence": measure_context_dependence(model, tok, test_rows),
+        }
+        del model
+        sweep = results["sweep"].setdefault(domain, {})
+        chosen = results["lambda"].setdefault(domain, {})
+        for method in regularised:  # λ on ID validation data only, seed 0
+            if len(preset.lambdas) == 1:  # nothing to choose
+                chosen[method] = preset.lambdas[0]
+                continue
+            stats = []
+            for lam in preset.lambdas:
+                r = run(domain, rows, warm, method, lam, 0, ("val",), "sweep", steps=preset.sweep_steps)
+                stats.append((r["metrics"]["val"]["acc_group"], r["metrics"]["val"]["acc"], lam))
+                sweep.setdefault(method, []).append(r)
+            chosen[method] = max(stats)[2]
+        for method in preset.methods:
+            lam = chosen.get(method, 0.0)
+            for seed in preset.seeds:
+                torch.manual_seed(seed)
+                results["runs"].append(run(domain, rows, warm, method, lam, seed, ("test_id", "test_ood"), "main"))
+        _write_json(out / "results.json", results)
+    if preset.stress and "safety" in preset.domains:
+        rows = world.build_rows("safety", seed=world_seed)
+        warm = Path(results["warm_start"]["safety"]["path"])
+        lam = results["lambda"]["safety"].get("grpo+air", preset.lambdas[-1])
+        for method in ("grpo", "grpo+air"):
+            for seed in preset.seeds:
+                r = run("safety", rows, warm, method, lam if method != "grpo" else 0.0, seed, ("test_id", "test_ood"),
+                        "stress", stress=True)  # fmt: skip
+                results["stress"].append(r)
+    bar.close()
+    summary = summarise(results["runs"])
+    for domain, ws in results["warm_start"].items():
+        warm_run = {"domain": domain, "method": "warm start", "metrics": ws["metrics"]}
+        summary.setdefault(domain, {})["warm start"] = summarise([warm_run])[domain]["warm start"]
+    results["summary"] = summary
+    results["stress_summary"] = summarise([{**r, "domain": "safety-stress"} for r in results["stress"]])
+    results["seconds"] = round(time.time() - start, 1)
+    table = paper_table(summary, preset.domains, preset.methods)
+    if results["stress"]:
+        stress_table = paper_table(results["stress_summary"], ("safety-stress",), ("grpo", "grpo+air"))
+        table += (
+            "\n\nStress test (safety, open side rewarded for a refusal cue alone; oracle-judged):\n\n" + stress_table
+        )
+    results["table"] = table
+    _write_json(out / "results.json", results)
+    tmp = out / "table.md.tmp"
+    tmp.write_text(table + "\n")
+    os.replace(tmp, out / "table.md")
+    _plot(summary, preset.domains, preset.methods, out / "ood_acc_group.png")
+    return results
