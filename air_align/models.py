@@ -157,6 +157,24 @@ def tiny_causal_lm(
     return model
 
 
+def _load_tokenizer(name_or_path: str, auto_tokenizer):
+    """``AutoTokenizer``, except for a local directory saved from a ``tokenizers`` object (our tiny and lab models).
+
+    transformers 5 forces ``Qwen2Tokenizer`` for any ``model_type: qwen2`` directory (its
+    ``MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS`` list), which would silently re-tokenise a custom vocabulary: such
+    a directory (``tokenizer_class`` ``PreTrainedTokenizerFast`` or ``TokenizersBackend``) is loaded as it was saved.
+    """
+    config = Path(name_or_path) / "tokenizer_config.json"
+    if config.is_file():
+        import json
+
+        from transformers import PreTrainedTokenizerFast
+
+        if json.loads(config.read_text()).get("tokenizer_class") in ("PreTrainedTokenizerFast", "TokenizersBackend"):
+            return PreTrainedTokenizerFast.from_pretrained(name_or_path)
+    return auto_tokenizer.from_pretrained(name_or_path)
+
+
 def load_model(name_or_path: str, dtype: torch.dtype = torch.float32):
     """``(model, tokenizer)`` for a hub id, a local directory, ``"smollm2-135m"`` or ``"tiny"``.
 
@@ -171,7 +189,7 @@ def load_model(name_or_path: str, dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        tokenizer = _load_tokenizer(name_or_path, AutoTokenizer)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
     except OSError as err:
         raise OSError(
