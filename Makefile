@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-data.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/air-align theory
+	$(VENV)/bin/air-align demo
 
 theory: $(STAMP)
 	$(VENV)/bin/air-align theory
