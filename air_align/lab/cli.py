@@ -67,7 +67,7 @@ def _handle_demo(args) -> int:
 
     from air_align.lab.reproduce import PRESETS, reproduce
 
-    print("air-align demo: the lab's safety world, GRPO vs GRPO+V-REx vs GRPO+AIR vs GSPO+AIR (oracle-judged)")
+    print("air-align demo: the lab's safety world, GRPO vs GRPO+V-REx vs GRPO+AIR (oracle-judged)")
     results = reproduce(PRESETS["demo"], args.out)
     print(results["table"])
     print(f"\nreport: {Path(args.out) / 'table.md'}  results: {Path(args.out) / 'results.json'}")

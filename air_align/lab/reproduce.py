@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
     # one domain, one seed, λ fixed at 0.05 (not swept; 0.5 collapsed the policy in a probe): a look, not a result
     "demo": Preset("demo", domains=("safety",), methods=("grpo", "grpo+vrex", "grpo+air"), seeds=(0,), max_steps=40,
                    lambdas=(0.05,), stress=False),
-    "quick": Preset("quick"),
+    "quick": Preset("quick", max_steps=20, sweep_steps=20),  # sized for ≤ 15 min on 2 cores (warm starts cached)
     "full": Preset("full", seeds=(0, 1, 2, 3, 4), max_steps=150, sweep_steps=100, lambdas=(0.001, 0.01, 0.1, 1.0)),
 }  # fmt: skip
 

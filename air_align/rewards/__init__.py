@@ -9,3 +9,10 @@ facets, three tiers), ``morality`` (YES/NO), ``hacked`` (stress tests), ``cache`
 
 Nothing is imported here so that ``import air_align.rewards.format`` stays light.
 """
+
+
+def eval_judge_verdict(name: str):
+    """The evaluation judge's verdict function for ``air-align eval --judge model:NAME`` (see ``eval_judge``)."""
+    from air_align.rewards.eval_judge import eval_judge_verdict as build
+
+    return build(name)
