@@ -58,6 +58,9 @@ class Preset:
     temperature: float = 1.0
     stress: bool = True
     """Run the stress test (safety, GRPO vs GRPO+AIR)."""
+    shared_lambda: bool = False
+    """Sweep λ on GRPO+AIR only and use it for every regularised method of the domain (one λ per domain, as the
+    paper's λ plot); False sweeps each regularised method on its own."""
     warm_epochs: int | None = None
     """SFT epochs of the warm start (None: the ``Recipe`` default; the smoke preset uses fewer to stay fast)."""
 
@@ -68,7 +71,8 @@ PRESETS: dict[str, Preset] = {
     # one domain, one seed, λ fixed at 0.05 (not swept; 0.5 collapsed the policy in a probe): a look, not a result
     "demo": Preset("demo", domains=("safety",), methods=("grpo", "grpo+vrex", "grpo+air"), seeds=(0,), max_steps=40,
                    lambdas=(0.05,), stress=False),
-    "quick": Preset("quick", max_steps=20, sweep_steps=20),  # sized for ≤ 15 min on 2 cores (warm starts cached)
+    # sized for ≤ 15 min on 2 cores: one λ per domain (swept on GRPO+AIR), 20 steps a run
+    "quick": Preset("quick", max_steps=20, sweep_steps=20, shared_lambda=True),
     "full": Preset("full", seeds=(0, 1, 2, 3, 4), max_steps=150, sweep_steps=100, lambdas=(0.001, 0.01, 0.1, 1.0)),
 }  # fmt: skip
 
@@ -245,7 +249,8 @@ def reproduce(
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     regularised = [m for m in preset.methods if METHODS[m][0] != "none"]
-    n_sweep = len(regularised) * len(preset.lambdas) if len(preset.lambdas) > 1 else 0
+    swept = ["grpo+air"] if preset.shared_lambda and "grpo+air" in regularised else regularised
+    n_sweep = len(swept) * len(preset.lambdas) if len(preset.lambdas) > 1 else 0
     n_runs = len(preset.domains) * (n_sweep + len(preset.methods) * len(preset.seeds))
     n_runs += 2 * len(preset.seeds) if preset.stress and "safety" in preset.domains else 0
     bar = tqdm(total=n_runs, desc="reproduce", disable=not progress)
@@ -279,7 +284,7 @@ def reproduce(
         del model
         sweep = results["sweep"].setdefault(domain, {})
         chosen = results["lambda"].setdefault(domain, {})
-        for method in regularised:  # λ on ID validation data only, seed 0
+        for method in swept:  # λ on ID validation data only, seed 0
             if len(preset.lambdas) == 1:  # nothing to choose
                 chosen[method] = preset.lambdas[0]
                 continue
@@ -289,6 +294,8 @@ def reproduce(
                 stats.append((r["metrics"]["val"]["acc_group"], r["metrics"]["val"]["acc"], lam))
                 sweep.setdefault(method, []).append(r)
             chosen[method] = max(stats)[2]
+        for method in regularised:  # shared_lambda: the swept method's λ
+            chosen.setdefault(method, chosen[swept[0]])
         for method in preset.methods:
             lam = chosen.get(method, 0.0)
             for seed in preset.seeds:
