@@ -156,6 +156,9 @@ def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: 
         train_dataset=Dataset.from_list(train),
         processing_class=tokenizer,
     )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the reproduce progress bar reports; each run's logs go to log.json
     start = time.time()
     trainer.train()
     log = [e for e in trainer.state.log_history if "loss" in e or "reward" in e]
