@@ -265,10 +265,7 @@ def build_meta_groups(
     for name, pool in (("ID", id_pool), ("OOD", ood_pool if ood else id_pool)):
         if len(pool) < opens:
             raise ValueError(f"only {len(pool)} {name} open contexts for --opens {opens}; lower --opens or change OOD")
-    anchor_contexts = [
-        ANCHOR_CONTEXTS[i % len(ANCHOR_CONTEXTS)] + (f"-{i // len(ANCHOR_CONTEXTS) + 1}" if i >= 2 else "")
-        for i in range(anchors)
-    ]
+    anchor_contexts = anchor_context_names(anchors)
     rows = []
     for intent in tqdm(chosen, desc=f"build {domain}", disable=not progress):
         group_id = f"{domain}/{intent['id']}"
@@ -278,40 +275,66 @@ def build_meta_groups(
         for split, pool in plan:
             if not pool:
                 continue
-            base = {"group_id": group_id, "domain": domain, "label": intent["label"], "intent": intent["text"]}
-            base["split"] = split
-            provenance = {"source": intent.get("source", "user"), "intent_id": intent["id"], "build_seed": seed}
-            provenance.update(intent.get("meta") or {})
-            for context in anchor_contexts:
-                option_seed = _stable_seed(seed, intent["id"], context)
-                text, verifier, answer = render_anchor(domain, intent, context, option_seed)
-                rows.append(
-                    make_row(
-                        id=f"{group_id}/{split}/{context}",
-                        role="anchor",
-                        context=context,
-                        family=ANCHOR_FAMILY,
-                        content=text,
-                        verifier=verifier,
-                        answer=answer,
-                        meta={**provenance, "option_seed": option_seed},
-                        **base,
-                    )
-                )
-            for context in pick_contexts(pool, opens, rng):
-                text = R.with_instruction(render_open(context, _request(domain, intent)), domain)
-                math = domain == "math"
-                rows.append(
-                    make_row(
-                        id=f"{group_id}/{split}/{context['context']}",
-                        role="open",
-                        context=context["context"],
-                        family=context["family"],
-                        content=text,
-                        verifier="math" if math else "judge",
-                        answer=intent["meta"]["answer"] if math else None,
-                        meta=provenance,
-                        **base,
-                    )
-                )
+            provenance = intent_provenance(intent, seed)
+            prefix = f"{group_id}/{split}"
+            rows += [anchor_row(domain, intent, c, split, seed, provenance, prefix) for c in anchor_contexts]
+            rows += [open_row(domain, intent, c, split, provenance, prefix) for c in pick_contexts(pool, opens, rng)]
     return rows
+
+
+def anchor_context_names(anchors: int) -> list[str]:
+    """Context ids of ``anchors`` anchors: ``mc``, ``tf``, then ``mc-2``, ``tf-2``, …
+
+    >>> anchor_context_names(3)
+    ['mc', 'tf', 'mc-2']
+    """
+    return [
+        ANCHOR_CONTEXTS[i % len(ANCHOR_CONTEXTS)] + (f"-{i // len(ANCHOR_CONTEXTS) + 1}" if i >= 2 else "")
+        for i in range(anchors)
+    ]
+
+
+def intent_provenance(intent: dict, seed: int, **extra) -> dict:
+    """The ``meta`` every row of an intent carries: source, intent id, build seed, the intent's own meta."""
+    meta = {"source": intent.get("source", "user"), "intent_id": intent["id"], "build_seed": seed, **extra}
+    meta.update(intent.get("meta") or {})
+    return meta
+
+
+def _intent_fields(domain: str, intent: dict, split: str) -> dict:
+    group_id = f"{domain}/{intent['id']}"
+    return {"group_id": group_id, "domain": domain, "label": intent["label"], "intent": intent["text"], "split": split}
+
+
+def anchor_row(domain: str, intent: dict, context: str, split: str, seed: int, meta: dict, id_prefix: str) -> dict:
+    """The anchor row ``g(z, context)`` of an intent; options are shuffled by a seed derived from (seed, intent,
+    context) and recorded in ``meta["option_seed"]``."""
+    option_seed = _stable_seed(seed, intent["id"], context)
+    text, verifier, answer = render_anchor(domain, intent, context, option_seed)
+    return make_row(
+        id=f"{id_prefix}/{context}",
+        role="anchor",
+        context=context,
+        family=ANCHOR_FAMILY,
+        content=text,
+        verifier=verifier,
+        answer=answer,
+        meta={**meta, "option_seed": option_seed},
+        **_intent_fields(domain, intent, split),
+    )
+
+
+def open_row(domain: str, intent: dict, context: dict, split: str, meta: dict, id_prefix: str) -> dict:
+    """The open row ``g(z, context)`` of an intent under an open context (template or transform)."""
+    math = domain == "math"
+    return make_row(
+        id=f"{id_prefix}/{context['context']}",
+        role="open",
+        context=context["context"],
+        family=context["family"],
+        content=R.with_instruction(render_open(context, _request(domain, intent)), domain),
+        verifier="math" if math else "judge",
+        answer=intent["meta"]["answer"] if math else None,
+        meta=meta,
+        **_intent_fields(domain, intent, split),
+    )

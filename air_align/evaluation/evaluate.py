@@ -21,20 +21,14 @@ RESULTS_VERSION = 1
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a meta-group JSONL file (one JSON object a line; blank lines skipped), with the fields eval needs."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err})") from err
-            missing = [k for k in REQUIRED_FIELDS if k not in row]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: row lacks field(s) {missing}; see the row schema in docs")
-            rows.append(row)
+    """Rows of a meta-group JSONL file (``air_align.data.schema.read_jsonl``), checked for the fields eval needs."""
+    from air_align.data.schema import read_jsonl
+
+    rows, lines = read_jsonl(path, with_lines=True)
+    for row, lineno in zip(rows, lines, strict=True):
+        missing = [k for k in REQUIRED_FIELDS if k not in row]
+        if missing:
+            raise ValueError(f"{path}:{lineno}: row lacks field(s) {missing}; see the row schema in docs/data.md")
     if not rows:
         raise ValueError(f"{path}: no rows")
     return rows

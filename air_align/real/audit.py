@@ -15,7 +15,6 @@ once.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -66,7 +65,6 @@ def audit_rows(
     audits trained models on the held-out ``test`` intents.
     """
     from air_align.data import build as B
-    from air_align.data.schema import ANCHOR_FAMILY, make_row
 
     intents = B.domain_intents(domain, n_intents, seed, benign_fraction)
     if intent_split is not None:
@@ -79,57 +77,18 @@ def audit_rows(
     for c in contexts:
         by_family.setdefault(c["family"], []).append(c)
     ood = set(B.choose_ood_families(Counter(c["family"] for c in contexts), ood_families, seed, min_ood_contexts))
-    anchor_contexts = [
-        B.ANCHOR_CONTEXTS[i % len(B.ANCHOR_CONTEXTS)] + (f"-{i // len(B.ANCHOR_CONTEXTS) + 1}" if i >= 2 else "")
-        for i in range(anchors)
-    ]
+    anchor_contexts = B.anchor_context_names(anchors)
     rows = []
     for intent in intents:
         group_id = f"{domain}/{intent['id']}"
-        base = {"group_id": group_id, "domain": domain, "label": intent["label"], "intent": intent["text"]}
-        meta = {"source": intent.get("source", "user"), "intent_id": intent["id"], "build_seed": seed, "audit": True}
-        meta.update(intent.get("meta") or {})
+        meta = B.intent_provenance(intent, seed, audit=True)
         for context in anchor_contexts:
-            option_seed = B._stable_seed(seed, intent["id"], context)
-            text, verifier, answer = B.render_anchor(domain, intent, context, option_seed)
-            rows.append(
-                make_row(
-                    id=f"{group_id}/anchor/{context}",
-                    role="anchor",
-                    context=context,
-                    family=ANCHOR_FAMILY,
-                    content=text,
-                    verifier=verifier,
-                    answer=answer,
-                    split="test_id",
-                    meta={**meta, "option_seed": option_seed},
-                    **base,
-                )
-            )
+            rows.append(B.anchor_row(domain, intent, context, "test_id", seed, meta, f"{group_id}/anchor"))
         for family in sorted(by_family):
             context = random.Random(f"{seed}/audit/{intent['id']}/{family}").choice(by_family[family])
-            text = B.render_open(context, B._request(domain, intent))
-            math = domain == "math"
-            rows.append(
-                make_row(
-                    id=f"{group_id}/open/{context['context']}",
-                    role="open",
-                    context=context["context"],
-                    family=family,
-                    content=B.R.with_instruction(text, domain),
-                    verifier="math" if math else "judge",
-                    answer=intent["meta"]["answer"] if math else None,
-                    split="test_ood" if family in ood else "test_id",
-                    meta=meta,
-                    **base,
-                )
-            )
+            split = "test_ood" if family in ood else "test_id"
+            rows.append(B.open_row(domain, intent, context, split, meta, f"{group_id}/open"))
     return rows
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def audit_summary(rows: list[dict], records: list[dict], scored: list[dict]) -> dict:
@@ -203,7 +162,9 @@ def run_audit(
         tags=tags,
         progress=progress,
     )
-    summary = audit_summary(rows, _read_jsonl(out / "records.jsonl"), _read_jsonl(out / "completions.jsonl"))
+    from air_align.data.schema import read_jsonl
+
+    summary = audit_summary(rows, read_jsonl(out / "records.jsonl"), read_jsonl(out / "completions.jsonl"))
     summary.update(
         domain=domain,
         judge=judge,

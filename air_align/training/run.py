@@ -127,17 +127,9 @@ def load_rows(dataset: str, split: str | None) -> list[dict]:
 
         rows = toy_meta_groups(num_groups=16, opens_per_group=2)
     else:
-        path = Path(dataset)
-        if not path.exists():
-            raise FileNotFoundError(f"dataset {dataset!r}: no such JSONL file (or use dataset=toy)")
-        rows = []
-        with path.open() as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}:{n}: not valid JSON ({err})") from None
+        from air_align.data.schema import read_jsonl
+
+        rows = read_jsonl(dataset)
     if split is not None and rows and "split" in rows[0]:
         rows = [r for r in rows if r.get("split") == split]
     if not rows:
