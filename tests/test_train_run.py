@@ -111,3 +111,16 @@ def test_dataset_rows_are_validated(tmp_path):
     path.write_text("\n".join(__import__("json").dumps(r) for r in rows) + "\n")
     with pytest.raises(ValidationError, match="no anchor"):
         load_rows(str(path), "train")
+
+
+def test_readme_import_and_config():
+    # The README's two-line adoption: one class and two config fields.
+    from air_align.training import AIRConfig, AIRTrainer
+    from air_align.training.trainer import AIRTrainer as Direct
+
+    assert AIRTrainer is Direct
+    config = AIRConfig(
+        output_dir="out", invariance="air", invariance_coef=8e-4, num_generations=3, per_device_train_batch_size=9,
+        use_cpu=True,
+    )  # fmt: skip
+    assert (config.invariance, config.invariance_coef, config.num_generations) == ("air", 8e-4, 3)
