@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import pytest
 import torch
 
 from air_align.lab.reproduce import METHODS, PRESETS, paper_table, reproduce, summarise
@@ -22,7 +24,7 @@ def test_summarise_and_table_by_hand():
     assert "| OOD | GRPO | — |" in table
 
 
-def test_two_step_reproduce_writes_valid_results(tmp_path, tmp_path_factory):
+def test_two_step_reproduce_writes_valid_results_and_resumes(tmp_path, tmp_path_factory, monkeypatch):
     torch.set_num_threads(1)
     preset = PRESETS["smoke"]  # safety, GRPO and GRPO+AIR, 1 seed, 2 steps, short warm start
     warm_root = tmp_path_factory.getbasetemp() / "lab-warm"  # shared with test_lab_warmstart.py
@@ -40,3 +42,48 @@ def test_two_step_reproduce_writes_valid_results(tmp_path, tmp_path_factory):
         assert METHODS[run["method"]]
     assert set(saved["summary"]["safety"]) == {"warm start", "grpo", "grpo+air"}
     assert "| OOD | GRPO + AIR |" in saved["table"]
+
+    # Resume: a second call into the same directory reuses every finished run and trains nothing.
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr("air_align.lab.reproduce.train_one", no_training)
+    again = reproduce(preset, tmp_path / "out", progress=False, warm_root=warm_root)
+    assert again["runs"] == results["runs"] and again["table"] == results["table"]
+    # ... but a changed setup is not mistaken for a finished run
+    with pytest.raises(AssertionError, match="retrained"):
+        reproduce(dataclasses.replace(preset, max_steps=3), tmp_path / "out", progress=False, warm_root=warm_root)
+
+
+def _trained_params(tmp_path, warm, method, preset):
+    from air_align.lab import world
+    from air_align.lab.reproduce import train_one
+
+    rows = world.build_rows("safety", seed=0, splits=("train",))
+    model, _, _ = train_one(warm, rows, method, 0.05, 0, preset, tmp_path / method)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_gspo_equals_grpo_on_policy_and_differs_off_policy(tmp_path, tmp_path_factory):
+    """With one optimiser step per generation batch every importance ratio is 1, so the token-level (GRPO) and
+    sequence-level (GSPO) surrogates have the same gradient; with ``num_iterations = 2`` the second step reuses the
+    batch off-policy and the two must differ. This is why the presets use ``num_iterations = 2``."""
+    from air_align.lab.warmstart import Recipe, load_warm_start, warm_start
+
+    torch.set_num_threads(1)
+    warm = warm_start(Recipe(domain="safety", epochs=10), root=tmp_path_factory.getbasetemp() / "lab-warm")
+    base = dataclasses.replace(PRESETS["smoke"], groups_per_step=1)
+    start = torch.cat([p.detach().flatten() for p in load_warm_start(warm)[0].parameters()])
+    on_policy = dataclasses.replace(base, max_steps=1, num_iterations=1)
+    grpo, gspo = (_trained_params(tmp_path / "on", warm, m, on_policy) for m in ("grpo+air", "gspo+air"))
+    # Adam's first step is about lr·sign(g): compare L2 norms (a float-rounding difference in a gradient entry near
+    # Adam's ε can move that one entry visibly, but not the norm).
+    moved = (grpo - start).norm().item()
+    assert moved > 1e-3  # the step did something
+    same = (grpo - gspo).norm().item()
+    off_policy = dataclasses.replace(base, max_steps=2, num_iterations=2)
+    grpo, gspo = (_trained_params(tmp_path / "off", warm, m, off_policy) for m in ("grpo+air", "gspo+air"))
+    apart = (grpo - gspo).norm().item()
+    print(f"moved {moved:.3g}  on-policy GRPO-GSPO {same:.3g}  off-policy {apart:.3g}")
+    assert same < 1e-3 * moved
+    assert apart > 1e-2 * moved

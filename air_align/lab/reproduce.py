@@ -8,6 +8,10 @@ intents under ID families (``test_id``) and held-out OOD families (``test_ood``)
 (``air_align.evaluation.metrics``). The stress test (safety): the open side rewarded by the "extremely hacked"
 reward (a refusal cue alone earns the top tier), GRPO vs GRPO+AIR, oracle-judged.
 
+Every finished run is saved to ``DIR/runs/<run>/result.json`` (atomic write) with the setup it was made with;
+running ``reproduce`` again into the same ``DIR`` skips the runs already finished with the same setup, so an
+interrupted ``full`` grid resumes where it stopped.
+
 Outputs in ``--out DIR``: ``results.json`` (every run, the sweep, the summary), ``table.md`` (the paper-style table,
 mean ± std over seeds, next to the warm start), and ``ood_acc_group.png``.
 """
@@ -45,7 +49,7 @@ class Preset:
     max_steps: int = 40
     """Optimiser steps per run."""
     sweep_steps: int = 40
-    """Steps per λ-sweep run (seed 0, scored on val)."""
+    """Steps per λ-sweep run (scored on val)."""
     lambdas: tuple[float, ...] = (0.005, 0.05, 0.5)
     """λ grid, orders of magnitude apart (DESIGN.md §5: the right λ depends on the aux term's normalisation)."""
     groups_per_step: int = 2
@@ -53,6 +57,12 @@ class Preset:
     num_generations: int = 4
     """K completions per prompt."""
     learning_rate: float = 1e-3
+    num_iterations: int = 1
+    """Optimiser steps on each generation batch (TRL's ``num_iterations``, GRPO's μ). With 1 every importance ratio
+    is 1 and GSPO's sequence-level surrogate has exactly GRPO's gradient; with 2 the second pass is off-policy, so
+    GRPO+AIR and GSPO+AIR can differ. ``max_steps`` counts optimiser steps, so 2 halves the generations."""
+    sweep_seeds: tuple[int, ...] = (0,)
+    """Seeds of every λ-sweep run; λ is chosen on the mean over them."""
     max_completion_length: int = 32
     """The longest grammatical response (the safety hack) is 24 tokens plus the end-of-turn token."""
     temperature: float = 1.0
@@ -71,9 +81,11 @@ PRESETS: dict[str, Preset] = {
     # one domain, one seed, λ fixed at 0.05 (not swept; 0.5 collapsed the policy in a probe): a look, not a result
     "demo": Preset("demo", domains=("safety",), methods=("grpo", "grpo+vrex", "grpo+air"), seeds=(0,), max_steps=40,
                    lambdas=(0.05,), stress=False),
-    # sized for ≤ 15 min on 2 cores: one λ per domain (swept on GRPO+AIR), 20 steps a run
-    "quick": Preset("quick", max_steps=20, sweep_steps=20, shared_lambda=True),
-    "full": Preset("full", seeds=(0, 1, 2, 3, 4), max_steps=150, sweep_steps=100, lambdas=(0.001, 0.01, 0.1, 1.0)),
+    # sized for ≤ 15 min on 2 cores: one λ per domain (swept on GRPO+AIR, one seed), 20 steps a run
+    "quick": Preset("quick", max_steps=20, sweep_steps=20, shared_lambda=True, num_iterations=2),
+    # sized for ≤ 2 h on 2 cores: 5 seeds, 100 steps a run, one λ per domain from a 5-point sweep on 2 seeds
+    "full": Preset("full", seeds=(0, 1, 2, 3, 4), max_steps=100, sweep_steps=60, sweep_seeds=(0, 1),
+                   lambdas=(0.003, 0.01, 0.03, 0.1, 0.3), shared_lambda=True, num_iterations=2),
 }  # fmt: skip
 
 
@@ -138,6 +150,7 @@ def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: 
         max_completion_length=preset.max_completion_length,
         temperature=preset.temperature,
         learning_rate=preset.learning_rate,
+        num_iterations=preset.num_iterations,
         beta=0.0,
         max_steps=preset.max_steps,
         logging_steps=max(1, preset.max_steps // 10),
@@ -164,6 +177,25 @@ def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: 
     log = [e for e in trainer.state.log_history if "loss" in e or "reward" in e]
     (out_dir / "log.json").write_text(json.dumps(log, indent=1))
     return trainer.model, tokenizer, time.time() - start
+
+
+def choose_lambda(sweep_runs: list[dict]) -> float:
+    """The λ with the best mean validation Acc_group, ties broken by mean validation Acc (then the smaller λ).
+
+    >>> runs = [{"lambda": lam, "metrics": {"val": {"acc_group": g, "acc": a}}}
+    ...         for lam, g, a in [(0.1, 0.5, 0.6), (0.1, 0.0, 0.6), (1.0, 0.25, 0.7), (1.0, 0.25, 0.7)]]
+    >>> choose_lambda(runs)
+    1.0
+    """
+    by_lambda: dict[float, list[tuple[float, float]]] = {}
+    for r in sweep_runs:
+        val = r["metrics"]["val"]
+        by_lambda.setdefault(r["lambda"], []).append((val["acc_group"], val["acc"]))
+    if not by_lambda:
+        raise ValueError("choose_lambda got no sweep runs")
+    score = {lam: (statistics.fmean(g for g, _ in v), statistics.fmean(a for _, a in v), -lam)
+             for lam, v in by_lambda.items()}  # fmt: skip
+    return max(score, key=score.get)
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -210,6 +242,18 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def _load_finished(path: Path, key: dict) -> dict | None:
+    """The record of a finished run at ``path`` if it was made with the same ``key`` (preset, warm start, world),
+    else None: ``reproduce`` into an existing ``--out`` resumes an interrupted grid instead of retraining it."""
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # a torn write from a crash: retrain
+    return saved["record"] if saved.get("key") == json.loads(json.dumps(key)) else None
+
+
 def _plot(summary: dict, domains, methods, path: Path) -> None:
     import matplotlib
 
@@ -253,7 +297,7 @@ def reproduce(
     start = time.time()
     regularised = [m for m in preset.methods if METHODS[m][0] != "none"]
     swept = ["grpo+air"] if preset.shared_lambda and "grpo+air" in regularised else regularised
-    n_sweep = len(swept) * len(preset.lambdas) if len(preset.lambdas) > 1 else 0
+    n_sweep = len(swept) * len(preset.lambdas) * len(preset.sweep_seeds) if len(preset.lambdas) > 1 else 0
     n_runs = len(preset.domains) * (n_sweep + len(preset.methods) * len(preset.seeds))
     n_runs += 2 * len(preset.seeds) if preset.stress and "safety" in preset.domains else 0
     bar = tqdm(total=n_runs, desc="reproduce", disable=not progress)
@@ -265,11 +309,16 @@ def reproduce(
         run_dir = out / "runs" / f"{tag}-{domain}-{method}-lam{lam:g}-seed{seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
         budget = dataclasses.replace(preset, max_steps=steps or preset.max_steps)
-        model, tok, secs = train_one(warm, rows, method, lam, seed, budget, run_dir, stress=stress)
-        metrics = score(model, tok, rows, splits)
+        key = {"preset": dataclasses.asdict(budget), "warm_start": str(warm), "world_seed": world_seed,
+               "stress": stress, "splits": list(splits)}  # fmt: skip
+        done = _load_finished(run_dir / "result.json", key)  # resume: a finished run of the same setup is kept
+        if done is None:
+            model, tok, secs = train_one(warm, rows, method, lam, seed, budget, run_dir, stress=stress)
+            done = {"domain": domain, "method": method, "lambda": lam, "seed": seed, "train_seconds": round(secs, 1),
+                    "metrics": score(model, tok, rows, splits)}  # fmt: skip
+            _write_json(run_dir / "result.json", {"key": key, "record": done})
         bar.update(1)
-        return {"domain": domain, "method": method, "lambda": lam, "seed": seed, "train_seconds": round(secs, 1),
-                "metrics": metrics}  # fmt: skip
+        return done
 
     for domain in preset.domains:
         rows = world.build_rows(domain, seed=world_seed)
@@ -287,16 +336,15 @@ def reproduce(
         del model
         sweep = results["sweep"].setdefault(domain, {})
         chosen = results["lambda"].setdefault(domain, {})
-        for method in swept:  # λ on ID validation data only, seed 0
+        for method in swept:  # λ on ID validation data only
             if len(preset.lambdas) == 1:  # nothing to choose
                 chosen[method] = preset.lambdas[0]
                 continue
-            stats = []
             for lam in preset.lambdas:
-                r = run(domain, rows, warm, method, lam, 0, ("val",), "sweep", steps=preset.sweep_steps)
-                stats.append((r["metrics"]["val"]["acc_group"], r["metrics"]["val"]["acc"], lam))
-                sweep.setdefault(method, []).append(r)
-            chosen[method] = max(stats)[2]
+                for seed in preset.sweep_seeds:
+                    r = run(domain, rows, warm, method, lam, seed, ("val",), "sweep", steps=preset.sweep_steps)
+                    sweep.setdefault(method, []).append(r)
+            chosen[method] = choose_lambda(sweep[method])
         for method in regularised:  # shared_lambda: the swept method's λ
             chosen.setdefault(method, chosen[swept[0]])
         for method in preset.methods:
