@@ -87,3 +87,17 @@ def test_gspo_equals_grpo_on_policy_and_differs_off_policy(tmp_path, tmp_path_fa
     print(f"moved {moved:.3g}  on-policy GRPO-GSPO {same:.3g}  off-policy {apart:.3g}")
     assert same < 1e-3 * moved
     assert apart > 1e-2 * moved
+
+
+def test_lambda_plot_and_choice_from_a_sweep(tmp_path):
+    from air_align.lab.reproduce import choose_lambda, plot_sweep
+
+    runs = [{"lambda": lam, "seed": seed, "metrics": {"val": {"acc": acc, "acc_group": grp}}}
+            for lam, seed, acc, grp in [(0.01, 0, 0.6, 0.1), (0.01, 1, 0.6, 0.3), (0.1, 0, 0.9, 0.0),
+                                        (0.1, 1, 0.9, 0.3)]]  # fmt: skip
+    # mean Acc_group: λ=0.01 → 0.2, λ=0.1 → 0.15; Acc_group decides before Acc
+    assert choose_lambda(runs) == 0.01
+    plot_sweep({"safety": {"grpo+air": runs}}, {"safety": {"grpo+air": 0.01}}, tmp_path / "lambda_sweep.png")
+    assert (tmp_path / "lambda_sweep.png").stat().st_size > 1000
+    plot_sweep({}, {}, tmp_path / "none.png")  # no sweep (a fixed λ): nothing to draw
+    assert not (tmp_path / "none.png").exists()

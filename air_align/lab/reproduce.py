@@ -13,7 +13,7 @@ running ``reproduce`` again into the same ``DIR`` skips the runs already finishe
 interrupted ``full`` grid resumes where it stopped.
 
 Outputs in ``--out DIR``: ``results.json`` (every run, the sweep, the summary), ``table.md`` (the paper-style table,
-mean ± std over seeds, next to the warm start), and ``ood_acc_group.png``.
+mean ± std over seeds, next to the warm start), ``ood_acc_group.png`` and ``lambda_sweep.png`` (the λ plot).
 """
 
 from __future__ import annotations
@@ -280,6 +280,38 @@ def _plot(summary: dict, domains, methods, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
+    """The λ plot (the paper's λ figure, on ID validation data): mean val Acc and Acc_group over the sweep seeds
+    against λ (log scale), one panel per domain, the chosen λ marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    domains = [d for d in sweep if sweep[d]]
+    if not domains:
+        return
+    fig, axes = plt.subplots(1, len(domains), figsize=(4 * len(domains), 3.2), squeeze=False)
+    for ax, domain in zip(axes[0], domains, strict=True):
+        for method, runs in sweep[domain].items():
+            lams = sorted({r["lambda"] for r in runs})
+            for metric, style in (("acc", "-o"), ("acc_group", "--s")):
+                means = [statistics.fmean(r["metrics"]["val"][metric] for r in runs if r["lambda"] == lam)
+                         for lam in lams]  # fmt: skip
+                ax.plot(lams, means, style, label=f"{METHOD_LABELS.get(method, method)} {metric}")
+            ax.axvline(chosen.get(domain, {}).get(method, float("nan")), color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("λ")
+        ax.set_title(f"{domain}: λ sweep (val)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    tmp = path.with_name("tmp-" + path.name)
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def reproduce(
     preset: Preset, out: str | Path, world_seed: int = 0, progress: bool = True, warm_root: str | Path | None = None
 ) -> dict:
@@ -382,4 +414,5 @@ def reproduce(
     tmp.write_text(table + "\n")
     os.replace(tmp, out / "table.md")
     _plot(summary, preset.domains, preset.methods, out / "ood_acc_group.png")
+    plot_sweep(results["sweep"], results["lambda"], out / "lambda_sweep.png")
     return results
