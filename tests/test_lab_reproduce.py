@@ -50,6 +50,7 @@ def test_two_step_reproduce_writes_valid_results_and_resumes(tmp_path, tmp_path_
     monkeypatch.setattr("air_align.lab.reproduce.train_one", no_training)
     again = reproduce(preset, tmp_path / "out", progress=False, warm_root=warm_root)
     assert again["runs"] == results["runs"] and again["table"] == results["table"]
+    assert results["resumed_runs"] == 0 and again["resumed_runs"] == len(again["runs"])
     # ... but a changed setup is not mistaken for a finished run
     with pytest.raises(AssertionError, match="retrained"):
         reproduce(dataclasses.replace(preset, max_steps=3), tmp_path / "out", progress=False, warm_root=warm_root)

@@ -334,7 +334,7 @@ def reproduce(
     n_runs += 2 * len(preset.seeds) if preset.stress and "safety" in preset.domains else 0
     bar = tqdm(total=n_runs, desc="reproduce", disable=not progress)
     results: dict = {"preset": dataclasses.asdict(preset), "world_seed": world_seed, "warm_start": {}, "sweep": {},
-                     "lambda": {}, "runs": [], "stress": []}  # fmt: skip
+                     "lambda": {}, "runs": [], "stress": [], "resumed_runs": 0}  # fmt: skip
 
     def run(domain, rows, warm, method, lam, seed, splits, tag, stress=False, steps=None):
         bar.set_postfix_str(f"{domain} {method} λ={lam:g} seed={seed} {tag}")
@@ -344,6 +344,7 @@ def reproduce(
         key = {"preset": dataclasses.asdict(budget), "warm_start": str(warm), "world_seed": world_seed,
                "stress": stress, "splits": list(splits)}  # fmt: skip
         done = _load_finished(run_dir / "result.json", key)  # resume: a finished run of the same setup is kept
+        results["resumed_runs"] += done is not None
         if done is None:
             model, tok, secs = train_one(warm, rows, method, lam, seed, budget, run_dir, stress=stress)
             done = {"domain": domain, "method": method, "lambda": lam, "seed": seed, "train_seconds": round(secs, 1),
