@@ -102,3 +102,9 @@ def test_lambda_plot_and_choice_from_a_sweep(tmp_path):
     assert (tmp_path / "lambda_sweep.png").stat().st_size > 1000
     plot_sweep({}, {}, tmp_path / "none.png")  # no sweep (a fixed λ): nothing to draw
     assert not (tmp_path / "none.png").exists()
+
+
+def test_cli_lists_every_preset():
+    from air_align.lab.cli import PRESET_NAMES
+
+    assert PRESET_NAMES == tuple(PRESETS)  # the CLI keeps its own copy so that --help imports no torch

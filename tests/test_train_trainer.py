@@ -242,6 +242,20 @@ def test_vrex_gives_anchors_a_coefficient_and_none_adds_nothing(tmp_path):
     assert "air_coef" not in first_generation_batch(trainer)
 
 
+def test_leave_one_out_baseline_option_centres_the_aux_reward_only(tmp_path):
+    from air_align.objectives import leave_one_out_baseline
+
+    recorder = RewardRecorder()
+    trainer = toy_trainer("air", str(tmp_path / "b"), reward_funcs=recorder, aux_baseline="leave_one_out")
+    out = first_generation_batch(trainer)
+    rewards, coef = expected_coefficients(recorder.calls[0], k=3)
+    assert torch.equal(out["air_coef"], coef)  # Δ still from the raw rewards
+    centred = rewards - leave_one_out_baseline(rewards, torch.arange(len(rewards)) // 3)
+    assert torch.equal(torch.isnan(out["air_reward"]), torch.isnan(rewards))
+    torch.testing.assert_close(out["air_reward"].nan_to_num(), centred.nan_to_num())
+    assert not torch.equal(out["air_reward"].nan_to_num(), rewards.nan_to_num())
+
+
 def test_unscorable_prompts_get_zero_coefficient_instead_of_stopping_the_run(tmp_path):
     # Every completion of toy-4's anchor is unscorable: meta-group toy-4 has no r̄_acr, so Δ = 0 on all its rows;
     # open prompt toy/0/open/wrap0 has no r̄_s, Δ = 0 there. The other rows keep objectives' Δ.
@@ -280,6 +294,8 @@ def test_resume_from_checkpoint_continues_the_same_run(tmp_path):
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="invariance must be one of"):
         toy_trainer("airr", str(tmp_path))
+    with pytest.raises(ValueError, match="aux_baseline must be one of"):
+        toy_trainer("air", str(tmp_path), aux_baseline="mean")
     # 2 prompts per generation batch cannot hold meta-groups of 3: the message names sizes that work.
     trainer = toy_trainer("air", str(tmp_path), per_device_train_batch_size=6)
     with pytest.raises(ValueError, match=r"generation_batch_size in \[9, 18, 27, 36\]"):

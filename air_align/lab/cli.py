@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-PRESET_NAMES = ("smoke", "demo", "quick", "full")
+PRESET_NAMES = ("smoke", "demo", "quick", "full", "baseline")
 
 
 def add_parser(subparsers) -> None:

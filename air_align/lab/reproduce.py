@@ -34,8 +34,12 @@ METHODS: dict[str, tuple[str, str]] = {  # name -> (invariance, importance_sampl
     "grpo+air": ("air", "token"),
     "gspo+air": ("air", "sequence"),
 }
+PAPER_METHODS = tuple(METHODS)
+"""The paper's four rows: what the presets compare unless they name other methods."""
+METHODS["grpo+air-loo"] = ("air", "token")  # not in the paper: AIR with AIRConfig.aux_baseline="leave_one_out"
+AUX_BASELINE = {"grpo+air-loo": "leave_one_out"}
 METHOD_LABELS = {"warm start": "warm start", "grpo": "GRPO", "grpo+vrex": "GRPO + V-REx", "grpo+air": "GRPO + AIR",
-                 "gspo+air": "GSPO + AIR"}  # fmt: skip
+                 "gspo+air": "GSPO + AIR", "grpo+air-loo": "GRPO + AIR (LOO baseline)"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Preset:
 
     name: str
     domains: tuple[str, ...] = world.DOMAINS
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = PAPER_METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
     max_steps: int = 40
     """Optimiser steps per run."""
@@ -86,6 +90,11 @@ PRESETS: dict[str, Preset] = {
     # sized for ≤ 2 h on 2 cores: 5 seeds, 100 steps a run, one λ per domain from a 5-point sweep on 2 seeds
     "full": Preset("full", seeds=(0, 1, 2, 3, 4), max_steps=100, sweep_steps=60, sweep_seeds=(0, 1),
                    lambdas=(0.003, 0.01, 0.03, 0.1, 0.3), shared_lambda=True, num_iterations=2),
+    # not the paper: GRPO+AIR with a leave-one-out baseline in the aux term, on full's conditions (safety and
+    # morality; maths anchors are near chance), its own λ sweep; compare with full's rows (docs/results.md)
+    "baseline": Preset("baseline", domains=("safety", "morality"), methods=("grpo+air-loo",), seeds=(0, 1, 2, 3, 4),
+                       max_steps=100, sweep_steps=60, sweep_seeds=(0, 1), lambdas=(0.003, 0.01, 0.03, 0.1, 0.3),
+                       num_iterations=2),
 }  # fmt: skip
 
 
@@ -143,6 +152,7 @@ def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: 
         output_dir=str(out_dir),
         invariance=invariance,
         invariance_coef=lam if invariance != "none" else 0.0,
+        aux_baseline=AUX_BASELINE.get(method, "none"),
         importance_sampling_level=level,
         loss_type="grpo",  # TRL's recommendation for GSPO; the same for every method
         num_generations=preset.num_generations,
@@ -177,6 +187,17 @@ def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: 
     log = [e for e in trainer.state.log_history if "loss" in e or "reward" in e]
     (out_dir / "log.json").write_text(json.dumps(log, indent=1))
     return trainer.model, tokenizer, time.time() - start
+
+
+def stress_methods(preset: Preset) -> tuple[str, ...]:
+    """The stress test's methods: GRPO (when the preset has it) and the preset's AIR methods (the paper: GRPO vs
+    GRPO+AIR).
+
+    >>> stress_methods(PRESETS["full"]), stress_methods(PRESETS["baseline"])
+    (('grpo', 'grpo+air'), ('grpo+air-loo',))
+    """
+    air = tuple(m for m in preset.methods if m.startswith("grpo+air"))
+    return (("grpo",) if "grpo" in preset.methods else ()) + air
 
 
 def choose_lambda(sweep_runs: list[dict]) -> float:
@@ -331,7 +352,7 @@ def reproduce(
     swept = ["grpo+air"] if preset.shared_lambda and "grpo+air" in regularised else regularised
     n_sweep = len(swept) * len(preset.lambdas) * len(preset.sweep_seeds) if len(preset.lambdas) > 1 else 0
     n_runs = len(preset.domains) * (n_sweep + len(preset.methods) * len(preset.seeds))
-    n_runs += 2 * len(preset.seeds) if preset.stress and "safety" in preset.domains else 0
+    n_runs += len(stress_methods(preset)) * len(preset.seeds) if preset.stress and "safety" in preset.domains else 0
     bar = tqdm(total=n_runs, desc="reproduce", disable=not progress)
     results: dict = {"preset": dataclasses.asdict(preset), "world_seed": world_seed, "warm_start": {}, "sweep": {},
                      "lambda": {}, "runs": [], "stress": [], "resumed_runs": 0}  # fmt: skip
@@ -389,11 +410,10 @@ def reproduce(
     if preset.stress and "safety" in preset.domains:
         rows = world.build_rows("safety", seed=world_seed)
         warm = Path(results["warm_start"]["safety"]["path"])
-        lam = results["lambda"]["safety"].get("grpo+air", preset.lambdas[-1])
-        for method in ("grpo", "grpo+air"):
+        for method in stress_methods(preset):
+            lam = results["lambda"]["safety"].get(method, 0.0)
             for seed in preset.seeds:
-                r = run("safety", rows, warm, method, lam if method != "grpo" else 0.0, seed, ("test_id", "test_ood"),
-                        "stress", stress=True)  # fmt: skip
+                r = run("safety", rows, warm, method, lam, seed, ("test_id", "test_ood"), "stress", stress=True)
                 results["stress"].append(r)
     bar.close()
     summary = summarise(results["runs"])
@@ -405,7 +425,7 @@ def reproduce(
     results["seconds"] = round(time.time() - start, 1)
     table = paper_table(summary, preset.domains, preset.methods)
     if results["stress"]:
-        stress_table = paper_table(results["stress_summary"], ("safety-stress",), ("grpo", "grpo+air"))
+        stress_table = paper_table(results["stress_summary"], ("safety-stress",), stress_methods(preset))
         table += (
             "\n\nStress test (safety, open side rewarded for a refusal cue alone; oracle-judged):\n\n" + stress_table
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from air_align.objectives import INVARIANCE_MODES
+from air_align.objectives import AUX_BASELINES, INVARIANCE_MODES
 
 LOGPROB_REDUCTIONS = ("sum", "mean")
 
@@ -53,6 +53,16 @@ class AIRConfig(GRPOConfig):
             "choices": list(LOGPROB_REDUCTIONS),
         },
     )
+    aux_baseline: str = field(
+        default="none",
+        metadata={
+            "help": "Baseline subtracted from r in the auxiliary term: 'none' (the paper's Algorithm 1: Δ·r·log π) or "
+            "'leave_one_out' (Δ·(r − b)·log π with b the mean reward of the prompt's other K−1 completions; NOT in "
+            "the paper: same expected gradient, lower variance, and with Δ < 0 it lowers only above-average "
+            "samples instead of every rewarded one; see docs/results.md for why the lab tried it).",
+            "choices": list(AUX_BASELINES),
+        },
+    )
     group_column: str = field(
         default="group_id",
         metadata={
@@ -81,5 +91,7 @@ class AIRConfig(GRPOConfig):
                 f"AIRConfig.aux_logprob_reduction must be one of {LOGPROB_REDUCTIONS}, "
                 f"got {self.aux_logprob_reduction!r}"
             )
+        if self.aux_baseline not in AUX_BASELINES:
+            raise ValueError(f"AIRConfig.aux_baseline must be one of {AUX_BASELINES}, got {self.aux_baseline!r}")
         if self.invariance_coef < 0:
             raise ValueError(f"AIRConfig.invariance_coef (λ) must be >= 0, got {self.invariance_coef}")

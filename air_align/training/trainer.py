@@ -39,6 +39,7 @@ from trl import GRPOTrainer
 from air_align.objectives import (
     aux_loss,
     invariance_coefficients,
+    leave_one_out_baseline,
     meta_group_diagnostics,
     sequence_logprob,
 )
@@ -186,6 +187,8 @@ class AIRTrainer(GRPOTrainer):
         process_slice = slice(rank * local, (rank + 1) * local)  # the slice TRL takes for the advantages
         device = self.accelerator.device
         output["air_coef"] = coef[process_slice].to(device)  # (B_local,)
+        if self.args.aux_baseline == "leave_one_out":  # not in the paper: see AIRConfig.aux_baseline
+            rewards = rewards - leave_one_out_baseline(rewards, prompt_ids)
         output["air_reward"] = rewards[process_slice].to(device)  # (B_local,) NaN = unscorable
         return output
 
