@@ -71,4 +71,8 @@ def _handle_demo(args) -> int:
     results = reproduce(PRESETS["demo"], args.out)
     print(results["table"])
     print(f"\nreport: {Path(args.out) / 'table.md'}  results: {Path(args.out) / 'results.json'}")
+    print(
+        "one seed, 40 steps, λ fixed (not swept): a look at the pipeline, not a result. The measured comparison "
+        "(5 seeds, λ swept on validation data) is `air-align reproduce --preset full`; see docs/results.md."
+    )
     return 0
