@@ -21,7 +21,8 @@ CURVE_PREFIXES = ("reward", "rewards/", "invariance/", "air/")
 MAX_PANELS = 12
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed); imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,17 +31,19 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Save ``fig`` atomically (a temporary file, then ``os.replace``) and close it; returns ``path``."""
     path = Path(path)
     tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    pyplot().close(fig)
     os.replace(tmp, path)
     return path
 
 
 def plot_per_family(results: dict, path: Path) -> Path:
     """Grouped bars: Acc of each wrapper family (anchors as family ``anchor``), one bar per slice (ID, OOD)."""
-    plt = _pyplot()
+    plt = pyplot()
     slices = results["slices"]
     families = sorted({f for s in slices.values() for f in s["by_family"]}, key=lambda f: (f != "anchor", f))
     width = 0.8 / max(len(slices), 1)
@@ -64,8 +67,7 @@ def plot_per_family(results: dict, path: Path) -> Path:
     ax.set_title(f"Accuracy per wrapper family — {results.get('method', '')}".strip(" —"))
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = _save(fig, path)
-    plt.close(fig)
+    path = save_figure(fig, path)
     return path
 
 
@@ -74,7 +76,7 @@ def plot_anchor_vs_open(records: list[dict], splits: list[str], path: Path) -> P
 
     Points on the diagonal are context-invariant groups; below it, the open variants lag the anchors.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 4.0), squeeze=False)
     for ax, split in zip(axes[0], splits, strict=True):
         points = [
@@ -97,8 +99,7 @@ def plot_anchor_vs_open(records: list[dict], splits: list[str], path: Path) -> P
         ax.set_ylabel("open-variant Acc of the meta-group")
         ax.set_title(f"{SPLIT_LABELS.get(split, split)}: {len(points)} groups")
     fig.tight_layout()
-    path = _save(fig, path)
-    plt.close(fig)
+    path = save_figure(fig, path)
     return path
 
 
@@ -135,7 +136,7 @@ def plot_training_curves(dirs: list[str | Path], path: Path) -> Path | None:
     keys = keys[:MAX_PANELS]
     if not keys:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.8 * rows), squeeze=False)
@@ -147,6 +148,5 @@ def plot_training_curves(dirs: list[str | Path], path: Path) -> Path | None:
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.tight_layout()
-    path = _save(fig, path)
-    plt.close(fig)
+    path = save_figure(fig, path)
     return path

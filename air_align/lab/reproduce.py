@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from air_align.evaluation.evaluate import write_json
 from air_align.lab import world
 
 METHODS: dict[str, tuple[str, str]] = {  # name -> (invariance, importance_sampling_level)
@@ -257,12 +258,6 @@ def paper_table(summary: dict, domains: tuple[str, ...], methods: tuple[str, ...
     return "\n".join(lines)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def _load_finished(path: Path, key: dict) -> dict | None:
     """The record of a finished run at ``path`` if it was made with the same ``key`` (preset, warm start, world),
     else None: ``reproduce`` into an existing ``--out`` resumes an interrupted grid instead of retraining it."""
@@ -276,10 +271,9 @@ def _load_finished(path: Path, key: dict) -> dict | None:
 
 
 def _plot(summary: dict, domains, methods, path: Path) -> None:
-    import matplotlib
+    from air_align.evaluation.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(domains), figsize=(4 * len(domains), 3.2), squeeze=False)
     names = ("warm start", *methods)
@@ -295,19 +289,15 @@ def _plot(summary: dict, domains, methods, path: Path) -> None:
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{domain}: OOD Acc_group")
     fig.tight_layout()
-    tmp = path.with_name("tmp-" + path.name)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
     """The λ plot (the paper's λ figure, on ID validation data): mean val Acc and Acc_group over the sweep seeds
     against λ (log scale), one panel per domain, the chosen λ marked."""
-    import matplotlib
+    from air_align.evaluation.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     domains = [d for d in sweep if sweep[d]]
     if not domains:
@@ -327,10 +317,7 @@ def plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
         ax.set_title(f"{domain}: λ sweep (val)")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    tmp = path.with_name("tmp-" + path.name)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=120)
 
 
 def reproduce(
@@ -370,7 +357,7 @@ def reproduce(
             model, tok, secs = train_one(warm, rows, method, lam, seed, budget, run_dir, stress=stress)
             done = {"domain": domain, "method": method, "lambda": lam, "seed": seed, "train_seconds": round(secs, 1),
                     "metrics": score(model, tok, rows, splits)}  # fmt: skip
-            _write_json(run_dir / "result.json", {"key": key, "record": done})
+            write_json(run_dir / "result.json", {"key": key, "record": done})
         bar.update(1)
         return done
 
@@ -406,7 +393,7 @@ def reproduce(
             for seed in preset.seeds:
                 torch.manual_seed(seed)
                 results["runs"].append(run(domain, rows, warm, method, lam, seed, ("test_id", "test_ood"), "main"))
-        _write_json(out / "results.json", results)
+        write_json(out / "results.json", results)
     if preset.stress and "safety" in preset.domains:
         rows = world.build_rows("safety", seed=world_seed)
         warm = Path(results["warm_start"]["safety"]["path"])
@@ -430,7 +417,7 @@ def reproduce(
             "\n\nStress test (safety, open side rewarded for a refusal cue alone; oracle-judged):\n\n" + stress_table
         )
     results["table"] = table
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     tmp = out / "table.md.tmp"
     tmp.write_text(table + "\n")
     os.replace(tmp, out / "table.md")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
@@ -84,10 +83,9 @@ def plot_flip_rates(summary: dict, path: Path) -> Path | None:
     flips = summary["flip_vs_plain"]
     if not flips:
         return None
-    import matplotlib
+    from air_align.evaluation.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     families = sorted(flips, key=lambda f: (summary["families"].get(f) != "ID", f))
     xs = range(len(families))
@@ -107,9 +105,4 @@ def plot_flip_rates(summary: dict, path: Path) -> Path | None:
     ax.set_ylabel("share of intents")
     ax.set_title(f"{summary['domain']}: behaviour flips vs the plain request")
     ax.legend(fontsize=8)
-    path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
