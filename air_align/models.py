@@ -102,7 +102,6 @@ def build_char_tokenizer(extra_tokens: tuple[str, ...] = ()):
     Built locally (no hub), it can encode any ASCII prompt; non-ASCII characters map to ``<unk>``.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", *extra_tokens]
     chars = sorted(set(string.printable))
@@ -110,8 +109,16 @@ def build_char_tokenizer(extra_tokens: tuple[str, ...] = ()):
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
     tok.decoder = decoders.Fuse()  # characters join without spaces
+    return chatml_fast_tokenizer(tok, extra_tokens)
+
+
+def chatml_fast_tokenizer(backend, extra_tokens: tuple[str, ...] = ()):
+    """Wrap a locally built ``tokenizers.Tokenizer`` whose vocabulary holds ``<pad> <unk> <|im_start|> <|im_end|>``
+    as a ``PreTrainedTokenizerFast`` with the ChatML template, ``<|im_end|>`` as end of sequence and left padding."""
+    from transformers import PreTrainedTokenizerFast
+
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=backend,
         pad_token="<pad>",
         unk_token="<unk>",
         eos_token="<|im_end|>",

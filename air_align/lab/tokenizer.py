@@ -53,21 +53,10 @@ def build_lab_tokenizer():
     False
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
-    from air_align.models import CHATML_TEMPLATE
+    from air_align.models import chatml_fast_tokenizer
 
     vocab = {tok: i for i, tok in enumerate(list(SPECIAL_TOKENS) + world_words())}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        unk_token="<unk>",
-        eos_token="<|im_end|>",
-        bos_token=None,
-        additional_special_tokens=["<|im_start|>"],
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    tokenizer.padding_side = "left"
-    return tokenizer
+    return chatml_fast_tokenizer(backend)
