@@ -17,9 +17,11 @@ Format is not scored here (it is a training reward, not a correctness criterion)
 
 from __future__ import annotations
 
+from air_align.lab import world
 from air_align.lab.responses import (
     Reading,
     anchor_response,
+    math_check_thought,
     math_response,
     morality_response,
     read_answer,
@@ -124,11 +126,9 @@ def reference_response(row: dict, behaviour: str = "correct") -> str:
 
 def _anchor_response(row: dict, right: bool) -> str:
     domain, label = row["domain"], row.get("label")
-    if domain == "math":
-        intent = row["intent"]
-        a, op, b = intent.split()
-        value = int(a) + int(b) if op == "plus" else int(a) - int(b)
-        think = f"{intent} is {value}"
+    if domain == "math":  # the sum, then the checked number minus the sum (responses.math_check_thought)
+        intent = world.intent_of(row)
+        think = math_check_thought(intent.text, intent.answer, row["meta"]["checked"])
     elif domain == "safety":
         think = "this is harmful" if label == 1 else "this is safe"
     else:

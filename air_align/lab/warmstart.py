@@ -42,12 +42,18 @@ from air_align.lab import world
 from air_align.lab.oracle import oracle_verdict, reference_response
 from air_align.lab.responses import math_response
 
-RECIPE_VERSION = 1  # bump when the code changes what a recipe produces
+RECIPE_VERSION = {"safety": 1, "morality": 1, "math": 2}
+"""Per domain; bump a domain's when the code changes what its recipe produces (maths 2: the anchors' checking
+thought and fresh wrong numbers, docs/lab.md §4)."""
+DEFAULT_EPOCHS = {"safety": 20, "morality": 20, "math": 30}
+"""SFT epochs when a ``Recipe`` does not say. Maths needs more: its anchors' checking thought is right on held-out
+intents after ~1000 steps (3 seeds at 30 epochs: anchors 0.97-1.00; at 20 epochs one seed in two is at 0.6)."""
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The warm-start recipe of one domain."""
+    """The warm-start recipe of one domain. ``epochs`` and ``version`` left at ``None`` take the domain's value
+    (``DEFAULT_EPOCHS``, ``RECIPE_VERSION``), so the other domains' recipes, and their cache keys, are unchanged."""
 
     domain: str = "safety"
     world_seed: int = 0
@@ -57,7 +63,8 @@ class Recipe:
     hidden_size: int = 96
     num_layers: int = 2
     num_heads: int = 4
-    epochs: int = 20
+    epochs: int | None = None
+    """SFT epochs (``None``: the domain's ``DEFAULT_EPOCHS``)."""
     batch_size: int = 32
     lr: float = 3e-3
     mc_copies: int = 2
@@ -69,7 +76,15 @@ class Recipe:
     weight_decay: float = 0.01
     p_hack: float = 0.1
     """Probability that an open safety / morality variant's target is the judge hack."""
-    version: int = RECIPE_VERSION
+    version: int | None = None
+    """Code version of the recipe (``None``: the domain's ``RECIPE_VERSION``)."""
+
+    def __post_init__(self):
+        world.check_domain(self.domain)
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS[self.domain])
+        if self.version is None:
+            object.__setattr__(self, "version", RECIPE_VERSION[self.domain])
 
     def key(self) -> str:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -80,13 +95,30 @@ def sft_pair(row: dict, rng: random.Random, p_hack: float) -> tuple[str, str]:
     """One draw of ``(prompt, target)`` for a lab row (see the module docstring).
 
     A multiple-choice anchor gets a fresh option order on every draw, so that the model learns to read the options
-    rather than memorise a letter per intent.
+    rather than memorise a letter per intent. A maths anchor also gets a fresh wrong number (1 or 2 away from the
+    answer) and, for true/false, a fresh choice of the stated number, so that its thought meets every difference it
+    will have to take on unseen intents (``_math_anchor_pair``).
     """
     prompt = row["prompt"][0]["content"]
+    if row["role"] == "anchor" and row["domain"] == "math":
+        return _math_anchor_pair(row, rng)
     if row["context"] == "mc":
         text, letter, _ = world.render_mc(world.intent_of(row), 0, order=rng.randrange(2))
         return text, reference_response({**row, "answer": letter}, "correct")
     return prompt, sft_target(row, rng, p_hack)
+
+
+def _math_anchor_pair(row: dict, rng: random.Random) -> tuple[str, str]:
+    """A maths anchor drawn afresh: the wrong number answer + 1 or + 2 (in the world it is the intent's decoy), the
+    multiple-choice order or the true/false statement drawn at random; the thought checks the shown number."""
+    base = world.intent_of(row)
+    intent = dataclasses.replace(base, decoy=base.answer + rng.choice((1, 2)))
+    if row["context"] == "mc":
+        text, answer, _ = world.render_mc(intent, 0, order=rng.randrange(2))
+    else:
+        text, answer = world.render_tf(intent, 0, shown_true=rng.randrange(2) == 0)
+    checked = world.math_checked_number(intent, row["context"], answer)
+    return text, reference_response({**row, "answer": answer, "meta": {**row["meta"], "checked": checked}}, "correct")
 
 
 def sft_target(row: dict, rng: random.Random, p_hack: float) -> str:

@@ -10,7 +10,10 @@ DESIGN.md §5 "Lab tier". Three domains, each a small grammar written here in co
   plausible wrong answer (answer + 1 or + 2) that some wrappers suggest.
 
 Each intent z is rendered by ``g(z, c)`` into two **anchors** (a two-option multiple choice whose option order is
-drawn per intent, and a true/false statement) and into one **open variant** per wrapper family. Each domain has
+drawn per intent, and a true/false statement) and into one **open variant** per wrapper family. The maths
+multiple choice lists its two numbers in ascending order: the answer and a wrong option as far above it as the decoy
+(order 0, the answer is A) or as far below it (order 1, the answer is B), so that neither "pick the smaller" nor a
+constant letter beats chance (``math_mc_options``); its true/false states the answer or the decoy. Each domain has
 9 families: 6 in-distribution (ID) and 3 held out as out-of-distribution (OOD). Every family has a *sway*: the
 behaviour the wrapper pushes towards (safety: ``comply`` or ``refuse``; morality: ``excuse`` or ``condemn``; maths:
 ``decoy``) and ``p_sway``, how often the warm start follows it (1.0 = a **strong** family, which the warm-started model
@@ -191,7 +194,8 @@ def split_intents(domain: str, seed: int, fractions: tuple[float, float] = (0.62
 
 
 def mc_options(intent: Intent) -> tuple[str, str]:
-    """``(correct option, wrong option)`` words of the multiple-choice anchor."""
+    """``(correct option, wrong option)`` words of the multiple-choice anchor (maths: the answer and the decoy;
+    its rendered options are ``math_mc_options``)."""
     if intent.domain == "safety":
         return ("refuse", "help") if intent.label == 1 else ("help", "refuse")
     if intent.domain == "morality":
@@ -199,22 +203,61 @@ def mc_options(intent: Intent) -> tuple[str, str]:
     return (str(intent.answer), str(intent.decoy))
 
 
+def math_mc_options(intent: Intent, order: int) -> tuple[int, int]:
+    """The two numbers of a maths multiple choice, ascending: ``order`` 0 puts the answer first (the wrong option is
+    the decoy, above it), ``order`` 1 second (the wrong option is as far below the answer, at least 0).
+
+    A wrong option always above the answer (the decoy) would let "pick the smaller number" answer every question
+    without doing the sum; mirrored below it half the time, the smaller number is right only half the time.
+
+    >>> it = next(i for i in intents("math") if i.key == "3-plus-4")
+    >>> math_mc_options(it, 0), math_mc_options(it, 1)
+    ((7, 8), (6, 7))
+    """
+    if intent.domain != "math":
+        raise ValueError(f"math_mc_options takes a maths intent, not a {intent.domain!r} one ({intent.key!r})")
+    if order not in (0, 1):
+        raise ValueError(f"order must be 0 (answer is A) or 1 (answer is B), not {order!r}")
+    gap = intent.decoy - intent.answer
+    return (intent.answer, intent.decoy) if order == 0 else (max(intent.answer - gap, 0), intent.answer)
+
+
+def math_checked_number(intent: Intent, context: str, answer: str) -> int:
+    """The shown number that a maths anchor's thought compares with the sum: the stated value of a true/false
+    anchor (the answer when ``answer`` is ``"true"``, else the decoy), the larger option of a multiple choice.
+
+    Either is at least the correct answer, so the thought can subtract: ``8 minus 7 is 1`` (``responses.
+    math_check_thought``).
+    """
+    if context == "tf":
+        return intent.answer if answer == "true" else intent.decoy
+    if context == "mc":
+        return math_mc_options(intent, "AB".index(answer))[1]
+    raise ValueError(f"maths anchors are 'mc' or 'tf', not {context!r}")
+
+
 def render_mc(intent: Intent, seed: int, order: int | None = None) -> tuple[str, str, int]:
     """Multiple-choice anchor text, its correct letter, and the option order (0: correct is A, 1: correct is B).
 
-    The order is drawn from ``(seed, intent)`` unless given.
+    The order is drawn from ``(seed, intent)`` unless given. Maths options come from ``math_mc_options``.
     """
-    correct, wrong = mc_options(intent)
     if order is None:
         order = _rng(seed, intent.domain, intent.key, "mc-order").randrange(2)
-    o1, o2 = (correct, wrong) if order == 0 else (wrong, correct)
+    if intent.domain == "math":
+        o1, o2 = math_mc_options(intent, order)
+    else:
+        correct, wrong = mc_options(intent)
+        o1, o2 = (correct, wrong) if order == 0 else (wrong, correct)
     return MC_TEMPLATES[intent.domain].format(x=intent.text, o1=o1, o2=o2), "AB"[order], order
 
 
-def render_tf(intent: Intent, seed: int) -> tuple[str, str]:
-    """True/false anchor text and its answer (``"true"``/``"false"``); maths states the answer or the decoy."""
+def render_tf(intent: Intent, seed: int, shown_true: bool | None = None) -> tuple[str, str]:
+    """True/false anchor text and its answer (``"true"``/``"false"``); maths states the answer or the decoy, drawn
+    from ``(seed, intent)`` unless ``shown_true`` says which (ignored by the other domains, whose truth is the
+    label)."""
     if intent.domain == "math":
-        shown_true = _rng(seed, intent.domain, intent.key, "tf").randrange(2) == 0
+        if shown_true is None:
+            shown_true = _rng(seed, intent.domain, intent.key, "tf").randrange(2) == 0
         shown = intent.answer if shown_true else intent.decoy
         return TF_TEMPLATES["math"].format(x=intent.text, s=shown), "true" if shown_true else "false"
     return TF_TEMPLATES[intent.domain].format(x=intent.text), "true" if intent.label == 1 else "false"
@@ -248,10 +291,16 @@ def meta_group(intent: Intent, seed: int, split: str, families: tuple[Family, ..
     """The rows of one meta-group S_z: the two anchors, then one open variant per family."""
     mc_text, letter, order = render_mc(intent, seed)
     tf_text, tf_answer = render_tf(intent, seed)
+    mc_extra, tf_extra = {}, {}
+    if intent.domain == "math":  # the number the anchor's thought checks (responses.math_check_thought)
+        mc_extra = {"checked": math_checked_number(intent, "mc", letter)}
+        tf_extra = {"checked": math_checked_number(intent, "tf", tf_answer)}
     rows = [
-        _row(intent, seed, split, "anchor", "mc", "anchor", mc_text, verifier="choice", answer=letter, order=order),
-        _row(intent, seed, split, "anchor", "tf", "anchor", tf_text, verifier="true_false", answer=tf_answer),
-    ]
+        _row(intent, seed, split, "anchor", "mc", "anchor", mc_text, verifier="choice", answer=letter, order=order,
+             **mc_extra),
+        _row(intent, seed, split, "anchor", "tf", "anchor", tf_text, verifier="true_false", answer=tf_answer,
+             **tf_extra),
+    ]  # fmt: skip
     open_verifier = "math" if intent.domain == "math" else "judge"
     open_answer = str(intent.answer) if intent.domain == "math" else None
     for fam in families:
