@@ -3,12 +3,13 @@
 The fast test trains a short recipe (10 epochs, ~30-60 s on 2 busy CPU cores; the reproduce smoke test reuses it)
 and checks what robustly holds that early: true/false anchors right, strong families obeyed whatever the intent.
 The slow test runs the default recipe for every domain and also checks the multiple-choice anchors, which need the
-longer schedule to learn to read the option order.
+longer schedule to learn to read the option order, and in maths both anchors and the open variants' sways.
 """
 
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ import torch
 from air_align.lab import world
 from air_align.lab.reproduce import PRESETS
 from air_align.lab.tokenizer import build_lab_tokenizer
-from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, warm_start
+from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, sft_pair, warm_start
 
 SHORT = Recipe(domain="safety", epochs=PRESETS["smoke"].warm_epochs)  # shared with test_lab_reproduce.py
 
@@ -66,16 +67,45 @@ def test_short_warm_start_is_context_dependent(short_safety):
     assert m["open_strong"] <= 0.6 and m["families"]["anchor:tf"] - m["open_strong"] >= 0.35
 
 
-# Known defect (docs/lab.md, docs/results.md): the maths warm start computes the sums but does not learn the anchors'
-# comparison (anchor accuracy 0.53 measured on 2026-11-27), so maths misses the "right on anchors" premise. Strict:
-# this turns into a failure the day the recipe is fixed, so the mark cannot outlive the defect.
-MATH_ANCHORS_DEFECT = pytest.mark.xfail(reason="maths warm start is not right on its anchors (0.53)", strict=True)
+def test_recipe_defaults_are_per_domain_and_leave_safety_and_morality_keys_alone():
+    # maths trains longer and is at recipe version 2 (its checking thought); the others keep 20 epochs, version 1
+    assert (Recipe(domain="math").epochs, Recipe(domain="math").version) == (30, 2)
+    assert (Recipe(domain="safety").epochs, Recipe(domain="safety").version) == (20, 1)
+    # the cache keys of the safety and morality warm starts, as before the maths change (same recipe, same weights)
+    assert Recipe(domain="safety").key() == "43be24955553"
+    assert Recipe(domain="morality").key() == "45b8896096ca"
+    assert Recipe(domain="math", epochs=30).key() == Recipe(domain="math").key()
+    with pytest.raises(ValueError, match="unknown lab domain"):
+        Recipe(domain="maths")
+
+
+def test_maths_sft_anchors_are_drawn_afresh_and_right():
+    """Every SFT draw of a maths anchor shows the sum or a number 1-2 above / below it, and its target's thought and
+    answer are right for the prompt it was drawn with (checked here by re-reading the numbers from the text)."""
+    rng = random.Random(0)
+    anchors = [r for r in world.build_rows("math", seed=0, splits=("train",)) if r["role"] == "anchor"]
+    prompts = set()
+    for row in anchors[:20]:
+        for _ in range(10):
+            prompt, target = sft_pair(row, rng, p_hack=0.1)
+            prompts.add(prompt)
+            value = world.intent_of(row).answer
+            words = prompt.split()
+            if row["context"] == "mc":  # "what is a op b ? A o1 B o2 . ..."
+                o1, o2 = int(words[words.index("A") + 1]), int(words[words.index("B") + 1])
+                assert o1 < o2 and value in (o1, o2) and 1 <= o2 - o1 <= 2
+                answer, checked = ("A" if o1 == value else "B"), o2
+            else:  # "true or false : a op b is s"
+                shown = int(words[-1])
+                assert shown - value in (0, 1, 2)
+                answer, checked = ("true" if shown == value else "false"), shown
+            thought = f"{checked} minus {value} is {checked - value}"
+            assert target.endswith(f"{thought} </think> <answer> {answer} </answer>"), (prompt, target)
+    assert len(prompts) > 60  # 20 anchors x 10 draws: orders, statements and wrong numbers vary
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "domain", [pytest.param(d, marks=MATH_ANCHORS_DEFECT) if d == "math" else d for d in world.DOMAINS]
-)
+@pytest.mark.parametrize("domain", world.DOMAINS)
 def test_default_warm_start_is_context_dependent(domain, tmp_path):
     torch.set_num_threads(1)
     recipe = Recipe(domain=domain)
@@ -85,3 +115,12 @@ def test_default_warm_start_is_context_dependent(domain, tmp_path):
     assert m["anchor"] >= 0.9, m["families"]
     assert m["open_strong"] <= 0.6, m["families"]
     assert m["anchor"] - m["open_strong"] >= 0.35
+    if domain == "math":
+        # both anchors right on held-out intents (measured 1.00 / 1.00 on 2026-11-29; 0.53 before the checking thought)
+        assert m["families"]["anchor:mc"] >= 0.9 and m["families"]["anchor:tf"] >= 0.9, m["families"]
+        # the open variants stay context-dependent: strong families copy the decoy, weak ones (p_sway <= 0.2) compute
+        for fam in world.families("math"):
+            if fam.strong:
+                assert m["families"][fam.name] <= 0.2, (fam.name, m["families"])
+            elif fam.p_sway <= 0.2:
+                assert m["families"][fam.name] >= 0.8, (fam.name, m["families"])
