@@ -32,6 +32,7 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from air_align.objectives import weighted_rewards
 from air_align.rewards.references import CLASSES, ROLES, ReferenceKind, default_kinds
@@ -119,8 +120,6 @@ def score_references(
     columns = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in ROW_EXCLUDED]
     weight_tensor = torch.tensor(weights, dtype=torch.float64)
     records = []
-    from tqdm.auto import tqdm
-
     starts = range(0, len(items), batch_size)
     for start in tqdm(starts, desc="calibration", unit="batch", disable=not progress or len(starts) < 2):
         batch = items[start : start + batch_size]
