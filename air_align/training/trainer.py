@@ -42,23 +42,10 @@ from air_align.objectives import (
     leave_one_out_baseline,
     meta_group_diagnostics,
     sequence_logprob,
+    weighted_rewards,
 )
 from air_align.training.config import AIRConfig
 from air_align.training.sampler import MetaGroupSampler
-
-
-def weighted_rewards(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor) -> torch.Tensor:
-    """TRL's total reward ``Σ_f w_f r_f`` with NaN-skipping, NaN where every function returned None.
-
-    Shape:
-        rewards_per_func (N, F), reward_weights (F,) -> (N,)
-
-    >>> weighted_rewards(torch.tensor([[1.0, float("nan")], [float("nan")] * 2]), torch.tensor([2.0, 1.0]))
-    tensor([2., nan])
-    """
-    rewards = (rewards_per_func * reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)  # (N,)
-    rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
-    return rewards
 
 
 def compact_ids(values: list) -> torch.Tensor:
