@@ -55,15 +55,15 @@ def _build(args: argparse.Namespace) -> int:
     from air_align.data.validate import ValidationError, check_rows, format_summary, summarize
 
     intents = templates = None
-    if args.intents:
-        from air_align.data.external import load_intents, parse_column_map
-
-        intents = load_intents(args.intents, parse_column_map(args.column_map))
-    if args.templates:
-        from air_align.data.sources import load_templates
-
-        templates = load_templates(args.templates)
     try:
+        if args.intents:
+            from air_align.data.external import load_intents, parse_column_map
+
+            intents = load_intents(args.intents, parse_column_map(args.column_map))
+        if args.templates:
+            from air_align.data.sources import load_templates
+
+            templates = load_templates(args.templates)
         rows = build_meta_groups(
             args.domain,
             n_intents=args.n_intents,
