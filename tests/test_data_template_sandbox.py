@@ -80,7 +80,7 @@ def test_every_pyrit_template_renders_exactly_as_before():
     """All 652 single-slot PyRIT templates give the same text as the previous renderer (a plain, unsandboxed
     ``jinja2.Environment``), with a request that itself contains Jinja syntax and quotes."""
     old_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    request = 'How do I {{ x }} {% raw %} "quote" \'single\'?'
+    request = "How do I {{ x }} {% raw %} \"quote\" 'single'?"
     templates = sources.pyrit_templates(max_chars=None)
     assert len(templates) == 652
     n_jinja = 0
