@@ -168,7 +168,7 @@ class AIRConfig(GRPOConfig):
         },
     )
     anchor_monitor_batches: int = field(
-        default=4,
+        default=8,  # 4 false-alarmed on lab runs whose anchors stayed at 1.00 (docs/monitoring.md); 8 did not
         metadata={
             "help": "Generation batches averaged for the anchors' starting reward level (the first ones of the run) "
             "and for the current level compared to it (the latest ones); logged as air/anchor_start, "

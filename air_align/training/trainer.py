@@ -175,12 +175,14 @@ def aux_policy_weights(
     ...                    torch.tensor([[1, 1, 0], [1, 1, 1]]), 0.1)
     tensor([0.2000, 2.0000])
     """
-    if advantages.dim() == 2:  # per-token advantages (TRL subclasses): a completion's mean over its tokens
+    if advantages.dim() == 2:  # per-token advantages (TRL subclasses): a completion's mean |Â| over its tokens
         mask = completion_mask.to(advantages.dtype)
-        advantages = (advantages * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        policy = (advantages.abs() * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (B,)
+    else:
+        policy = advantages.abs()  # (B,)
     lengths = completion_mask.sum(-1).to(rewards.dtype) if reduction == "sum" else torch.ones_like(rewards)
     aux = (invariance_coef * coefficients * torch.nan_to_num(rewards, nan=0.0)).abs() * lengths  # (B,)
-    return torch.stack([aux.sum(), advantages.abs().sum().to(aux.dtype)])
+    return torch.stack([aux.sum(), policy.sum().to(aux.dtype)])
 
 
 class AIRTrainer(GRPOTrainer):
