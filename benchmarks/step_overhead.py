@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from air_align.files import write_json
+
 MODES = ("none", "air", "vrex")
 
 
@@ -119,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     for model_name, mode in tqdm(jobs, desc="runs"):
         results[model_name][mode].append(run_child(model_name, mode, args))
     summary = summarise(results)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps({"config": vars(args), "summary": summary, "raw": results}, indent=2))
-    os.replace(tmp, out)
+    write_json(args.out, {"config": vars(args), "summary": summary, "raw": results})
     print(markdown(summary))
     return 0
 

@@ -107,19 +107,12 @@ def run_eval(args) -> int:
 
 def run_report(args) -> int:
     """Handler of ``air-align report``."""
-    import os
-    from pathlib import Path
-
     from air_align.evaluation.report import compare_runs
+    from air_align.files import write_text
 
     text = compare_runs(args.run_dirs)
     if args.out is None:
         print(text, end="")
         return 0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    print(f"wrote {write_text(args.out, text)}")
     return 0

@@ -8,13 +8,12 @@ verdict and an in-memory model); ``air-align eval`` wraps it. Outputs in ``out_d
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 from air_align.evaluation.metrics import majority, summarize
 from air_align.evaluation.scoring import Verdict, eval_verdict
+from air_align.files import read_jsonl, write_json, write_jsonl, write_text
 
 REQUIRED_FIELDS = ("id", "group_id", "role", "domain", "split", "prompt", "verifier")
 RESULTS_VERSION = 1
@@ -22,8 +21,6 @@ RESULTS_VERSION = 1
 
 def read_rows(path: str | Path) -> list[dict]:
     """Rows of a meta-group JSONL file (``air_align.data.schema.read_jsonl``), checked for the fields eval needs."""
-    from air_align.data.schema import read_jsonl
-
     rows, lines = read_jsonl(path, with_lines=True)
     for row, lineno in zip(rows, lines, strict=True):
         missing = [k for k in REQUIRED_FIELDS if k not in row]
@@ -170,22 +167,6 @@ def _dispersion(model, tokenizer, rows, splits, layer, batch_size, progress) -> 
     return out
 
 
-def write_json(path: Path, obj) -> None:
-    """Atomic JSON write (tmp file then ``os.replace``)."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_jsonl(path: Path, lines: list[dict]) -> None:
-    """Atomic JSONL write."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for line in lines:
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def write_outputs(
     results: dict, records: list[dict], scored: list[dict], out_dir: str | Path, train_dir=None
 ) -> dict[str, Path]:
@@ -206,8 +187,5 @@ def write_outputs(
     results["files"] = {k: p.name for k, p in paths.items()}
     paths["results"] = out / "results.json"
     write_json(paths["results"], results)
-    paths["report"] = out / "report.md"
-    tmp = paths["report"].with_name(f"report.md.tmp{os.getpid()}")
-    tmp.write_text(render_report(results), encoding="utf-8")
-    os.replace(tmp, paths["report"])
+    paths["report"] = write_text(out / "report.md", render_report(results))
     return paths

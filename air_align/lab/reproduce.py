@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from air_align.evaluation.evaluate import write_json
+from air_align.files import write_json, write_text
 from air_align.lab import world
 
 METHODS: dict[str, tuple[str, str]] = {  # name -> (invariance, importance_sampling_level)
@@ -186,7 +185,7 @@ def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: 
     start = time.time()
     trainer.train()
     log = [e for e in trainer.state.log_history if "loss" in e or "reward" in e]
-    (out_dir / "log.json").write_text(json.dumps(log, indent=1))
+    write_json(out_dir / "log.json", log, indent=1)
     return trainer.model, tokenizer, time.time() - start
 
 
@@ -418,9 +417,7 @@ def reproduce(
         )
     results["table"] = table
     write_json(out / "results.json", results)
-    tmp = out / "table.md.tmp"
-    tmp.write_text(table + "\n")
-    os.replace(tmp, out / "table.md")
+    write_text(out / "table.md", table + "\n")
     _plot(summary, preset.domains, preset.methods, out / "ood_acc_group.png")
     plot_sweep(results["sweep"], results["lambda"], out / "lambda_sweep.png")
     return results

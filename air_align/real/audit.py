@@ -15,7 +15,6 @@ once.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import Counter
@@ -139,8 +138,9 @@ def run_audit(
     plus ``audit.json``, ``flip_rates.png`` and an audit section at the end of report.md. Returns
     ``{"results": ..., "audit": ...}``.
     """
-    from air_align.evaluation.evaluate import evaluate, write_json
+    from air_align.evaluation.evaluate import evaluate
     from air_align.evaluation.scoring import eval_verdict
+    from air_align.files import read_jsonl, write_json, write_text
     from air_align.real.audit_report import plot_flip_rates, render_audit
 
     out = Path(out_dir)
@@ -162,8 +162,6 @@ def run_audit(
         tags=tags,
         progress=progress,
     )
-    from air_align.data.schema import read_jsonl
-
     summary = audit_summary(rows, read_jsonl(out / "records.jsonl"), read_jsonl(out / "completions.jsonl"))
     summary.update(
         domain=domain,
@@ -179,7 +177,5 @@ def run_audit(
     plot_flip_rates(summary, out / "flip_rates.png")
     report = out / "report.md"
     text = report.read_text(encoding="utf-8") + "\n\n" + render_audit(summary, results)
-    tmp = report.with_name(f"report.md.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, report)
+    write_text(report, text)
     return {"results": results, "audit": summary}

@@ -111,8 +111,8 @@ def run_study(
     """Run the study; returns ``{"rows": [...], "config": {...}}`` and writes study.json / study.md."""
     import torch
 
-    from air_align.evaluation.evaluate import write_json
     from air_align.evaluation.report import compare_runs
+    from air_align.files import write_json, write_text
     from air_align.models import load_model
     from air_align.real.audit import audit_rows, run_audit
     from air_align.real.train import METHODS, train_real, train_rows
@@ -164,7 +164,7 @@ def run_study(
             torch.cuda.empty_cache()
     summary = {"config": config, "rows": table}
     write_json(out / "study.json", summary)
-    (out / "study.md").write_text(render_study(table, config, compare_runs(run_dirs)), encoding="utf-8")
+    write_text(out / "study.md", render_study(table, config, compare_runs(run_dirs)))
     return summary
 
 

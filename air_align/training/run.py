@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from air_align.files import write_text
 from air_align.training.config import AIRConfig
 
 
@@ -127,7 +128,7 @@ def load_rows(dataset: str, split: str | None) -> list[dict]:
 
         rows = toy_meta_groups(num_groups=16, opens_per_group=2)
     else:
-        from air_align.data.schema import read_jsonl
+        from air_align.files import read_jsonl
 
         rows = read_jsonl(dataset)
     if split is not None and rows and "split" in rows[0]:
@@ -209,12 +210,6 @@ def resolve_checkpoint(resume: str | None, output_dir: str) -> str | None:
     return resume
 
 
-def _write_yaml_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def train(run: RunConfig, args: AIRConfig, resume: str | None = None):
     """Load everything and train; returns the ``AIRTrainer`` (its ``state.log_history`` holds the metrics)."""
     import torch
@@ -237,7 +232,7 @@ def train(run: RunConfig, args: AIRConfig, resume: str | None = None):
     output_dir.mkdir(parents=True, exist_ok=True)
     if trainer.accelerator.is_main_process:
         resolved = {**dataclasses.asdict(run), "air": json.loads(args.to_json_string())}
-        _write_yaml_atomic(output_dir / "air_align_run.yaml", resolved)
+        write_text(output_dir / "air_align_run.yaml", yaml.safe_dump(resolved, sort_keys=True))
     trainer.train(resume_from_checkpoint=resolve_checkpoint(resume, args.output_dir))
     trainer.save_model(str(output_dir / "final"))
     if trainer.accelerator.is_main_process:
