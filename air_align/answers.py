@@ -154,8 +154,9 @@ def parse_choice(answer: str | None, letters: str = CHOICE_LETTERS) -> str | Non
     """The option letter an answer names, upper-cased, or ``None``.
 
     Tried in order: an explicit "answer is X" / "option X"; a letter at the start (markdown around it allowed)
-    followed by ``)``, ``.``, ``:``, a dash or the end ("B", "(b)", "**b**", "B) No"); else a single distinct standalone capital letter among ``letters``, not
-    counting a sentence-initial "A lot…" / "I pick…" ("both A and B" is ambiguous: ``None``).
+    followed by ``)``, ``.``, ``:``, a dash or the end ("B", "(b)", "**b**", "B) No"); else a single distinct
+    standalone capital letter among ``letters``, not counting a sentence-initial "A lot…" / "I pick…" ("both A and
+    B" is ambiguous: ``None``).
 
     >>> [parse_choice(x) for x in ["B", " (b) ", "**c**", "Answer: d", "A) Yes, because", "The answer is (B)."]]
     ['B', 'B', 'C', 'D', 'A', 'B']

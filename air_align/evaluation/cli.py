@@ -55,7 +55,7 @@ def run_eval(args) -> int:
 
     import torch
 
-    from air_align.evaluation.evaluate import evaluate, read_rows
+    from air_align.evaluation.evaluate import evaluate, read_rows, select_rows
     from air_align.evaluation.scoring import eval_verdict
     from air_align.models import load_model
 
@@ -63,14 +63,12 @@ def run_eval(args) -> int:
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     rows = read_rows(args.data)
     if args.limit is not None:
-        from air_align.evaluation.evaluate import select_rows
-
         rows = select_rows(rows, list(splits), limit_groups=args.limit)
     model, tokenizer = load_model(args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     train_dir = args.train_dir or (args.model if Path(args.model).is_dir() else None)
-    results = evaluate(
+    evaluation = evaluate(
         model,
         tokenizer,
         rows,
@@ -94,7 +92,7 @@ def run_eval(args) -> int:
         },
         progress=not args.no_progress,
     )
-    for split, summ in results["slices"].items():
+    for split, summ in evaluation.results["slices"].items():
         acc, grp = summ["acc"], summ["acc_group"]
         print(
             f"{summ['label']:>4} ({split}): Acc {'n/a' if acc is None else f'{acc:.4f}'}  "
