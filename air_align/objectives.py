@@ -366,8 +366,3 @@ def meta_group_diagnostics(
     out["invariance/abs_delta"] = mean_or_nan(per_prompt[active].abs())
     out["invariance/delta"] = mean_or_nan(per_prompt[active])
     return out
-
-
-def per_group_gaps(stats: MetaGroupStats) -> Tensor:
-    """Per meta-group ``r̄_acr(z) − mean_{s∈O_z} r̄_s`` (M,); NaN where a role is missing."""
-    return stats.anchor_mean - stats.open_mean

@@ -37,7 +37,10 @@ def deterministic_rollout(prompts, trainer):
 
 
 def main(out_dir: str) -> None:
-    from air_align.training.toy import toy_reward, toy_trainer
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helper _toy beside this script
+    from _toy import toy_trainer
+
+    from air_align.training.toy import toy_reward
 
     torch.set_num_threads(1)
     seen = {}

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from air_align.rewards.cache import JudgeCache
 from air_align.answers import completion_text
+from air_align.rewards.cache import JudgeCache
 from air_align.rewards.format import format_ok, format_reward
 from air_align.rewards.hacked import KeywordSafetyJudge, extremely_hacked_reward
 from air_align.rewards.morality import verdict_reward

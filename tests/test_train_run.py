@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from air_align.cli import main
-from air_align.training.run import build_configs, lora_config, resolve_rewards
+from air_align.training.recipe import lora_config, resolve_rewards
+from air_align.training.run import build_configs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -34,8 +35,10 @@ def test_unknown_key_and_bad_values_are_clear_errors():
         build_configs(None, ["max_steps"])
     with pytest.raises(ValueError, match="invariance must be one of"):
         build_configs(None, ["invariance=irm", "use_cpu=true"])
-    with pytest.raises(ValueError, match="not a function exported by air_align.rewards"):
-        resolve_rewards("no_such_reward")
+    with pytest.raises(ValueError, match="unknown reward 'no_such_reward'"):
+        resolve_rewards("no_such_reward")  # a bare name is neither composite, toy nor module:function
+    with pytest.raises(ValueError, match="has no function 'nope'"):
+        resolve_rewards("air_align.rewards.verifiers:nope")
 
 
 @pytest.mark.parametrize("name", ["tiny-cpu.yaml", "smollm2-cpu.yaml", "paper-qwen2.5-14b.yaml"])
@@ -100,7 +103,7 @@ def test_composite_reward_judges_with_a_frozen_copy_of_the_initial_policy():
 
 def test_dataset_rows_are_validated(tmp_path):
     from air_align.data.validate import ValidationError
-    from air_align.training.run import load_rows
+    from air_align.training.recipe import load_rows
 
     rows = [
         {"id": "a", "group_id": "g", "role": "open", "context": "plain", "family": "plain", "domain": "math",

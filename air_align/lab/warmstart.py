@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from air_align.evaluation.generate import generate_completions
 from air_align.lab import world
 from air_align.lab.oracle import oracle_verdict, reference_response
 from air_align.lab.responses import math_response
@@ -238,26 +239,6 @@ def load_warm_start(path: str | Path):
     return model, tokenizer
 
 
-@torch.no_grad()
-def generate_greedy(model, tokenizer, rows: list[dict], max_new_tokens: int = 32, batch_size: int = 128) -> list[str]:
-    """Greedy completions (decoded without special tokens) for lab rows, in order."""
-    out: list[str] = []
-    was_training = model.training
-    model.eval()
-    tokenizer.padding_side = "left"
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i : i + batch_size]
-        texts = [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        ids = model.generate(
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )  # fmt: skip
-        out += tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    model.train(was_training)
-    return out
-
-
 def _acc(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
@@ -268,7 +249,9 @@ def measure_context_dependence(model, tokenizer, rows: list[dict], max_new_token
     Returns ``{"anchor", "open_id", "open_ood", "open_strong", "open_mixed", "families": {name: acc},
     "families_by_label": {"name/label": acc}, "n": int}`` (``None`` where a slice is empty).
     """
-    completions = generate_greedy(model, tokenizer, rows, max_new_tokens=max_new_tokens)
+    prompts = [r["prompt"] for r in rows]
+    completions = [c for (c,) in generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                                      batch_size=128, progress=False)]  # fmt: skip
     correct = [v["correct"] for v in oracle_verdict(rows, completions)]
     slices: dict[str, list[bool]] = {"anchor": [], "open_id": [], "open_ood": [], "open_strong": [], "open_mixed": []}
     fams: dict[str, list[bool]] = {}
