@@ -94,7 +94,7 @@ def prompt_text(prompt) -> str:
 
 def to_dataset(rows: list[dict]):
     """A ``datasets.Dataset`` of ``rows`` with the columns of :data:`FIELDS` first; ``meta`` JSON-encoded."""
-    from datasets import Dataset
+    from datasets import Dataset  # heavy (pyarrow): only the trainer needs a Dataset; the lab's rows are light
 
     extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in FIELDS]
     columns = [*FIELDS, *extra]

@@ -23,7 +23,7 @@ MAX_PANELS = 12
 
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (no display needed); imported on first use."""
-    import matplotlib
+    import matplotlib  # heavy, and the backend must be chosen before pyplot is imported: imported on first plot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -37,11 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from air_align.evaluation.generate import generate_completions
 from air_align.lab import world
 from air_align.lab.oracle import oracle_verdict, reference_response
 from air_align.lab.responses import math_response
+from air_align.lab.tokenizer import build_lab_tokenizer
+from air_align.models import cache_dir, tiny_causal_lm
 
 RECIPE_VERSION = 1  # bump when the code changes what a recipe produces
 
@@ -133,11 +137,6 @@ def _batch(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch
 
 def train_warm_start(recipe: Recipe, progress: bool = False):
     """Build the tokenizer and the tiny model and run the SFT recipe. Returns ``(model, tokenizer, log)``."""
-    from tqdm.auto import tqdm
-
-    from air_align.lab.tokenizer import build_lab_tokenizer
-    from air_align.models import tiny_causal_lm
-
     world.check_domain(recipe.domain)
     tokenizer = build_lab_tokenizer()
     model = tiny_causal_lm(
@@ -195,8 +194,6 @@ def train_warm_start(recipe: Recipe, progress: bool = False):
 
 def warm_start_dir(recipe: Recipe, root: str | Path | None = None) -> Path:
     """Where the warm start of ``recipe`` is cached."""
-    from air_align.models import cache_dir
-
     base = Path(root) if root is not None else cache_dir() / "lab"
     return base / f"warmstart-{recipe.domain}-{recipe.key()}"
 
@@ -231,8 +228,6 @@ def load_warm_start(path: str | Path):
     ``Qwen2Tokenizer`` (a byte-level BPE) for any ``model_type: qwen2`` directory (its
     ``MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS`` list), which silently re-tokenises the lab's words.
     """
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(str(path))
