@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from air_align.evaluation.plots import pyplot, save_figure
+from air_align.evaluation.report import percent
 
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+    return percent(x, digits=1)
 
 
 def headline(results: dict) -> list[tuple[str, float | None, float | None, int]]:

@@ -23,7 +23,7 @@ import torch
 
 from air_align.data.audit_rows import audit_rows
 from air_align.evaluation.audit import run_audit
-from air_align.evaluation.report import compare_runs
+from air_align.evaluation.report import compare_runs, percent
 from air_align.files import write_json, write_text
 from air_align.models import load_model
 from air_align.real.config import StudyConfig
@@ -59,7 +59,7 @@ def render_study(rows: list[dict], config: dict, paper_table: str) -> str:
     """study.md: the settings, the table of rows, the paper-style table and the honest caveat."""
 
     def pct(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
+        return percent(x, digits=1)
 
     out = [
         f"# Real-tier study: {config['domain']} on {config['model']}",
