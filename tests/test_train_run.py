@@ -127,3 +127,37 @@ def test_readme_import_and_config():
         use_cpu=True,
     )  # fmt: skip
     assert (config.invariance, config.invariance_coef, config.num_generations) == ("air", 8e-4, 3)
+
+
+def test_method_sets_the_regulariser_fields_and_the_command_line_wins():
+    # tiny-cpu.yaml says invariance: air; method=grpo on the command line overrides it
+    run, air = build_configs(CONFIGS / "tiny-cpu.yaml", ["method=grpo"])
+    assert (run.method, air.invariance, air.importance_sampling_level, air.aux_baseline) == (
+        "grpo",
+        "none",
+        "token",
+        "none",
+    )
+    run, air = build_configs(CONFIGS / "tiny-cpu.yaml", ["method=gspo+air"])
+    assert (air.invariance, air.importance_sampling_level) == ("air", "sequence")
+    run, air = build_configs(None, ["method=vrex", "use_cpu=true"])  # the real tier's former name
+    assert (run.method, air.invariance) == ("grpo+vrex", "vrex")
+    with pytest.raises(ValueError, match="method=grpo sets invariance='none' but the config also sets"):
+        build_configs(None, ["method=grpo", "invariance=air", "use_cpu=true"])
+    with pytest.raises(ValueError, match="unknown method 'dpo'"):
+        build_configs(None, ["method=dpo", "use_cpu=true"])
+
+
+def test_every_method_builds_a_valid_config_and_the_recipe_checks_it():
+    from air_align.training.methods import METHODS, PAPER_METHODS
+    from air_align.training.recipe import RunConfig, air_config, build_trainer
+
+    assert PAPER_METHODS == ("grpo", "grpo+vrex", "grpo+air", "gspo+air")
+    for name, method in METHODS.items():
+        config = air_config(name, output_dir="/tmp/air-align-method-check", use_cpu=True)
+        assert (config.invariance, config.aux_baseline) == (method.invariance, method.aux_baseline)
+    with pytest.raises(ValueError, match="sets \\['invariance'\\]"):
+        air_config("grpo", invariance="air", output_dir="/tmp/x", use_cpu=True)
+    mismatched = air_config("grpo+air", output_dir="/tmp/air-align-method-check", use_cpu=True)
+    with pytest.raises(ValueError, match="method 'grpo' sets invariance='none'"):
+        build_trainer(RunConfig(method="grpo"), mismatched)
