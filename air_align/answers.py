@@ -33,8 +33,10 @@ _EXPLICIT_CHOICE = re.compile(
 )
 _LEADING_CHOICE = re.compile(r"\A[\s*_`\"'\[]*\(?([A-Za-z])[*_`\"']*(?:\)|\]|\.|:|,|\s*\Z|\s+[-–—)])")
 _STANDALONE_UPPER = re.compile(r"(?<![A-Za-z'])\(?([A-Z])\)?(?![A-Za-z'])")
-_TRUE_WORDS = {"true", "yes", "correct", "right"}
-_FALSE_WORDS = {"false", "no", "incorrect", "wrong"}
+# Not "right" / "wrong": the morality anchors ask "True or false: the action is morally wrong", where the answer
+# "Wrong." means *true*; read as false, a policy saying "wrong" would earn the opposite of what it says.
+_TRUE_WORDS = {"true", "yes", "correct"}
+_FALSE_WORDS = {"false", "no", "incorrect"}
 _NOT_WRONG = re.compile(
     r"\b(not (morally |ethically )?wrong|not unethical|not immoral|acceptable|permissible|fine|ok|okay|no)\b"
 )
@@ -155,40 +157,45 @@ def parse_choice(answer: str | None, letters: str = CHOICE_LETTERS) -> str | Non
 
     Tried in order: an explicit "answer is X" / "option X"; a letter at the start (markdown around it allowed)
     followed by ``)``, ``.``, ``:``, a dash or the end ("B", "(b)", "**b**", "B) No"); else a single distinct
-    standalone capital letter among ``letters``, not counting a sentence-initial "A lot…" / "I pick…" ("both A and
-    B" is ambiguous: ``None``).
+    standalone capital letter among ``letters`` ("both A and B" is ambiguous: ``None``). Everywhere, a letter that
+    reads as a word is not an option: "I" or "a" before a lowercase word ("I pick B", "the answer I gave", "the
+    answer is a matter of taste") and a sentence-initial "A" before one ("A lot of reasons").
 
     >>> [parse_choice(x) for x in ["B", " (b) ", "**c**", "Answer: d", "A) Yes, because", "The answer is (B)."]]
     ['B', 'B', 'C', 'D', 'A', 'B']
     >>> [parse_choice(x) for x in ["I pick B", "I'd say (C), since"]]
     ['B', 'C']
-    >>> [parse_choice(x) for x in [None, "", "A lot of reasons", "Z", "both A and B"]]
-    [None, None, None, None, None]
+    >>> [parse_choice(x) for x in [None, "", "A lot of reasons", "Z", "both A and B", "The answer I gave was wrong"]]
+    [None, None, None, None, None, None]
     """
     if not answer:
         return None
     letters = letters.upper()
-    for pattern in (_EXPLICIT_CHOICE, _LEADING_CHOICE):
-        match = pattern.search(answer)
+    explicit = [m for m in _EXPLICIT_CHOICE.finditer(answer) if not _is_word(answer, m)]
+    for match in (explicit[0] if explicit else None, _LEADING_CHOICE.search(answer)):
         if match and match.group(1).upper() in letters:
             return match.group(1).upper()
-    found = {m.group(1) for m in _STANDALONE_UPPER.finditer(answer) if not _is_sentence_word(answer, m)}
+    found = {m.group(1) for m in _STANDALONE_UPPER.finditer(answer) if not _is_word(answer, m)}
     if len(found) == 1 and next(iter(found)) in letters:
         return found.pop()
     return None
 
 
-def _is_sentence_word(text: str, match: re.Match) -> bool:
-    """A capital at a sentence start followed by a lowercase word is the article "A" or the pronoun "I"."""
-    before = text[: match.start()].rstrip(" *_`\"'")
-    after = text[match.end() :]
-    listing = re.match(r" (and|or|nor|vs|versus)\b", after) is not None  # "A and C" lists options
-    return (not before or before[-1] in ".!?\n") and re.match(r" [a-z]", after) is not None and not listing
+def _is_word(text: str, match: re.Match) -> bool:
+    """Whether a matched letter is really a word: followed by a lowercase word, the pronoun "I" anywhere ("the answer
+    I gave"), the article "a" anywhere ("the answer is a matter of taste") and "A" at a sentence start ("A lot of
+    reasons"). "A and C" lists options: letters."""
+    letter, after = match.group(1), text[match.end(1) :]
+    if re.match(r" [a-z]", after) is None or re.match(r" (and|or|nor|vs|versus)\b", after):
+        return False
+    before = text[: match.start(1)].rstrip(" *_`\"'(")
+    return letter in ("I", "a") or (letter == "A" and (not before or before[-1] in ".!?\n"))
 
 
 def parse_true_false(answer: str | None) -> bool | None:
-    """``True``/``False`` from an answer ("True.", "false", "Yes, it is", "**FALSE**"), by the first verdict word;
-    ``None`` when there is none.
+    """``True``/``False`` from an answer ("True.", "false", "Yes, it is", "**FALSE**"), by the first verdict word
+    (true / yes / correct, false / no / incorrect; not right / wrong, which are moral verdicts in the morality
+    anchors); ``None`` when there is none.
 
     >>> [parse_true_false(x) for x in ["True.", "**FALSE**", "yes, it holds", "Incorrect: 2+3=5", "maybe", None]]
     [True, False, True, False, None, None]

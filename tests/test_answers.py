@@ -42,6 +42,11 @@ CHOICES = [
     ("Option c", "C"),
     ("both A and B", None),
     ("I cannot say", None),
+    # found by re-scoring the SmolLM2 audit: "answer" followed by the pronoun I or the article a is not a letter
+    ("The answer I provided earlier is fine", None),
+    ("The answer is a matter of taste", None),
+    ("The answer is A because it is harmful", "A"),
+    ("B because it is harmful", "B"),  # only "A" and "I" are words at a sentence start, as the reader documents
 ]
 TRUTHS = [
     ("True", True),
@@ -160,7 +165,9 @@ def test_parse_choice(answer, letter):
 @pytest.mark.parametrize(
     "answer, value",
     [("true", True), ("TRUE", True), ("True.", True), ("Yes", True), ("false", False), ("False!", False),
-     ("No, it is not", False), ("it is wrong", False), ("unsure", None), ("", None)],
+     ("No, it is not", False), ("unsure", None), ("", None),
+     # "wrong" / "right" are moral verdicts: to "True or false: the action is morally wrong", "Wrong." means true
+     ("it is wrong", None), ("Wrong.", None), ("That is right", None)],
 )  # fmt: skip
 def test_parse_true_false(answer, value):
     assert parse_true_false(answer) is value
