@@ -62,12 +62,22 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     return Path(path)
 
 
-def read_jsonl(path: str | Path, with_lines: bool = False):
+# Longest JSONL line read, in bytes (newline included): a row with a prompt at the validation limit (32,000
+# characters, up to 4 bytes each in UTF-8, or 6 as a JSON \u escape) stays far below it, and a runaway line (a 20 MB
+# line once passed validation) is refused without reading it whole.
+MAX_LINE_BYTES = 1 << 20
+
+
+def read_jsonl(path: str | Path, with_lines: bool = False, allow_empty: bool = False):
     """Rows of a JSONL file (blank lines skipped); with ``with_lines`` also each row's 1-based line number.
+
+    Each line is read as bytes, at most :data:`MAX_LINE_BYTES`, and decoded as UTF-8 (a byte-order mark on the first
+    line is allowed), so that an over-long line or a bad byte is reported with its file and line.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a line that is not a JSON object, naming the file and line.
+        ValueError: naming the file and line: a line over :data:`MAX_LINE_BYTES`, invalid UTF-8, a line that is not
+            a JSON object; or, unless ``allow_empty``, a file with no rows.
     """
     path = Path(path)
     if not path.exists():
@@ -75,8 +85,20 @@ def read_jsonl(path: str | Path, with_lines: bool = False):
             f"{path}: no such file; build one with `air-align data build --domain safety --out {path}`"
         )
     rows, lines = [], []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise ValueError(
+                    f"{path}:{n}: line longer than {MAX_LINE_BYTES:,} bytes; a row must stay under that limit (its "
+                    "prompt under 32,000 characters): shorten the row or move bulky data out of it"
+                )
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}:{n}: not valid UTF-8 (byte {err.start + 1} of the line is {raw[err.start]:#04x}); "
+                    "save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -87,4 +109,6 @@ def read_jsonl(path: str | Path, with_lines: bool = False):
                 raise ValueError(f"{path}:{n}: expected a JSON object (one row), got {type(row).__name__}")
             rows.append(row)
             lines.append(n)
+    if not rows and not allow_empty:
+        raise ValueError(f"{path}: the file holds no rows; it needs one JSON object per line (`air-align data build`)")
     return (rows, lines) if with_lines else rows

@@ -366,3 +366,19 @@ def meta_group_diagnostics(
     out["invariance/abs_delta"] = mean_or_nan(per_prompt[active].abs())
     out["invariance/delta"] = mean_or_nan(per_prompt[active])
     return out
+
+
+def weighted_rewards(rewards_per_func: Tensor, reward_weights: Tensor) -> Tensor:
+    """The composite reward ``r = Σ_f w_f r_f`` exactly as TRL's ``GRPOTrainer`` forms it: a function that returned
+    None (NaN) is skipped, and the result is NaN where every function returned None. The trainer's AIR term and the
+    calibration check (``rewards/calibration.py``) both use this one implementation.
+
+    Shape:
+        rewards_per_func (N, F), reward_weights (F,) -> (N,)
+
+    >>> weighted_rewards(torch.tensor([[1.0, float("nan")], [float("nan")] * 2]), torch.tensor([2.0, 1.0]))
+    tensor([2., nan])
+    """
+    rewards = (rewards_per_func * reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)  # (N,)
+    rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+    return rewards

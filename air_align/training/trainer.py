@@ -4,7 +4,8 @@ Five small overrides, each on the narrowest TRL hook (TRL pinned to 1.16.0; ``te
 if a signature changes):
 
 1. ``_get_train_sampler`` → ``MetaGroupSampler``: whole meta-groups in every generation batch.
-2. ``_calculate_rewards`` → unchanged, but keeps the **gathered** ``rewards_per_func`` of the call.
+2. ``_calculate_rewards`` → TRL's, then a completion with a ±inf reward is made unscored (see below), and the
+   **gathered** ``rewards_per_func`` of the call is kept.
 3. ``_generate_and_score_completions`` → after TRL (advantages, slicing), computes ``Δ_s`` with
    ``objectives.invariance_coefficients`` over the gathered rewards of the whole generation batch (so every process
    uses the same anchor means ``r̄_acr(z)``, the paper's synchronisation), *before* TRL shuffles and splits the
@@ -28,10 +29,26 @@ of ``num_generations`` consecutive completions. Evaluation (``prediction_step``)
 need not hold whole meta-groups. A prompt none of whose K completions could be scored (all rewards None) has no
 ``r̄_s``, and a meta-group whose anchors are all unscored has no ``r̄_acr(z)``: those rows get ``Δ = 0`` (logged as
 ``invariance/unscored_rows``) instead of stopping the run.
+
+Infinite rewards are treated like None: every reward function's value for that completion is set to NaN, so the
+completion is unscored (advantage 0, no ``r̄_s`` contribution, ``Δ`` as above), and the number of such completions
+is logged as ``rewards/non_finite`` with a warning. Why not keep TRL's behaviour or stop the run: in TRL, one ±inf
+makes its group's mean infinite, ``inf − inf`` gives NaN advantages, ``nan_to_num`` turns the infinite ones into
+±3.4e38, and the step's loss and parameters become non-finite; refusing would end a long run over one broken score
+(e.g. ``log 0`` in a user's reward), where dropping that completion loses one sample. The whole completion is
+dropped, not only the broken function's value, because the others' partial sum would put it on a different scale
+than its K − 1 siblings. Judges never return ±inf (``air_align.rewards.server_judge`` retries, then raises).
+
+Construction refuses what would otherwise train silently wrong: an ``IterableDataset`` (TRL bypasses samplers for
+it, so batches would hold partial meta-groups) and, for ``invariance="air"``, a meta-group without an anchor row
+(its open variants would get ``Δ = 0`` on every step).
 """
 
 from __future__ import annotations
 
+import logging
+
+import datasets
 import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
@@ -42,23 +59,45 @@ from air_align.objectives import (
     leave_one_out_baseline,
     meta_group_diagnostics,
     sequence_logprob,
+    weighted_rewards,
 )
 from air_align.training.config import AIRConfig
 from air_align.training.sampler import MetaGroupSampler
 
+logger = logging.getLogger(__name__)
 
-def weighted_rewards(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor) -> torch.Tensor:
-    """TRL's total reward ``Σ_f w_f r_f`` with NaN-skipping, NaN where every function returned None.
+
+def unscore_non_finite(rewards_per_func: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``rewards_per_func`` with every row that holds a ±inf set to NaN (all functions: the completion is unscored),
+    and the number of such rows.
 
     Shape:
-        rewards_per_func (N, F), reward_weights (F,) -> (N,)
+        rewards_per_func (N, F) -> (N, F), int
 
-    >>> weighted_rewards(torch.tensor([[1.0, float("nan")], [float("nan")] * 2]), torch.tensor([2.0, 1.0]))
-    tensor([2., nan])
+    >>> inf, nan = float("inf"), float("nan")
+    >>> unscore_non_finite(torch.tensor([[1.0, inf], [2.0, nan], [-inf, 0.5]]))
+    (tensor([[nan, nan],
+            [2., nan],
+            [nan, nan]]), 2)
     """
-    rewards = (rewards_per_func * reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)  # (N,)
-    rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
-    return rewards
+    bad = torch.isinf(rewards_per_func).any(dim=1)  # (N,)
+    if not bad.any():
+        return rewards_per_func, 0
+    out = rewards_per_func.clone()
+    out[bad] = torch.nan
+    return out, int(bad.sum())
+
+
+def groups_without_anchor(group_ids: list, roles: list, anchor_role: str) -> list:
+    """Meta-groups (in order of first appearance) none of whose rows has role ``anchor_role``.
+
+    >>> groups_without_anchor(["a", "a", "b", "b", "c"], ["anchor", "open", "open", "open", "open"], "anchor")
+    ['b', 'c']
+    """
+    anchored: dict = {}
+    for g, role in zip(group_ids, roles, strict=True):
+        anchored[g] = anchored.get(g, False) or role == anchor_role
+    return [g for g, ok in anchored.items() if not ok]
 
 
 def compact_ids(values: list) -> torch.Tensor:
@@ -108,13 +147,45 @@ class AIRTrainer(GRPOTrainer):
         self._air_rewards_per_func: torch.Tensor | None = None  # gathered (N, F) of the last _calculate_rewards
         self._air_capture = False  # True while our _compute_loss runs TRL's
         self._air_logps: torch.Tensor | None = None  # (B, T) policy log-probs of that forward
+        self._check_not_iterable()
         self._check_meta_group_columns()
+        self._check_anchors()
 
     # -- data ---------------------------------------------------------------------------------------------------------
 
     def _has_meta_groups(self, dataset) -> bool:
         names = getattr(dataset, "column_names", None)
         return names is not None and self.args.group_column in names and self.args.role_column in names
+
+    def _check_not_iterable(self) -> None:
+        dataset = self.train_dataset
+        iterable = isinstance(dataset, datasets.IterableDataset | torch.utils.data.IterableDataset)
+        if iterable and (self.args.invariance != "none" or self._has_meta_groups(dataset)):
+            raise ValueError(
+                f"train_dataset is an {type(dataset).__name__}: the meta-group sampler needs a map-style dataset "
+                "(TRL skips samplers for iterable ones), else generation batches hold partial meta-groups without "
+                "their anchors. Load it as a datasets.Dataset, e.g. Dataset.from_list(list(stream)) or "
+                "load_dataset(..., streaming=False); or, for plain GRPO/GSPO, use invariance='none' on data without "
+                f"the {self.args.group_column!r} / {self.args.role_column!r} columns."
+            )
+
+    def _check_anchors(self) -> None:
+        if self.args.invariance != "air" or self.train_dataset is None:
+            return
+        dataset = self.train_dataset
+        missing = groups_without_anchor(
+            dataset[self.args.group_column], dataset[self.args.role_column], self.args.anchor_role
+        )
+        if missing:
+            shown = ", ".join(repr(g) for g in missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
+            raise ValueError(
+                f"invariance='air' compares every open variant with its meta-group's anchors, but {len(missing)} "
+                f"meta-group(s) have no row with {self.args.role_column}={self.args.anchor_role!r}: {shown}. Add an "
+                "anchor to each or drop them (`air-align data validate FILE` lists them), or use invariance='vrex' "
+                "or 'none'."
+            )
 
     def _check_meta_group_columns(self) -> None:
         if self.args.invariance == "none" or self.train_dataset is None:
@@ -150,6 +221,17 @@ class AIRTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        inf_per_func = torch.isinf(rewards_per_func).any(dim=0).tolist()  # (F,)
+        rewards_per_func, non_finite = unscore_non_finite(rewards_per_func)  # gathered: the same on every process
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["rewards/non_finite"].append(float(non_finite))
+        if non_finite:
+            funcs = [name for name, bad in zip(self.reward_func_names, inf_per_func, strict=True) if bad]
+            logger.warning(
+                "%d completion(s) got an infinite reward (reward functions: %s); they are unscored, like None",
+                non_finite,
+                ", ".join(funcs),
+            )
         self._air_rewards_per_func = rewards_per_func  # gathered over processes: (N_global, F)
         return rewards_per_func
 
