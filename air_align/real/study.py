@@ -96,7 +96,7 @@ def run_study(config: StudyConfig, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     methods = [method_name(m) for m in config.methods]  # an unknown method fails before any work
-    settings = {**config.as_dict(), "judge(train)": "frozen policy"}
+    settings = {**config.as_dict(), "methods": methods, "judge(train)": "frozen policy"}
     rows = train_rows(config)
     test = audit_rows(
         config.domain, config.n_intents, config.seed, anchors=config.anchors, ood_families=config.ood_families,
