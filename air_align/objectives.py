@@ -423,11 +423,6 @@ def meta_group_diagnostics(
     return out
 
 
-def per_group_gaps(stats: MetaGroupStats) -> Tensor:
-    """Per meta-group ``r̄_acr(z) − mean_{s∈O_z} r̄_s`` (M,); NaN where a role is missing."""
-    return stats.anchor_mean - stats.open_mean
-
-
 def weighted_rewards(rewards_per_func: Tensor, reward_weights: Tensor) -> Tensor:
     """The composite reward ``r = Σ_f w_f r_f`` exactly as TRL's ``GRPOTrainer`` forms it: a function that returned
     None (NaN) is skipped, and the result is NaN where every function returned None. The trainer's AIR term and the

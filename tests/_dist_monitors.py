@@ -18,10 +18,12 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
 def main(out_dir: str) -> None:
-    from datasets import Dataset
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helper _toy beside this script
+    from _toy import toy_trainer
 
+    from air_align.data.schema import to_dataset
     from air_align.training.monitors import AnchorDropWarning
-    from air_align.training.toy import toy_meta_groups, toy_reward, toy_trainer
+    from air_align.training.toy import toy_meta_groups, toy_reward
 
     torch.set_num_threads(1)
     calls = []
@@ -46,7 +48,7 @@ def main(out_dir: str) -> None:
     rows = toy_meta_groups(8, 2)
     for row in rows:  # two labels, so the per-label Δ is gathered across ranks
         row["domain"], row["label"] = "toy", int(row["group_id"].split("-")[1]) % 2
-    trainer.train_dataset = Dataset.from_list(rows)
+    trainer.train_dataset = to_dataset(rows)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         trainer.train()

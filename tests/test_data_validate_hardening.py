@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
-from air_align.data.schema import MAX_LINE_BYTES, make_row, read_jsonl
+from air_align.data.schema import make_row
 from air_align.data.validate import MAX_PROMPT_CHARS, validate_rows
+from air_align.files import MAX_LINE_BYTES, read_jsonl
 
 
 def rows_of(domain="safety", label=1, split="train"):

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _toy import toy_trainer
 
 from air_align.evaluation.plots import (
     find_run_log,
@@ -17,7 +18,6 @@ from air_align.evaluation.plots import (
     read_training_log,
     run_curve_panels,
 )
-from air_align.training.toy import toy_trainer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -9,11 +9,12 @@ import math
 import pytest
 import torch
 
+from air_align.answers import response_text
 from air_align.data.schema import make_row
+from air_align.evaluation.calibration_report import calibration_markdown, write_calibration
 from air_align.objectives import invariance_coefficients, weighted_rewards
 from air_align.rewards.calibration import calibration_table, score_references
-from air_align.rewards.calibration_report import calibration_markdown, write_calibration
-from air_align.rewards.format import format_reward, response_text
+from air_align.rewards.format import format_reward
 from air_align.rewards.references import ReferenceKind, default_kinds, load_reference_file
 
 

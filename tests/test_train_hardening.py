@@ -7,11 +7,12 @@ import math
 
 import pytest
 import torch
+from _toy import toy_trainer
 from datasets import Dataset
 
 from air_align.models import build_char_tokenizer, tiny_causal_lm
 from air_align.training.config import AIRConfig
-from air_align.training.toy import toy_meta_groups, toy_reward, toy_trainer
+from air_align.training.toy import toy_meta_groups, toy_reward
 from air_align.training.trainer import AIRTrainer, unscore_non_finite
 
 

@@ -8,16 +8,18 @@ import json
 
 import pytest
 import torch
+from _toy import toy_trainer
 from datasets import Dataset
 
+from air_align.evaluation.calibration_report import write_calibration
 from air_align.models import build_char_tokenizer, tiny_causal_lm
 from air_align.objectives import invariance_coefficients
 from air_align.rewards.calibration import calibration_table, score_references
-from air_align.rewards.calibration_report import write_calibration
 from air_align.rewards.references import default_kinds
 from air_align.training.config import AIRConfig, normalize_offsets
+from air_align.training.recipe import RunConfig, build_trainer
 from air_align.training.run import build_configs
-from air_align.training.toy import toy_meta_groups, toy_reward, toy_trainer
+from air_align.training.toy import toy_meta_groups, toy_reward
 from air_align.training.trainer import AIRTrainer, compact_ids
 
 CPU = dict(output_dir="/tmp/air-align-offsets", use_cpu=True, bf16=False, report_to="none")
@@ -164,9 +166,10 @@ def test_offsets_need_domain_and_label_and_unused_keys_warn(tmp_path):
     tokenizer = build_char_tokenizer()
     model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=4)
     args = AIRConfig(**{**CPU, "output_dir": str(tmp_path)}, invariance_offsets={"toy/none": 0.3})
+    # A user's own Dataset without the column (build_trainer's to_dataset always adds the schema's columns).
+    dataset = Dataset.from_list(rows)
     with pytest.raises(ValueError, match=r"no \['label'\] column"):
-        AIRTrainer(model=model, reward_funcs=toy_reward, args=args, train_dataset=Dataset.from_list(rows),
-                   processing_class=tokenizer)  # fmt: skip
+        AIRTrainer(model=model, reward_funcs=toy_reward, args=args, train_dataset=dataset, processing_class=tokenizer)
     with pytest.warns(UserWarning, match=r"\['safety/0'\] match no open row .* \['toy/none'\]"):
         toy_trainer("air", str(tmp_path), invariance_offsets={"toy/none": 0.3, "safety/0": 1.0})
 
@@ -241,8 +244,7 @@ def test_measured_offsets_make_delta_zero_at_the_correct_policy(tmp_path):
             num_generations=3, per_device_train_batch_size=36, max_completion_length=8, max_steps=1, logging_steps=1,
             anchor_monitor_batches=1, **config,
         )  # fmt: skip
-        return AIRTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
-                          processing_class=tokenizer)  # fmt: skip
+        return build_trainer(RunConfig(), args, model=model, tokenizer=tokenizer, rows=rows, reward_funcs=reward)
 
     calibrated = trainer("calibrated", CorrectPolicy(), invariance_offsets=table["offsets"])
     out = first_batch(calibrated)

@@ -54,8 +54,8 @@ def add_parser(subparsers) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from air_align.data.build import build_meta_groups
-    from air_align.data.schema import write_jsonl
     from air_align.data.validate import ValidationError, check_rows, format_summary, summarize
+    from air_align.files import write_jsonl
 
     intents = templates = None
     try:
@@ -87,15 +87,15 @@ def _build(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ModuleNotFoundError, ValidationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    write_jsonl(rows, args.out)
+    write_jsonl(args.out, rows)
     print(f"wrote {len(rows)} rows to {args.out}")
     print(format_summary(summarize(rows)))
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from air_align.data.schema import read_jsonl
     from air_align.data.validate import MAX_PROMPT_CHARS, format_summary, summarize, validate_rows
+    from air_align.files import read_jsonl
 
     try:
         rows, lines = read_jsonl(args.file, with_lines=True)
@@ -148,7 +148,7 @@ def format_group(rows: list[dict], max_chars: int = 600) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from air_align.data.schema import read_jsonl
+    from air_align.files import read_jsonl
 
     try:
         rows = read_jsonl(args.file)

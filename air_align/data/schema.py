@@ -1,4 +1,5 @@
-"""The meta-group row schema (DESIGN.md §1): one row per prompt, JSONL and ``datasets.Dataset`` I/O.
+"""The meta-group row schema (DESIGN.md §1): one row per prompt, and ``datasets.Dataset`` I/O (JSONL files are read
+and written by ``air_align.files``).
 
 A meta-group ``S_z = A_z ∪ O_z`` is the set of rows that share ``group_id`` (the intent ``z``) and ``split``; anchors
 (``role="anchor"``) are the verifiable renderings, open variants (``role="open"``) the wrapped ones. The fields and
@@ -12,9 +13,6 @@ JSON string form too).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 ROLES = ("anchor", "open")
 SPLITS = ("train", "val", "test_id", "test_ood")
@@ -94,77 +92,9 @@ def prompt_text(prompt) -> str:
     return "\n\n".join(str(m.get("content", "")) for m in prompt or [] if isinstance(m, dict))
 
 
-def write_jsonl(rows: list[dict], path: str | Path) -> Path:
-    """Write ``rows`` as JSONL atomically (a temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-# Longest JSONL line read, in bytes (newline included): a row with a prompt at the validation limit (32,000
-# characters, up to 4 bytes each in UTF-8, or 6 as a JSON \u escape) stays far below it, and a runaway line (a 20 MB
-# line once passed validation) is refused without reading it whole.
-MAX_LINE_BYTES = 1 << 20
-
-
-def read_jsonl(path: str | Path, with_lines: bool = False, allow_empty: bool = False):
-    """Rows of a JSONL file (blank lines skipped); with ``with_lines`` also each row's 1-based line number.
-
-    Each line is read as bytes, at most :data:`MAX_LINE_BYTES`, and decoded as UTF-8 (a byte-order mark on the first
-    line is allowed), so that an over-long line or a bad byte is reported with its file and line.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: naming the file and line: a line over :data:`MAX_LINE_BYTES`, invalid UTF-8, a line that is not
-            a JSON object; or, unless ``allow_empty``, a file with no rows.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no such file; build one with `air-align data build --domain safety --out {path}`"
-        )
-    rows, lines = [], []
-    with path.open("rb") as f:
-        for n, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
-            if len(raw) > MAX_LINE_BYTES:
-                raise ValueError(
-                    f"{path}:{n}: line longer than {MAX_LINE_BYTES:,} bytes; a row must stay under that limit (its "
-                    "prompt under 32,000 characters): shorten the row or move bulky data out of it"
-                )
-            try:
-                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"{path}:{n}: not valid UTF-8 (byte {err.start + 1} of the line is {raw[err.start]:#04x}); "
-                    "save the file as UTF-8"
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: not valid JSON ({err}); each line must be one JSON object") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object (one row), got {type(row).__name__}")
-            rows.append(row)
-            lines.append(n)
-    if not rows and not allow_empty:
-        raise ValueError(f"{path}: the file holds no rows; it needs one JSON object per line (`air-align data build`)")
-    return (rows, lines) if with_lines else rows
-
-
 def to_dataset(rows: list[dict]):
     """A ``datasets.Dataset`` of ``rows`` with the columns of :data:`FIELDS` first; ``meta`` JSON-encoded."""
-    from datasets import Dataset
+    from datasets import Dataset  # heavy (pyarrow): only the trainer needs a Dataset; the lab's rows are light
 
     extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in FIELDS]
     columns = [*FIELDS, *extra]

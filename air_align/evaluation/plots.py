@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
 from air_align.evaluation.metrics import SPLIT_LABELS, anchor_open_by_group, slice_records
+from air_align.files import atomic_path
 
 # Keys plotted first when present; any other numeric key starting with these prefixes follows.
 CURVE_KEYS = ("loss", "reward", "reward/anchor", "reward/open", "invariance/gap", "kl", "entropy")
@@ -23,7 +23,7 @@ MAX_PANELS = 12
 
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (no display needed); imported on first use."""
-    import matplotlib
+    import matplotlib  # heavy, and the backend must be chosen before pyplot is imported: imported on first plot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -32,13 +32,13 @@ def pyplot():
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:
-    """Save ``fig`` atomically (a temporary file, then ``os.replace``) and close it; returns ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
+    """Save ``fig`` atomically (``air_align.files.atomic_path``) and close it; returns ``path``."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
+    return Path(path)
 
 
 def plot_per_family(results: dict, path: Path) -> Path:

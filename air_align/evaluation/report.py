@@ -9,8 +9,17 @@ from pathlib import Path
 DOMAIN_ORDER = ("safety", "morality", "math")
 
 
+def percent(x: float | None, digits: int = 2) -> str:
+    """A share as a percentage for the markdown tables, ``n/a`` when undefined.
+
+    >>> percent(0.5), percent(1 / 3, digits=1), percent(None)
+    ('50.00%', '33.3%', 'n/a')
+    """
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
+    return percent(x)
 
 
 def _ci(ci: list[float] | None) -> str:

@@ -22,7 +22,8 @@ Not passed to the reward functions: ``completion_ids`` (no tokenizer here), ``tr
 reward models) are not supported either: wrap them in a function.
 
 The expected reward of a kind is the mean over the rows it applies to, each row scored once (a stochastic reward is
-averaged over rows, not over repeated calls). Renderers (Markdown, plot, files) are in ``calibration_report.py``.
+averaged over rows, not over repeated calls). Renderers (Markdown, plot, files) are in
+``air_align.evaluation.calibration_report``.
 """
 
 from __future__ import annotations

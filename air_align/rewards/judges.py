@@ -26,6 +26,7 @@ import math
 from typing import Protocol
 
 import torch
+from tqdm.auto import tqdm
 
 YES_VARIANTS = ("YES", "Yes", "yes", " YES", " Yes", " yes")
 NO_VARIANTS = ("NO", "No", "no", " NO", " No", " no")
@@ -146,8 +147,6 @@ class LogprobJudge:
     @torch.no_grad()
     def log_odds(self, prompts: list[str]) -> list[float]:
         """``log Σ_yes p − log Σ_no p`` at the first answer position, one float per prompt."""
-        from tqdm.auto import tqdm
-
         if isinstance(prompts, str):
             raise ValueError("log_odds takes a list of prompts, got a single string; wrap it in a list")
         encoded = [

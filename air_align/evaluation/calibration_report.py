@@ -8,8 +8,10 @@ per (domain, label), bars coloured by class, the ±tolerance band shaded. ``writ
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from air_align.evaluation.plots import pyplot, save_figure
+from air_align.files import write_json, write_text
 
 LABEL_NAMES = {("safety", 1): "harmful", ("safety", 0): "benign", ("morality", 1): "wrong", ("morality", 0): "fine"}
 CLASS_COLOURS = {"correct": "tab:green", "failure": "tab:red", "hack": "tab:purple"}
@@ -67,8 +69,6 @@ def calibration_markdown(table: dict) -> str:
 def plot_calibration(table: dict, path: str | Path) -> Path:
     """Δ per (role, kind), one panel per (domain, label); green correct, red failure, purple hack; the grey band is
     ±tolerance (correct kinds belong inside it, failures to its right)."""
-    from air_align.evaluation.plots import pyplot, save_figure
-
     plt = pyplot()
     panels = table["verdicts"]
     cols = min(2, len(panels))
@@ -104,14 +104,9 @@ def plot_calibration(table: dict, path: str | Path) -> Path:
 
 def write_calibration(table: dict, out_dir: str | Path) -> dict[str, Path]:
     """``calibration.json``, ``calibration.md`` and ``calibration.png`` in ``out_dir``; returns their paths."""
-    from air_align.evaluation.evaluate import write_json
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "calibration.json", "markdown": out / "calibration.md", "plot": out / "calibration.png"}
     write_json(paths["json"], table)
-    tmp = paths["markdown"].with_name(f"calibration.md.tmp{os.getpid()}")
-    tmp.write_text(calibration_markdown(table), encoding="utf-8")
-    os.replace(tmp, paths["markdown"])
+    write_text(paths["markdown"], calibration_markdown(table))
     plot_calibration(table, paths["plot"])
     return paths
