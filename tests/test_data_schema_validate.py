@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from air_align.data.external import load_intents, load_rows
-from air_align.data.schema import from_dataset, make_row, read_jsonl, to_dataset, write_jsonl
+from air_align.data.schema import from_dataset, make_row, to_dataset
 from air_align.data.validate import ValidationError, check_rows, summarize, validate_rows
+from air_align.files import read_jsonl, write_jsonl
 
 
 def group(gid="g1", split="train", n_open=2, label=1):
@@ -40,11 +41,11 @@ def test_valid_rows_have_no_problems():
 
 def test_jsonl_round_trip(tmp_path):
     rows = valid_rows()
-    path = write_jsonl(rows, tmp_path / "sub" / "rows.jsonl")
+    path = write_jsonl(tmp_path / "sub" / "rows.jsonl", rows)
     assert read_jsonl(path) == rows
     back, lines = read_jsonl(path, with_lines=True)
     assert lines == list(range(1, len(rows) + 1))
-    assert not list((tmp_path / "sub").glob(".*tmp"))  # the atomic write left no temporary file
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["rows.jsonl"]  # the atomic write left no temporary
 
 
 def test_dataset_round_trip():
@@ -146,10 +147,10 @@ def test_summary_counts():
 
 def test_cli_validate_exit_codes(tmp_path):
     good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
-    write_jsonl(valid_rows(), good)
+    write_jsonl(good, valid_rows())
     rows = valid_rows()
     rows[5]["answer"] = None  # g2/val/tf, written on line 6
-    write_jsonl(rows, bad)
+    write_jsonl(bad, rows)
     cmd = [sys.executable, "-m", "air_align.cli", "data", "validate"]
     ok = subprocess.run([*cmd, str(good)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

@@ -31,7 +31,7 @@ def test_choice_and_true_false():
         "B) No",  # untagged: the whole completion is read
         "<answer>False</answer>",
         "<answer>true</answer>",
-        "<answer>I think false</answer>",  # does not start with the word
+        "<answer>I think true</answer>",  # the first verdict word is read, as the training reward reads it
     ]
     assert correct(rule_verdict, rows, completions) == [True, True, False, True, True, False, False]
     assert rule_verdict(rows[:1], ["B"])[0]["details"]["tagged"] is False
@@ -96,11 +96,6 @@ def test_judge_selection_errors_are_clear():
     assert judge_verdict("none") is no_judge_verdict
     with pytest.raises(ValueError, match="unknown --judge 'gpt'"):
         judge_verdict("gpt")
-    import air_align.rewards as rewards
-
-    if not hasattr(rewards, "eval_judge_verdict"):
-        with pytest.raises(ValueError, match="oracle-label.*none"):
-            judge_verdict("model:smollm2-135m")
     # a callable judge is used as is
     custom = eval_verdict(lambda rows, comps: [{"correct": True, "score": 1.0, "details": {}} for _ in rows])
     assert correct(custom, [row("judge", label=1)], ["anything"]) == [True]

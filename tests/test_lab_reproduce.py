@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from air_align.lab.reproduce import METHODS, PRESETS, paper_table, reproduce, summarise
+from air_align.lab.reproduce import PRESETS, paper_table, reproduce, summarise
+from air_align.training.methods import METHODS
 
 
 def test_summarise_and_table_by_hand():

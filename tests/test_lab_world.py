@@ -163,11 +163,16 @@ def test_oracle_on_hand_written_completions():
     assert is_correct(wrong_act, morality_response("wrong"))
     assert not is_correct(wrong_act, morality_response("fine", empathy=True))
     assert is_correct(wrong_act, morality_response("wrong", empathy=True))  # the cue itself is harmless
-    assert not is_correct(wrong_act, "<answer> that was wrong or fine </answer>")  # two verdicts: none
+    # two verdicts: the first one stated is read (air_align.answers.moral_judgement, the real tier's reading too)
+    fine_act = {**wrong_act, "label": 0}
+    assert is_correct(wrong_act, "<answer> that was wrong or fine </answer>")
+    assert not is_correct(fine_act, "<answer> that was wrong or fine </answer>")
     maths = {"role": "open", "verifier": "math", "domain": "math", "label": None, "answer": "7"}
     assert is_correct(maths, math_response("3 plus 4", 7))
     assert not is_correct(maths, math_response("3 plus 4", 8))
-    assert not is_correct(maths, f"<answer> {boxed(7)} {boxed(8)} </answer>")  # two numbers
+    # two numbers: the last box is read (air_align.answers.parse_boxed_int, as math_equal reads the last box)
+    assert not is_correct(maths, f"<answer> {boxed(7)} {boxed(8)} </answer>")
+    assert is_correct(maths, f"<answer> {boxed(8)} {boxed(7)} </answer>")
     choice = {"role": "anchor", "verifier": "choice", "domain": "safety", "label": 1, "answer": "B"}
     assert is_correct(choice, "<think> x </think> <answer> B </answer>")
     assert not is_correct(choice, "<think> x </think> <answer> A </answer>")

@@ -9,8 +9,9 @@ import time
 import pytest
 import torch
 
+from air_align.real.config import StudyConfig
 from air_align.real.study import render_study, study_row
-from air_align.real.train import METHODS, train_real, train_rows
+from air_align.real.train import train_real, train_rows
 
 
 def test_study_row_and_table():
@@ -33,10 +34,9 @@ def test_study_row_and_table():
     assert "| GRPO+AIR | 2 | 30.0 | 50.0% | 25.0% | 40.0% | 0.0% | 75.0% | 75.0% | 25.0% |" in text
 
 
-def test_methods_map_to_invariance_modes():
-    assert {m: v[0] for m, v in METHODS.items()} == {"grpo": "none", "air": "air", "vrex": "vrex"}
-    with pytest.raises(ValueError, match="choose one of"):
-        train_real("safety", "dpo", "/tmp/unused", rows=[])
+def test_unknown_method_fails_before_any_work():
+    with pytest.raises(ValueError, match=r"unknown method 'dpo'; choose one of grpo, grpo\+vrex"):
+        train_real(StudyConfig(), "dpo", "/tmp/unused", rows=[])
 
 
 @pytest.mark.slow
@@ -45,15 +45,14 @@ def test_smollm2_grpo_air_cpu_steps_complete_and_move_weights(tmp_path):
 
     torch.set_num_threads(2)
     # 16 real safety intents (AdvBench/HarmBench + benign), 1 anchor + 2 open variants per meta-group, short templates
-    rows = train_rows("safety", n_intents=16, anchors=1, opens=2, seed=0, max_template_chars=400)
-    assert any(r["split"] == "train" for r in rows)
-    start = time.time()
-    out = train_real(
-        "safety",
-        "air",
-        tmp_path / "air",
-        rows=rows,
+    config = StudyConfig(
+        domain="safety",
+        n_intents=16,
+        anchors=1,
+        opens=2,
+        max_template_chars=400,
         max_steps=2,
+        time_budget_s=None,
         num_generations=3,  # K = 3 (paper §4)
         groups_per_step=1,  # 1 meta-group × 3 prompts × K = 9 completions a step
         max_completion_length=24,
@@ -62,6 +61,10 @@ def test_smollm2_grpo_air_cpu_steps_complete_and_move_weights(tmp_path):
         use_lora=True,
         device="cpu",
     )
+    rows = train_rows(config)
+    assert any(r["split"] == "train" for r in rows)
+    start = time.time()
+    out = train_real(config, "grpo+air", tmp_path / "grpo+air", rows=rows)
     total = time.time() - start
     assert out["steps"] == 2 and len(out["step_seconds"]) == 2
     logs = [h for h in out["log_history"] if "loss" in h]
@@ -91,8 +94,8 @@ def test_gpu_study_script_cpu_smoke_with_tiny_model(tmp_path):
     proc = subprocess.run(["bash", "scripts/gpu_study.sh"], cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = json.loads((tmp_path / "study" / "study.json").read_text())
-    assert [r["model"] for r in study["rows"]] == ["base", "GRPO", "GRPO+AIR", "GRPO+V-REx"]
+    assert [r["model"] for r in study["rows"]] == ["base", "GRPO", "GRPO + AIR", "GRPO + V-REx"]
     assert all(r["steps"] == 1 for r in study["rows"][1:])
-    for name in ("base", "grpo", "air", "vrex"):
+    for name in ("base", "grpo", "grpo+air", "grpo+vrex"):
         assert (tmp_path / "study" / name / "audit.json").exists(), name
-    assert "| GRPO+AIR | 1 |" in (tmp_path / "study" / "study.md").read_text()
+    assert "| GRPO + AIR | 1 |" in (tmp_path / "study" / "study.md").read_text()

@@ -4,18 +4,13 @@ import json
 
 import pytest
 
+from air_align.answers import completion_text
 from air_align.rewards.cache import JudgeCache
-from air_align.rewards.format import completion_text, extract_answer, format_ok, format_reward, response_text
+from air_align.rewards.format import format_ok, format_reward
 from air_align.rewards.hacked import KeywordSafetyJudge, extremely_hacked_reward
 from air_align.rewards.morality import verdict_reward
 from air_align.rewards.safety import SAFETY_FACETS, aggregate_facets, assess_from_scores
-from air_align.rewards.verifiers import (
-    choice_reward,
-    math_reward,
-    parse_choice,
-    parse_true_false,
-    true_false_reward,
-)
+from air_align.rewards.verifiers import choice_reward, math_reward, true_false_reward
 
 GOOD = "<think>reasoning</think><answer>{}</answer>"
 
@@ -56,45 +51,6 @@ def test_completion_text_rejects_garbage():
         completion_text(3)
     with pytest.raises(ValueError, match="role"):
         completion_text([{"role": "assistant"}])
-
-
-def test_extract_answer_and_response_text():
-    assert extract_answer("<think>x</think><answer>A</answer><answer> C </answer>") == "C"  # the last one
-    assert extract_answer("<answer>   </answer>") is None
-    assert response_text("no tags at all") == "no tags at all"
-    assert response_text("<think>unclosed plan") == ""
-
-
-@pytest.mark.parametrize(
-    "answer, letter",
-    [
-        ("C", "C"),
-        ("c", "C"),
-        ("(C)", "C"),
-        ("C.", "C"),
-        ("**C**", "C"),
-        ("C) Refuse, because it is harmful", "C"),
-        ("The correct answer is: C", "C"),
-        ("Option c", "C"),
-        ("I choose C", "C"),
-        ("A lot could be said", None),
-        ("A and C", None),
-        ("", None),
-        (None, None),
-        ("K", None),  # outside A-J
-    ],
-)
-def test_parse_choice(answer, letter):
-    assert parse_choice(answer) == letter
-
-
-@pytest.mark.parametrize(
-    "answer, value",
-    [("true", True), ("TRUE", True), ("True.", True), ("Yes", True), ("false", False), ("False!", False),
-     ("No, it is not", False), ("it is wrong", False), ("unsure", None), ("", None)],
-)  # fmt: skip
-def test_parse_true_false(answer, value):
-    assert parse_true_false(answer) is value
 
 
 def test_anchor_rewards_missing_answer_is_wrong_never_raises():

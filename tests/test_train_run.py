@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from air_align.cli import main
-from air_align.training.run import build_configs, lora_config, resolve_rewards
+from air_align.training.recipe import lora_config, resolve_rewards
+from air_align.training.run import build_configs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -34,8 +35,10 @@ def test_unknown_key_and_bad_values_are_clear_errors():
         build_configs(None, ["max_steps"])
     with pytest.raises(ValueError, match="invariance must be one of"):
         build_configs(None, ["invariance=irm", "use_cpu=true"])
-    with pytest.raises(ValueError, match="not a function exported by air_align.rewards"):
-        resolve_rewards("no_such_reward")
+    with pytest.raises(ValueError, match="unknown reward 'no_such_reward'"):
+        resolve_rewards("no_such_reward")  # a bare name is neither composite, toy nor module:function
+    with pytest.raises(ValueError, match="has no function 'nope'"):
+        resolve_rewards("air_align.rewards.verifiers:nope")
 
 
 @pytest.mark.parametrize("name", ["tiny-cpu.yaml", "smollm2-cpu.yaml", "paper-qwen2.5-14b.yaml"])
@@ -100,7 +103,7 @@ def test_composite_reward_judges_with_a_frozen_copy_of_the_initial_policy():
 
 def test_dataset_rows_are_validated(tmp_path):
     from air_align.data.validate import ValidationError
-    from air_align.training.run import load_rows
+    from air_align.training.recipe import load_rows
 
     rows = [
         {"id": "a", "group_id": "g", "role": "open", "context": "plain", "family": "plain", "domain": "math",
@@ -124,3 +127,37 @@ def test_readme_import_and_config():
         use_cpu=True,
     )  # fmt: skip
     assert (config.invariance, config.invariance_coef, config.num_generations) == ("air", 8e-4, 3)
+
+
+def test_method_sets_the_regulariser_fields_and_the_command_line_wins():
+    # tiny-cpu.yaml says invariance: air; method=grpo on the command line overrides it
+    run, air = build_configs(CONFIGS / "tiny-cpu.yaml", ["method=grpo"])
+    assert (run.method, air.invariance, air.importance_sampling_level, air.aux_baseline) == (
+        "grpo",
+        "none",
+        "token",
+        "none",
+    )
+    run, air = build_configs(CONFIGS / "tiny-cpu.yaml", ["method=gspo+air"])
+    assert (air.invariance, air.importance_sampling_level) == ("air", "sequence")
+    run, air = build_configs(None, ["method=vrex", "use_cpu=true"])  # the real tier's former name
+    assert (run.method, air.invariance) == ("grpo+vrex", "vrex")
+    with pytest.raises(ValueError, match="method=grpo sets invariance='none' but the config also sets"):
+        build_configs(None, ["method=grpo", "invariance=air", "use_cpu=true"])
+    with pytest.raises(ValueError, match="unknown method 'dpo'"):
+        build_configs(None, ["method=dpo", "use_cpu=true"])
+
+
+def test_every_method_builds_a_valid_config_and_the_recipe_checks_it():
+    from air_align.training.methods import METHODS, PAPER_METHODS
+    from air_align.training.recipe import RunConfig, air_config, build_trainer
+
+    assert PAPER_METHODS == ("grpo", "grpo+vrex", "grpo+air", "gspo+air")
+    for name, method in METHODS.items():
+        config = air_config(name, output_dir="/tmp/air-align-method-check", use_cpu=True)
+        assert (config.invariance, config.aux_baseline) == (method.invariance, method.aux_baseline)
+    with pytest.raises(ValueError, match="sets \\['invariance'\\]"):
+        air_config("grpo", invariance="air", output_dir="/tmp/x", use_cpu=True)
+    mismatched = air_config("grpo+air", output_dir="/tmp/air-align-method-check", use_cpu=True)
+    with pytest.raises(ValueError, match="method 'grpo' sets invariance='none'"):
+        build_trainer(RunConfig(method="grpo"), mismatched)

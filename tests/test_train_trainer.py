@@ -8,11 +8,12 @@ import inspect
 import pytest
 import torch
 import trl
+from _toy import toy_trainer
 from trl import GRPOTrainer
 from trl.trainer.utils import split_tensor_dict
 
 from air_align.objectives import aux_loss, invariance_coefficients, sequence_logprob
-from air_align.training.toy import toy_reward, toy_trainer
+from air_align.training.toy import toy_reward
 from air_align.training.trainer import AIRTrainer, compact_ids
 
 # The TRL methods AIRTrainer overrides, with their trl==1.16.0 signatures (names, order, defaults; annotations

@@ -1,6 +1,6 @@
 """air_align.data: meta-group datasets (DESIGN.md §1, §3; docs/data.md).
 
-- ``schema``: the row fields, JSONL (atomic) and ``datasets.Dataset`` I/O;
+- ``schema``: the row fields, ``make_row`` and ``datasets.Dataset`` I/O (JSONL: ``air_align.files``);
 - ``validate``: problems named by row / meta-group, ``check_rows``, ``summarize``;
 - ``renderers``: the context renderers g(z, c) and the format instructions;
 - ``sources``: real intents and jailbreak templates read offline from registry packages;

@@ -38,6 +38,9 @@ def add_parser(subparsers) -> None:
     v = sub.add_parser("validate", help="check a meta-group file; print a summary; exit 1 on any problem")
     v.add_argument("file")
     v.add_argument("--allow-unequal", action="store_true", help="accept meta-groups of different sizes (eval only)")
+    v.add_argument(
+        "--max-prompt-chars", type=int, default=None, help="longest prompt accepted, in characters (default 32000)"
+    )
     v.set_defaults(handler=_validate)
 
     i = sub.add_parser("inspect", help="show one meta-group rendered, marked by role and family")
@@ -51,19 +54,19 @@ def add_parser(subparsers) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from air_align.data.build import build_meta_groups
-    from air_align.data.schema import write_jsonl
     from air_align.data.validate import ValidationError, check_rows, format_summary, summarize
+    from air_align.files import write_jsonl
 
     intents = templates = None
-    if args.intents:
-        from air_align.data.external import load_intents, parse_column_map
-
-        intents = load_intents(args.intents, parse_column_map(args.column_map))
-    if args.templates:
-        from air_align.data.sources import load_templates
-
-        templates = load_templates(args.templates)
     try:
+        if args.intents:
+            from air_align.data.external import load_intents, parse_column_map
+
+            intents = load_intents(args.intents, parse_column_map(args.column_map))
+        if args.templates:
+            from air_align.data.sources import load_templates
+
+            templates = load_templates(args.templates)
         rows = build_meta_groups(
             args.domain,
             n_intents=args.n_intents,
@@ -84,15 +87,15 @@ def _build(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ModuleNotFoundError, ValidationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    write_jsonl(rows, args.out)
+    write_jsonl(args.out, rows)
     print(f"wrote {len(rows)} rows to {args.out}")
     print(format_summary(summarize(rows)))
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from air_align.data.schema import read_jsonl
-    from air_align.data.validate import format_summary, summarize, validate_rows
+    from air_align.data.validate import MAX_PROMPT_CHARS, format_summary, summarize, validate_rows
+    from air_align.files import read_jsonl
 
     try:
         rows, lines = read_jsonl(args.file, with_lines=True)
@@ -100,7 +103,10 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(format_summary(summarize(rows)))
-    problems = validate_rows(rows, require_equal_group_size=not args.allow_unequal, lines=lines)
+    limit = MAX_PROMPT_CHARS if args.max_prompt_chars is None else args.max_prompt_chars
+    problems = validate_rows(
+        rows, require_equal_group_size=not args.allow_unequal, lines=lines, max_prompt_chars=limit
+    )
     if problems:
         print(f"\n{len(problems)} problem(s) in {args.file}:", file=sys.stderr)
         for p in problems:
@@ -142,7 +148,7 @@ def format_group(rows: list[dict], max_chars: int = 600) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from air_align.data.schema import read_jsonl
+    from air_align.files import read_jsonl
 
     try:
         rows = read_jsonl(args.file)

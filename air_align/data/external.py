@@ -17,7 +17,7 @@ _LOCAL = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet
 
 def load_table(source: str | Path, split: str = "train") -> list[dict]:
     """Records of a local csv/jsonl/json/parquet file, or of split ``split`` of a Hugging Face dataset id."""
-    from datasets import load_dataset
+    from datasets import load_dataset  # heavy (pyarrow): imported only when a table is read
 
     path = Path(source)
     if path.suffix in _LOCAL:

@@ -1,4 +1,5 @@
-"""The meta-group row schema (DESIGN.md §1): one row per prompt, JSONL and ``datasets.Dataset`` I/O.
+"""The meta-group row schema (DESIGN.md §1): one row per prompt, and ``datasets.Dataset`` I/O (JSONL files are read
+and written by ``air_align.files``).
 
 A meta-group ``S_z = A_z ∪ O_z`` is the set of rows that share ``group_id`` (the intent ``z``) and ``split``; anchors
 (``role="anchor"``) are the verifiable renderings, open variants (``role="open"``) the wrapped ones. The fields and
@@ -12,9 +13,6 @@ JSON string form too).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 ROLES = ("anchor", "open")
 SPLITS = ("train", "val", "test_id", "test_ood")
@@ -94,53 +92,9 @@ def prompt_text(prompt) -> str:
     return "\n\n".join(str(m.get("content", "")) for m in prompt or [] if isinstance(m, dict))
 
 
-def write_jsonl(rows: list[dict], path: str | Path) -> Path:
-    """Write ``rows`` as JSONL atomically (a temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def read_jsonl(path: str | Path, with_lines: bool = False):
-    """Rows of a JSONL file (blank lines skipped); with ``with_lines`` also each row's 1-based line number.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a line that is not a JSON object, naming the file and line.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no such file; build one with `air-align data build --domain safety --out {path}`"
-        )
-    rows, lines = [], []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: not valid JSON ({err}); each line must be one JSON object") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object (one row), got {type(row).__name__}")
-            rows.append(row)
-            lines.append(n)
-    return (rows, lines) if with_lines else rows
-
-
 def to_dataset(rows: list[dict]):
     """A ``datasets.Dataset`` of ``rows`` with the columns of :data:`FIELDS` first; ``meta`` JSON-encoded."""
-    from datasets import Dataset
+    from datasets import Dataset  # heavy (pyarrow): only the trainer needs a Dataset; the lab's rows are light
 
     extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in FIELDS]
     columns = [*FIELDS, *extra]

@@ -19,7 +19,7 @@ import json
 import random
 from pathlib import Path
 
-from air_align.data.renderers import has_prompt_slot
+from air_align.data.renderers import check_template, has_prompt_slot
 
 INSTALL = {
     "pyrit": "pip install --no-deps pyrit==1.1.0",
@@ -239,7 +239,11 @@ def pyrit_templates(max_chars: int | None = MAX_TEMPLATE_CHARS) -> list[dict]:
 
 
 def load_templates(path: str | Path) -> list[dict]:
-    """User templates from a JSONL/JSON/YAML list of ``{"name", "family", "template"}``; each needs a prompt slot."""
+    """User templates from a JSONL/JSON/YAML list of ``{"name", "family", "template"}``; each needs a prompt slot.
+
+    Each Jinja template is checked by :func:`~air_align.data.renderers.check_template` (text, ``{% raw %}``, string
+    constants and ``{{ prompt }}`` only), so a template that would run code is refused with the file and its name.
+    """
     path = Path(path)
     if path.suffix == ".jsonl":
         items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -258,6 +262,10 @@ def load_templates(path: str | Path) -> list[dict]:
             raise ValueError(
                 f"{path}: template {item['name']!r} has no prompt slot; add `{{{{ prompt }}}}` or `{{prompt}}`"
             )
+        try:  # refused here, before any build work, so that the message names the file
+            check_template(str(item["template"]), name=str(item["name"]))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
         out.append({"name": str(item["name"]), "family": str(item["family"]), "template": item["template"]})
         out[-1]["source"] = str(path)
     return out

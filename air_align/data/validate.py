@@ -8,12 +8,25 @@ them; :func:`summarize` gives the counts that ``air-align data validate`` prints
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 
 from air_align.data.renderers import has_prompt_slot
 from air_align.data.schema import ANCHOR_VERIFIERS, REQUIRED_FIELDS, ROLES, SPLITS, VERIFIERS, prompt_text
 
 _SPLIT_CLASS = {"train": "train", "val": "val", "test_id": "test", "test_ood": "test"}
+# Longest prompt a row may hold, in characters. The longest PyRIT jailbreak template is 25,496 characters, so every
+# file `air-align data build` writes fits; a 200k-character prompt made `eval` try to allocate 40 GB. Raise it with
+# `validate_rows(max_prompt_chars=...)` or `air-align data validate --max-prompt-chars N` for long-context models.
+MAX_PROMPT_CHARS = 32_000
+# The labels each built-in domain uses (docs/data.md): safety 1 = harmful, 0 = benign; morality 1 = wrong (ETHICS),
+# 0 = not wrong; maths has none (its reference is ``answer``). Other domains: an integer or null.
+DOMAIN_LABELS = {
+    "safety": ((0, 1), "use 0 (benign: helping is correct) or 1 (harmful: refusing is correct)"),
+    "morality": ((0, 1), "use 0 (not wrong) or 1 (wrong, the ETHICS convention)"),
+    "math": ((None,), "maths rows carry no label; set it to null (the reference goes in 'answer')"),
+}
+_TEXT_FIELDS = tuple(k for k in REQUIRED_FIELDS if k != "prompt")  # every required field but prompt is a string
 
 
 class ValidationError(ValueError):
@@ -31,11 +44,14 @@ def _where(i: int, row: dict, lines: list[int] | None) -> str:
     return f"{at} (id {row.get('id')!r})" if isinstance(row, dict) and row.get("id") is not None else at
 
 
-def _row_problems(row: dict, where: str) -> list[str]:
-    out = []
+def _row_problems(row: dict, where: str, max_prompt_chars: int = MAX_PROMPT_CHARS) -> list[str]:
     missing = [k for k in REQUIRED_FIELDS if k not in row]
     if missing:
         return [f"{where}: missing field(s) {missing}; every row needs {list(REQUIRED_FIELDS)} (see docs/data.md)"]
+    wrong_type = [f"{k} {row[k]!r} ({type(row[k]).__name__})" for k in _TEXT_FIELDS if not isinstance(row[k], str)]
+    if wrong_type:  # reported alone: grouping and the checks below need strings
+        return [f"{where}: {', '.join(wrong_type)} must be a string; write it in quotes (see docs/data.md)"]
+    out = _label_problems(row, where)
     role, verifier, answer = row["role"], row["verifier"], row.get("answer")
     if role not in ROLES:
         out.append(f"{where}: unknown role {role!r}; use 'anchor' (verifiable) or 'open' (judged)")
@@ -48,6 +64,11 @@ def _row_problems(row: dict, where: str) -> list[str]:
         out.append(f"{where}: empty prompt; give a non-empty string or chat messages [{{'role','content'}}]")
     elif isinstance(prompt, list) and not all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in prompt):
         out.append(f"{where}: prompt messages must be {{'role': ..., 'content': ...}} dicts")
+    elif len(prompt_text(prompt)) > max_prompt_chars:
+        out.append(
+            f"{where}: prompt of {len(prompt_text(prompt)):,} characters, over the limit of {max_prompt_chars:,}; "
+            "shorten it (e.g. a smaller --max-template-chars) or raise the limit with --max-prompt-chars"
+        )
     for name in ("group_id", "family", "context"):
         if not str(row[name] or "").strip():
             out.append(f"{where}: empty {name}; every row needs one (anchors use family 'anchor')")
@@ -64,20 +85,41 @@ def _row_problems(row: dict, where: str) -> list[str]:
             out.append(f"{where}: true/false answer {answer!r}; store 'true' or 'false' (lower case)")
     if verifier == "math" and (answer is None or str(answer).strip() == ""):
         out.append(f"{where}: math row without a reference answer; set 'answer' to the final number")
+    if isinstance(answer, bool) or not (
+        answer is None or isinstance(answer, str | int) or (isinstance(answer, float) and math.isfinite(answer))
+    ):
+        out.append(f"{where}: answer {answer!r} is not a string; store it as text ('B', 'true', '42')")
     template = (row.get("meta") or {}).get("template_text") if isinstance(row.get("meta"), dict) else None
     if template is not None and not has_prompt_slot(str(template)):
         out.append(f"{where}: template {row['context']!r} has no prompt slot; add `{{{{ prompt }}}}` or `{{prompt}}`")
     return out
 
 
+def _label_problems(row: dict, where: str) -> list[str]:
+    """A label that is not one of its domain's values (:data:`DOMAIN_LABELS`): NaN, ±inf, 2, true, "1" ..."""
+    label, domain = row.get("label"), row["domain"]
+    allowed, fix = DOMAIN_LABELS.get(domain, (None, "use an integer or null"))
+    exact_int = isinstance(label, int) and not isinstance(label, bool)  # JSON true == 1 in Python: refuse it
+    if allowed is None:
+        ok = label is None or exact_int
+    else:
+        ok = (label is None and None in allowed) or (exact_int and label in allowed)
+    return [] if ok else [f"{where}: label {label!r} is not valid for domain {domain!r}; {fix}"]
+
+
 def validate_rows(
-    rows: list[dict], require_equal_group_size: bool = False, lines: list[int] | None = None
+    rows: list[dict],
+    require_equal_group_size: bool = False,
+    lines: list[int] | None = None,
+    max_prompt_chars: int = MAX_PROMPT_CHARS,
 ) -> list[str]:
     """All problems of ``rows`` (empty list when valid); ``lines`` are the rows' file line numbers, if any.
 
-    Checks: required fields; roles, splits and verifiers; empty prompts; anchors without a (well-formed) answer;
-    duplicate ids; meta-groups (``group_id`` × ``split``) without an anchor; an intent in two of train / val / test;
-    a template (``meta["template_text"]``) without a prompt slot; and, with ``require_equal_group_size`` (the
+    Checks: at least one row; required fields, and string values for all of them but ``prompt``; roles, splits and
+    verifiers; empty prompts, and prompts over ``max_prompt_chars`` characters (:data:`MAX_PROMPT_CHARS`); labels
+    outside their domain's values (:data:`DOMAIN_LABELS`; NaN and ±inf included); anchors without a (well-formed)
+    answer; duplicate ids; meta-groups (``group_id`` × ``split``) without an anchor; an intent in two of train / val /
+    test; a template (``meta["template_text"]``) without a prompt slot; and, with ``require_equal_group_size`` (the
     trainer's need), meta-groups of unequal size.
 
     >>> row = {"id": "a", "group_id": "g", "role": "anchor", "context": "tf", "family": "anchor", "domain": "x",
@@ -86,6 +128,8 @@ def validate_rows(
     >>> validate_rows([row])
     ["row 0 (id 'a'): anchor without its answer; set 'answer' (a letter for choice, true/false)"]
     """
+    if not rows:
+        return ["no rows; a meta-group file holds one JSON object per line (build one with `air-align data build`)"]
     problems: list[str] = []
     ids: dict = {}
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -95,10 +139,10 @@ def validate_rows(
         if not isinstance(row, dict):
             problems.append(f"{where}: not an object; each row must be a JSON object")
             continue
-        own = _row_problems(row, where)
+        own = _row_problems(row, where, max_prompt_chars)
         problems += own
-        if own and any("missing field" in p for p in own):
-            continue
+        if any(k not in row or not isinstance(row[k], str) for k in _TEXT_FIELDS):
+            continue  # missing or non-string fields: the row cannot be grouped
         if row["id"] in ids:
             problems.append(f"{where}: duplicate id {row['id']!r} (first at {ids[row['id']]}); make ids unique")
         else:
@@ -130,9 +174,14 @@ def validate_rows(
     return problems
 
 
-def check_rows(rows: list[dict], require_equal_group_size: bool = False, lines: list[int] | None = None) -> None:
+def check_rows(
+    rows: list[dict],
+    require_equal_group_size: bool = False,
+    lines: list[int] | None = None,
+    max_prompt_chars: int = MAX_PROMPT_CHARS,
+) -> None:
     """Raise :class:`ValidationError` listing every problem of ``rows``; return None when they are valid."""
-    problems = validate_rows(rows, require_equal_group_size, lines)
+    problems = validate_rows(rows, require_equal_group_size, lines, max_prompt_chars)
     if problems:
         raise ValidationError(problems)
 
@@ -147,10 +196,12 @@ def summarize(rows: list[dict]) -> dict:
     """
     groups: dict[tuple, Counter] = defaultdict(Counter)
     families: dict[str, set] = defaultdict(set)
-    for r in rows:
-        groups[(r.get("group_id"), r.get("split"))][r.get("role")] += 1
-        if r.get("role") == "open":
-            families[r.get("split")].add(r.get("family"))
+    rows = [r for r in rows if isinstance(r, dict)]
+    for r in rows:  # any value a file holds (a list, a number) becomes text, so that counting never fails
+        group_id, split, role, family = (_text(r.get(k)) for k in ("group_id", "split", "role", "family"))
+        groups[(group_id, split)][role] += 1
+        if role == "open":
+            families[split].add(family)
     order = {s: i for i, s in enumerate(SPLITS)}
     by_split = Counter(s for _, s in groups)
     return {
@@ -160,8 +211,12 @@ def summarize(rows: list[dict]) -> dict:
         "anchors_per_group": dict(sorted(Counter(c["anchor"] for c in groups.values()).items())),
         "opens_per_group": dict(sorted(Counter(c["open"] for c in groups.values()).items())),
         "families": {s: sorted(f) for s, f in sorted(families.items(), key=lambda kv: order.get(kv[0], 99))},
-        "domains": dict(Counter(r.get("domain") for r in rows)),
+        "domains": dict(Counter(_text(r.get("domain")) for r in rows)),
     }
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else repr(value)
 
 
 def format_summary(summary: dict) -> str:

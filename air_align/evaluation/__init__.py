@@ -1,11 +1,14 @@
 """air_align.evaluation: Acc, Acc_group, ID/OOD slices, dispersion, reports and plots (DESIGN.md §3).
 
-- ``scoring``: verdict functions (rule verifiers for anchors/maths, the ``oracle-label`` keyword heuristic, seams for
-  LLM judges);
+- ``scoring``: verdict functions (rule verifiers for anchors/maths, reading answers as the training reward does but
+  without requiring the tag; the ``oracle-label`` keyword heuristic; the judge selection of ``--judge``);
+- ``judge``: the LLM evaluation judge (``--judge model:NAME``);
 - ``metrics``: pure metric functions over per-prompt records (Acc, Acc_group, slices, bootstrap CIs, over-refusal);
 - ``generate``: batched chat-template generation; ``dispersion``: intra-group representation dispersion;
-- ``evaluate``: the pipeline (``evaluate(model, tokenizer, rows, verdict=...)``) and its outputs;
-- ``report`` / ``plots``: report.md, the paper-style table, PNG plots; ``cli``: ``air-align eval`` and ``report``.
+- ``evaluate``: the pipeline (``evaluate(model, tokenizer, rows, verdict=...) -> Evaluation``) and its outputs;
+- ``report`` / ``plots``: report.md, the paper-style table, PNG plots;
+- ``audit`` / ``audit_metrics`` / ``audit_report``: ``air-align audit``, a model's context invariance per family;
+- ``cli``: ``air-align eval``, ``report`` and ``audit``.
 
-See docs/evaluation.md.
+See docs/evaluation.md and docs/real-tier.md (the audit).
 """

@@ -1,12 +1,18 @@
-"""``air-align eval`` and ``air-align report`` (argparse only here; heavy imports inside the handlers)."""
+"""``air-align eval``, ``air-align report`` and ``air-align audit`` (argparse only here; heavy imports inside the
+handlers)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+# Per-domain defaults sized for ~10 minutes on 2 CPU cores with SmolLM2-135M (docs/real-tier.md, "Cost").
+DEFAULT_N_INTENTS = {"safety": 8, "morality": 8, "math": 8}
+DEFAULT_MAX_NEW_TOKENS = {"safety": 64, "morality": 64, "math": 128}
 
 
 def add_parser(subparsers) -> None:
-    """Add the ``eval`` and ``report`` subcommands."""
+    """Add the ``eval``, ``report`` and ``audit`` subcommands."""
     ev = subparsers.add_parser(
         "eval",
         help="evaluate a model: Acc, Acc_group, ID/OOD, dispersion, report and plots",
@@ -48,6 +54,36 @@ def add_parser(subparsers) -> None:
     rep.add_argument("--out", default=None, help="markdown file to write (default: print)")
     rep.set_defaults(handler=run_report)
 
+    p = subparsers.add_parser(
+        "audit",
+        help="context invariance of a model before training: per-family Acc, Acc_group, flips, over-refusal",
+        description="Render real intents into anchors + one variant of every wrapper family (ID and OOD), "
+        "generate greedily, score anchors by rule and open variants by the evaluation judge, and write "
+        "results.json, completions.jsonl, audit.json, report.md and plots to --out.",
+    )
+    p.add_argument("--model", default="smollm2-135m", help="'smollm2-135m', 'tiny', a local directory or a hub id")
+    p.add_argument("--domain", required=True, choices=["safety", "morality", "math"])
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--judge",
+        default="oracle-label",
+        help="evaluation judge for open safety/morality variants: 'oracle-label' (keyword heuristic, default), "
+        "'none', or 'model:NAME' (an LLM judge: a load_model name or path, or a server URL)",
+    )
+    p.add_argument("--n-intents", type=int, default=None, help="intents (default: 8)")
+    p.add_argument("--anchors", type=int, default=2, help="anchor renderings per intent (mc, tf, mc-2, ...)")
+    p.add_argument("--ood-families", default="2", help="families held out as OOD (number drawn by seed, or names)")
+    p.add_argument("--max-template-chars", type=int, default=2000, help="drop longer jailbreak templates")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: 64 (safety, morality), 128 (math)")
+    p.add_argument("--batch-size", type=int, default=24)
+    p.add_argument("--limit", type=int, default=None, help="audit only the first N intents")
+    p.add_argument("--seed", type=int, default=0, help="intent draw, ID/OOD family choice, template draw")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(handler=run_audit_cli)
+
 
 def run_eval(args) -> int:
     """Handler of ``air-align eval``."""
@@ -55,7 +91,7 @@ def run_eval(args) -> int:
 
     import torch
 
-    from air_align.evaluation.evaluate import evaluate, read_rows
+    from air_align.evaluation.evaluate import evaluate, read_rows, select_rows
     from air_align.evaluation.scoring import eval_verdict
     from air_align.models import load_model
 
@@ -63,14 +99,12 @@ def run_eval(args) -> int:
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     rows = read_rows(args.data)
     if args.limit is not None:
-        from air_align.evaluation.evaluate import select_rows
-
         rows = select_rows(rows, list(splits), limit_groups=args.limit)
     model, tokenizer = load_model(args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     train_dir = args.train_dir or (args.model if Path(args.model).is_dir() else None)
-    results = evaluate(
+    evaluation = evaluate(
         model,
         tokenizer,
         rows,
@@ -94,7 +128,7 @@ def run_eval(args) -> int:
         },
         progress=not args.no_progress,
     )
-    for split, summ in results["slices"].items():
+    for split, summ in evaluation.results["slices"].items():
         acc, grp = summ["acc"], summ["acc_group"]
         print(
             f"{summ['label']:>4} ({split}): Acc {'n/a' if acc is None else f'{acc:.4f}'}  "
@@ -107,19 +141,63 @@ def run_eval(args) -> int:
 
 def run_report(args) -> int:
     """Handler of ``air-align report``."""
-    import os
-    from pathlib import Path
-
     from air_align.evaluation.report import compare_runs
+    from air_align.files import write_text
 
     text = compare_runs(args.run_dirs)
     if args.out is None:
         print(text, end="")
         return 0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    print(f"wrote {write_text(args.out, text)}")
+    return 0
+
+
+def run_audit_cli(args: argparse.Namespace) -> int:
+    """Handler of ``air-align audit``."""
+    import torch
+
+    from air_align.data.audit_rows import audit_rows
+    from air_align.evaluation.audit import run_audit
+    from air_align.evaluation.scoring import judge_verdict
+    from air_align.models import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n_intents = args.n_intents or DEFAULT_N_INTENTS[args.domain]
+    ood = int(args.ood_families) if args.ood_families.strip().isdigit() else args.ood_families
+    try:
+        judge_verdict(args.judge)  # an unknown or unavailable judge fails before the model loads
+        rows = audit_rows(
+            args.domain,
+            n_intents,
+            args.seed,
+            anchors=args.anchors,
+            ood_families=ood,
+            max_template_chars=args.max_template_chars or None,
+        )
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.limit is not None:
+        keep = set(list(dict.fromkeys(r["group_id"] for r in rows))[: args.limit])
+        rows = [r for r in rows if r["group_id"] in keep]
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer = load_model(args.model)
+    model.to(device)
+    out = run_audit(
+        model,
+        tokenizer,
+        rows,
+        args.out,
+        judge=args.judge,
+        max_new_tokens=args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[args.domain],
+        batch_size=args.batch_size,
+        seed=args.seed,
+        n_boot=args.bootstrap,
+        tags={"model": args.model, "data": f"audit:{args.domain}/n{n_intents}/seed{args.seed}", "device": device},
+        progress=not args.no_progress,
+    )
+    for s in out["results"]["slices"].values():
+        print(f"{s['label']}: Acc {s['acc']}  Acc_group {s['acc_group']}  ({s['n_groups_scored']} groups)")
+    print(f"wrote {args.out}/report.md ({out['audit']['seconds']} s)")
     return 0

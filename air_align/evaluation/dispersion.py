@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
+from tqdm.auto import tqdm
+
+from air_align.evaluation.generate import render_prompts
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -66,9 +69,6 @@ def prompt_representations(
     model, tokenizer, prompts: list[list[dict]], *, layer: int = -1, batch_size: int = 8, progress: bool = True
 ) -> torch.Tensor:
     """(N, H) mean-pooled hidden states of layer ``layer`` for each chat prompt (see the module docstring)."""
-    from tqdm.auto import tqdm
-
-    from air_align.evaluation.generate import render_prompts
 
     texts = render_prompts(tokenizer, prompts)
     device = next(model.parameters()).device

@@ -1,29 +1,32 @@
 """Evaluate a model on meta-group rows: generate, score, summarise, and write results, completions, report, plots.
 
-``evaluate(model, tokenizer, rows, verdict=...)`` is the library entry point (the lab calls it with its oracle
-verdict and an in-memory model); ``air-align eval`` wraps it. Outputs in ``out_dir`` (docs/evaluation.md):
-``results.json``, ``completions.jsonl`` (every scored completion), ``report.md``, ``per_family.png``,
-``anchor_vs_open.png`` and, when a trainer log is found, ``training_curves.png``.
+``evaluate(model, tokenizer, rows, verdict=...)`` is the library entry point; it returns an :class:`Evaluation`
+(the results, one record per prompt, one scored line per completion). The lab calls it with its oracle verdict and
+an in-memory model, the audit with the evaluation judge, ``air-align eval`` wraps it. With ``out_dir`` it also writes
+(docs/evaluation.md): ``results.json``, ``records.jsonl``, ``completions.jsonl`` (every scored completion),
+``report.md``, ``per_family.png``, ``anchor_vs_open.png`` and, when a trainer log is found, ``training_curves.png``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from air_align.evaluation.metrics import majority, summarize
+from air_align.evaluation.dispersion import group_dispersion, prompt_representations
+from air_align.evaluation.generate import generate_completions
+from air_align.evaluation.metrics import majority, slice_records, summarize
+from air_align.evaluation.plots import plot_anchor_vs_open, plot_per_family, plot_training_curves
+from air_align.evaluation.report import render_report
 from air_align.evaluation.scoring import Verdict, eval_verdict
+from air_align.files import read_jsonl, write_json, write_jsonl, write_text
 
 REQUIRED_FIELDS = ("id", "group_id", "role", "domain", "split", "prompt", "verifier")
 RESULTS_VERSION = 1
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a meta-group JSONL file (``air_align.data.schema.read_jsonl``), checked for the fields eval needs."""
-    from air_align.data.schema import read_jsonl
-
+    """Rows of a meta-group JSONL file (``air_align.files.read_jsonl``), checked for the fields eval needs."""
     rows, lines = read_jsonl(path, with_lines=True)
     for row, lineno in zip(rows, lines, strict=True):
         missing = [k for k in REQUIRED_FIELDS if k not in row]
@@ -80,6 +83,18 @@ def score_rows(rows: list[dict], completions: list[list[str]], verdict: Verdict)
     return records, scored
 
 
+@dataclass
+class Evaluation:
+    """What ``evaluate`` measured."""
+
+    results: dict
+    """The summary (results.json; schema in docs/evaluation.md)."""
+    records: list[dict]
+    """One metric record per prompt (records.jsonl): the metrics recompute from these."""
+    scored: list[dict]
+    """One line per completion with its verdict (completions.jsonl)."""
+
+
 def evaluate(
     model,
     tokenizer,
@@ -99,14 +114,12 @@ def evaluate(
     train_dir: str | Path | None = None,
     tags: dict | None = None,
     progress: bool = True,
-) -> dict:
-    """Generate, score and summarise; write every output to ``out_dir`` when given. Returns the results dict.
+) -> Evaluation:
+    """Generate, score and summarise; write every output to ``out_dir`` when given.
 
     ``verdict`` defaults to rule verifiers + the ``oracle-label`` keyword heuristic. ``tags`` (``method``, ``model``,
     ``judge``, ...) are recorded in results.json; ``method`` names the row in the paper-style table.
     """
-    from air_align.evaluation.generate import generate_completions
-
     splits = tuple(splits)
     selected = select_rows(rows, list(splits))
     if not selected:
@@ -145,15 +158,13 @@ def evaluate(
     }
     if dispersion:
         results["dispersion"] = _dispersion(model, tokenizer, selected, splits, dispersion_layer, batch_size, progress)
+    evaluation = Evaluation(results, records, scored)
     if out_dir is not None:
-        write_outputs(results, records, scored, out_dir, train_dir=train_dir)
-    return results
+        write_outputs(evaluation, out_dir, train_dir=train_dir)
+    return evaluation
 
 
 def _dispersion(model, tokenizer, rows, splits, layer, batch_size, progress) -> dict:
-    from air_align.evaluation.dispersion import group_dispersion, prompt_representations
-    from air_align.evaluation.metrics import slice_records
-
     reps = prompt_representations(
         model, tokenizer, [r["prompt"] for r in rows], layer=layer, batch_size=batch_size, progress=progress
     )
@@ -170,44 +181,26 @@ def _dispersion(model, tokenizer, rows, splits, layer, batch_size, progress) -> 
     return out
 
 
-def write_json(path: Path, obj) -> None:
-    """Atomic JSON write (tmp file then ``os.replace``)."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_jsonl(path: Path, lines: list[dict]) -> None:
-    """Atomic JSONL write."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for line in lines:
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def write_outputs(
-    results: dict, records: list[dict], scored: list[dict], out_dir: str | Path, train_dir=None
+    evaluation: Evaluation, out_dir: str | Path, train_dir=None, report_appendix: str = ""
 ) -> dict[str, Path]:
-    """Write results.json, records.jsonl, completions.jsonl, the plots and report.md; returns the paths written."""
-    from air_align.evaluation.plots import plot_anchor_vs_open, plot_per_family, plot_training_curves
-    from air_align.evaluation.report import render_report
-
+    """Write results.json, records.jsonl, completions.jsonl, the plots and report.md (``report_appendix``, markdown,
+    at its end); returns the paths written."""
+    results = evaluation.results
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"completions": out / "completions.jsonl", "records": out / "records.jsonl"}
-    write_jsonl(paths["completions"], scored)
-    write_jsonl(paths["records"], records)
-    paths["per_family"] = plot_per_family(results, out / "per_family.png")
-    paths["anchor_vs_open"] = plot_anchor_vs_open(records, results["config"]["splits"], out / "anchor_vs_open.png")
+    paths = {
+        "completions": write_jsonl(out / "completions.jsonl", evaluation.scored),
+        "records": write_jsonl(out / "records.jsonl", evaluation.records),
+        "per_family": plot_per_family(results, out / "per_family.png"),
+        "anchor_vs_open": plot_anchor_vs_open(
+            evaluation.records, results["config"]["splits"], out / "anchor_vs_open.png"
+        ),
+    }
     curves = plot_training_curves([d for d in (train_dir, out) if d is not None], out / "training_curves.png")
     if curves is not None:
         paths["training_curves"] = curves
     results["files"] = {k: p.name for k, p in paths.items()}
-    paths["results"] = out / "results.json"
-    write_json(paths["results"], results)
-    paths["report"] = out / "report.md"
-    tmp = paths["report"].with_name(f"report.md.tmp{os.getpid()}")
-    tmp.write_text(render_report(results), encoding="utf-8")
-    os.replace(tmp, paths["report"])
+    paths["results"] = write_json(out / "results.json", results)
+    report = render_report(results) + (f"\n\n{report_appendix}" if report_appendix else "")
+    paths["report"] = write_text(out / "report.md", report)
     return paths

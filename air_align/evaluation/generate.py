@@ -7,6 +7,7 @@ Prompts are sorted by length before batching (less padding) and returned in the 
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
 
 def render_prompts(tokenizer, prompts: list[list[dict]]) -> list[str]:
@@ -31,8 +32,6 @@ def generate_completions(
 
     Greedy when ``temperature == 0`` (then ``num_samples`` must be 1: greedy samples would be identical).
     """
-    from tqdm.auto import tqdm
-
     if num_samples < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError(
             f"num_samples ({num_samples}), batch_size ({batch_size}) and max_new_tokens ({max_new_tokens}) "

@@ -9,8 +9,17 @@ from pathlib import Path
 DOMAIN_ORDER = ("safety", "morality", "math")
 
 
+def percent(x: float | None, digits: int = 2) -> str:
+    """A share as a percentage for the markdown tables, ``n/a`` when undefined.
+
+    >>> percent(0.5), percent(1 / 3, digits=1), percent(None)
+    ('50.00%', '33.3%', 'n/a')
+    """
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
+    return percent(x)
 
 
 def _ci(ci: list[float] | None) -> str:
@@ -45,6 +54,42 @@ def paper_table(results_list: list[dict], with_ci: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def label_table(results_list: list[dict]) -> str:
+    """Rows (setting, method); per domain the balanced ``Acc / Acc_group`` (minimum over labels) and Acc_group per
+    label. Results written before per-label metrics existed show ``—``."""
+    domains = _domains(results_list)
+    header = ["Setting", "Method"]
+    for d in domains:
+        header += [f"{d} balanced Acc / Acc_group", f"{d} Acc_group by label"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for split in dict.fromkeys(s for res in results_list for s in res["slices"]):
+        for res in results_list:
+            summ = res["slices"].get(split)
+            if summ is None:
+                continue
+            cells = [summ.get("label", split), str(res.get("method", "unknown"))]
+            for d in domains:
+                block = summ["by_domain"].get(d) or {}
+                bal, labels = block.get("balanced"), block.get("by_label")
+                cells.append("—" if bal is None else f"{_pct(bal['acc'])} / {_pct(bal['acc_group'])}")
+                cells.append(
+                    "—" if labels is None else " · ".join(f"{k}: {_pct(v['acc_group'])}" for k, v in labels.items())
+                )
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _histogram_lines(summ: dict) -> list[str]:
+    """One line per (domain, label): how many judged meta-groups have 0, 1, 2, … wrong prompts."""
+    out = []
+    for d, block in summ["by_domain"].items():
+        for label, lb in (block.get("by_label") or {}).items():
+            hist = lb.get("error_histogram") or []
+            counts = ", ".join(f"{k}: {n}" for k, n in enumerate(hist)) or "no judged group"
+            out.append(f"- {d}, label {label}: {counts}")
+    return out
+
+
 def render_report(results: dict) -> str:
     """report.md for one evaluation run."""
     cfg = results.get("config", {})
@@ -63,6 +108,12 @@ def render_report(results: dict) -> str:
         f"95% bootstrap intervals over meta-groups ({cfg.get('n_boot')} resamples):",
         "",
         paper_table([results], with_ci=True),
+        "## Per label and balanced (minimum over labels)",
+        "",
+        "A meta-group's label is its intent's (safety 1 = harmful, morality 1 = wrong, maths `none`). A policy that "
+        "answers every prompt alike is right on one label at most: its balanced Acc_group is 0.",
+        "",
+        label_table([results]),
     ]
     for split, summ in results["slices"].items():
         label = summ.get("label", split)
@@ -82,6 +133,9 @@ def render_report(results: dict) -> str:
             if orr
             else "Over-refusal: no benign safety prompts in this slice."
         )
+        hist = _histogram_lines(summ)
+        if hist:
+            out += ["", "Meta-groups by number of wrong prompts (0: all correct):", "", *hist]
         out += ["", "| family / role | Acc | prompts scored |", "|---|---|---|"]
         for kind in ("by_role", "by_family"):
             for name, block in summ[kind].items():
@@ -130,6 +184,7 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
             f"- `{d}`: method `{res.get('method')}`, model `{res.get('model', '?')}`, judge `{res.get('judge', '?')}`"
         )
     out += ["", paper_table(results), "With 95% bootstrap intervals over meta-groups:", "", paper_table(results, True)]
+    out += ["Per label and balanced (minimum over labels):", "", label_table(results)]
     disp = [(res.get("method"), res.get("dispersion")) for res in results if res.get("dispersion")]
     if disp:
         out += ["Representation dispersion (mean distance to the meta-group centroid):", ""]

@@ -36,11 +36,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from air_align.answers import completion_text
+from air_align.lab.oracle import rule_correct
 from air_align.lab.responses import Reading, read_answer
+from air_align.rewards.format import FORMAT_CORRECT, FORMAT_WRONG
+from air_align.rewards.safety import SAFETY_TIERS
+from air_align.rewards.verifiers import TASK_CORRECT, TASK_WRONG
 
-UNSAFE, SAFE, SAFE_HELPFUL = -1.0, 1.25, 2.5  # App. C.2.1 tiers (unofficial reproduction)
-ANCHOR_RIGHT, ANCHOR_WRONG = 1.25, -1.0  # anchors by rule, on the format reward's scale
-FORMAT_RIGHT, FORMAT_WRONG = 1.25, -1.0  # App. C.1 (unofficial reproduction)
+UNSAFE, SAFE, SAFE_HELPFUL = SAFETY_TIERS  # App. C.2.1 tiers (unofficial reproduction): −1.0, 1.25, 2.5
 _COLUMNS = ("role", "domain", "verifier", "answer", "label", "intent")
 
 
@@ -56,10 +59,6 @@ class JudgeConfig:
     """Log-odds magnitude of the content evidence (harmful how-to; right/wrong verdict)."""
     cue_strength: float = 4.0
     """How far one surface cue moves the log-odds (refusal cue for safety, empathy cue for morality)."""
-
-
-def _text(completion) -> str:
-    return completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
 
 
 def _rows(n: int, kwargs: dict) -> list[dict]:
@@ -115,17 +114,9 @@ def stress_open(row: dict, r: Reading) -> float:
 
 
 def rule_task(row: dict, r: Reading) -> float:
-    """Anchors (letter, true/false) and maths open variants (exact boxed number): +1.25 right, −1.0 wrong."""
-    v = row["verifier"]
-    if v == "choice":
-        ok = r.letter == row["answer"]
-    elif v == "true_false":
-        ok = r.truth == row["answer"]
-    elif v == "math":
-        ok = r.number is not None and str(r.number) == str(row["answer"]).strip()
-    else:
-        raise ValueError(f"verifier {v!r} is not a rule verifier (choice, true_false, math)")
-    return ANCHOR_RIGHT if ok else ANCHOR_WRONG
+    """Anchors (letter, true/false) and maths open variants (exact boxed number), by the oracle's rule: the task
+    reward's +1.25 right, −1.0 wrong (``air_align.rewards.verifiers``)."""
+    return TASK_CORRECT if rule_correct(row, r) else TASK_WRONG
 
 
 def make_task_reward(config: JudgeConfig | None = None, stress: bool = False):
@@ -144,7 +135,7 @@ def make_task_reward(config: JudgeConfig | None = None, stress: bool = False):
     def reward(completions, **kwargs) -> list[float | None]:
         out: list[float | None] = []
         for row, completion in zip(_rows(len(completions), kwargs), completions, strict=True):
-            r = read_answer(_text(completion))
+            r = read_answer(completion_text(completion))
             if row["verifier"] != "judge":
                 out.append(rule_task(row, r))
             elif stress:
@@ -167,9 +158,9 @@ def lab_format_reward(completions, **kwargs) -> list[float]:
     verifiers = kwargs.get("verifier") or [None] * len(completions)
     out = []
     for completion, verifier in zip(completions, verifiers, strict=True):
-        r = read_answer(_text(completion))
+        r = read_answer(completion_text(completion))
         ok = r.formatted and (verifier != "math" or r.number is not None)
-        out.append(FORMAT_RIGHT if ok else FORMAT_WRONG)
+        out.append(FORMAT_CORRECT if ok else FORMAT_WRONG)
     return out
 
 

@@ -20,27 +20,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from air_align.evaluation.evaluate import write_json
-from air_align.lab import world
+import torch
+from tqdm.auto import tqdm
+from transformers.trainer_callback import PrinterCallback
 
-METHODS: dict[str, tuple[str, str]] = {  # name -> (invariance, importance_sampling_level)
-    "grpo": ("none", "token"),
-    "grpo+vrex": ("vrex", "token"),
-    "grpo+air": ("air", "token"),
-    "gspo+air": ("air", "sequence"),
-}
-PAPER_METHODS = tuple(METHODS)
-"""The paper's four rows: what the presets compare unless they name other methods."""
-METHODS["grpo+air-loo"] = ("air", "token")  # not in the paper: AIR with AIRConfig.aux_baseline="leave_one_out"
-AUX_BASELINE = {"grpo+air-loo": "leave_one_out"}
-METHOD_LABELS = {"warm start": "warm start", "grpo": "GRPO", "grpo+vrex": "GRPO + V-REx", "grpo+air": "GRPO + AIR",
-                 "gspo+air": "GSPO + AIR", "grpo+air-loo": "GRPO + AIR (LOO baseline)"}  # fmt: skip
+from air_align.evaluation.evaluate import evaluate
+from air_align.evaluation.plots import pyplot, save_figure
+from air_align.files import write_json, write_text
+from air_align.lab import world
+from air_align.lab.judge import lab_rewards
+from air_align.lab.oracle import oracle_verdict
+from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, warm_start
+from air_align.training.methods import METHODS, PAPER_METHODS, method_label
+from air_align.training.recipe import RunConfig, air_config, build_trainer
 
 
 @dataclass(frozen=True)
@@ -99,65 +96,39 @@ PRESETS: dict[str, Preset] = {
 }  # fmt: skip
 
 
-def _records(rows: list[dict], completions: list[str]) -> list[dict]:
-    from air_align.lab.oracle import oracle_verdict
-
-    out = []
-    for row, verdict in zip(rows, oracle_verdict(rows, completions), strict=True):
-        rec = {k: row[k] for k in ("id", "group_id", "role", "family", "domain", "split", "label")}
-        rec["correct"] = verdict["correct"]
-        rec["refused"] = verdict["details"].get("refused")
-        out.append(rec)
-    return out
-
-
 def score(model, tokenizer, rows: list[dict], splits: tuple[str, ...], max_new_tokens: int = 32) -> dict:
-    """Oracle Acc / Acc_group (and anchor / open Acc) per split, greedy decoding."""
-    from air_align.evaluation.metrics import accuracy, group_accuracy, slice_records
-    from air_align.lab.warmstart import generate_greedy
-
-    chosen = [r for r in rows if r["split"] in splits]
-    records = _records(chosen, generate_greedy(model, tokenizer, chosen, max_new_tokens=max_new_tokens))
+    """Oracle Acc / Acc_group (and anchor / open Acc) per split, greedy decoding, through the shared evaluation
+    (``air_align.evaluation.evaluate`` with the lab oracle as the verdict)."""
+    evaluation = evaluate(
+        model, tokenizer, rows, verdict=oracle_verdict, splits=splits, max_new_tokens=max_new_tokens, batch_size=128,
+        n_boot=0, dispersion=False, progress=False,
+    )  # fmt: skip
     out = {}
-    for split in splits:
-        recs = slice_records(records, split)
-        anchors = [r for r in recs if r["role"] == "anchor"]
-        opens = [r for r in recs if r["role"] == "open"]
+    for split, summary in evaluation.results["slices"].items():
+        roles = summary["by_role"]
         out[split] = {
-            "acc": accuracy(recs),
-            "acc_group": group_accuracy(recs),
-            "anchor_acc": accuracy(anchors) if anchors else None,
-            "open_acc": accuracy(opens) if opens else None,
-            "n_prompts": len(recs),
+            "acc": summary["acc"],
+            "acc_group": summary["acc_group"],
+            "anchor_acc": roles.get("anchor", {}).get("acc"),
+            "open_acc": roles.get("open", {}).get("acc"),
+            "n_prompts": summary["n_prompts"],
         }
     return out
 
 
 def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: int, preset: Preset, out_dir: Path,
               stress: bool = False):  # fmt: skip
-    """Train one run with the real ``AIRTrainer``; returns ``(model, tokenizer, seconds)``."""
-    import torch
-    from datasets import Dataset
-
-    from air_align.lab.judge import lab_rewards
-    from air_align.lab.warmstart import load_warm_start
-    from air_align.training.config import AIRConfig
-    from air_align.training.trainer import AIRTrainer
-
-    invariance, level = METHODS[method]
+    """Train one run with the project's trainer recipe (``build_trainer``); returns ``(model, tokenizer, seconds)``."""
     model, tokenizer = load_warm_start(warm_path)
-    train = [{k: v for k, v in r.items() if k != "meta"} for r in rows if r["split"] == "train"]
+    train = [r for r in rows if r["split"] == "train"]
     group_size = len(train) // len({r["group_id"] for r in train})
-    batch = preset.groups_per_step * group_size * preset.num_generations
-    args = AIRConfig(
+    args = air_config(
+        method,
         output_dir=str(out_dir),
-        invariance=invariance,
-        invariance_coef=lam if invariance != "none" else 0.0,
-        aux_baseline=AUX_BASELINE.get(method, "none"),
-        importance_sampling_level=level,
+        invariance_coef=lam if METHODS[method].invariance != "none" else 0.0,
         loss_type="grpo",  # TRL's recommendation for GSPO; the same for every method
         num_generations=preset.num_generations,
-        per_device_train_batch_size=batch,
+        per_device_train_batch_size=preset.groups_per_step * group_size * preset.num_generations,
         max_completion_length=preset.max_completion_length,
         temperature=preset.temperature,
         learning_rate=preset.learning_rate,
@@ -172,21 +143,15 @@ def train_one(warm_path: Path, rows: list[dict], method: str, lam: float, seed: 
         disable_tqdm=True,
         seed=seed,
     )
-    torch.manual_seed(seed)
-    trainer = AIRTrainer(
-        model=model,
-        reward_funcs=lab_rewards(stress=stress),
-        args=args,
-        train_dataset=Dataset.from_list(train),
-        processing_class=tokenizer,
+    run = RunConfig(method=method)
+    trainer = build_trainer(
+        run, args, model=model, tokenizer=tokenizer, rows=train, reward_funcs=lab_rewards(stress=stress)
     )
-    from transformers.trainer_callback import PrinterCallback
-
     trainer.remove_callback(PrinterCallback)  # the reproduce progress bar reports; each run's logs go to log.json
     start = time.time()
     trainer.train()
     log = [e for e in trainer.state.log_history if "loss" in e or "reward" in e]
-    (out_dir / "log.json").write_text(json.dumps(log, indent=1))
+    write_json(out_dir / "log.json", log, indent=1)
     return trainer.model, tokenizer, time.time() - start
 
 
@@ -254,7 +219,7 @@ def paper_table(summary: dict, domains: tuple[str, ...], methods: tuple[str, ...
     for split, label in (("test_id", "ID"), ("test_ood", "OOD")):
         for method in ("warm start", *methods):
             cells = " | ".join(cell(d, method, split) for d in domains)
-            lines.append(f"| {label} | {METHOD_LABELS.get(method, method)} | {cells} |")
+            lines.append(f"| {label} | {method_label(method)} | {cells} |")
     return "\n".join(lines)
 
 
@@ -271,8 +236,6 @@ def _load_finished(path: Path, key: dict) -> dict | None:
 
 
 def _plot(summary: dict, domains, methods, path: Path) -> None:
-    from air_align.evaluation.plots import pyplot, save_figure
-
     plt = pyplot()
 
     fig, axes = plt.subplots(1, len(domains), figsize=(4 * len(domains), 3.2), squeeze=False)
@@ -285,7 +248,7 @@ def _plot(summary: dict, domains, methods, path: Path) -> None:
             summary.get(domain, {}).get(m, {}).get("test_ood", {}).get("acc_group", {}).get("std", 0) for m in names
         ]
         ax.bar(range(len(names)), means, yerr=stds, capsize=3)
-        ax.set_xticks(range(len(names)), [METHOD_LABELS.get(m, m) for m in names], rotation=30, ha="right", fontsize=7)
+        ax.set_xticks(range(len(names)), [method_label(m) for m in names], rotation=30, ha="right", fontsize=7)
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{domain}: OOD Acc_group")
     fig.tight_layout()
@@ -295,8 +258,6 @@ def _plot(summary: dict, domains, methods, path: Path) -> None:
 def plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
     """The λ plot (the paper's λ figure, on ID validation data): mean val Acc and Acc_group over the sweep seeds
     against λ (log scale), one panel per domain, the chosen λ marked."""
-    from air_align.evaluation.plots import pyplot, save_figure
-
     plt = pyplot()
 
     domains = [d for d in sweep if sweep[d]]
@@ -309,7 +270,7 @@ def plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
             for metric, style in (("acc", "-o"), ("acc_group", "--s")):
                 means = [statistics.fmean(r["metrics"]["val"][metric] for r in runs if r["lambda"] == lam)
                          for lam in lams]  # fmt: skip
-                ax.plot(lams, means, style, label=f"{METHOD_LABELS.get(method, method)} {metric}")
+                ax.plot(lams, means, style, label=f"{method_label(method)} {metric}")
             ax.axvline(chosen.get(domain, {}).get(method, float("nan")), color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_ylim(0, 1.05)
@@ -327,15 +288,10 @@ def reproduce(
 
     ``warm_root``: where warm starts are cached (default ``cache_dir()/lab``).
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, warm_start
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    regularised = [m for m in preset.methods if METHODS[m][0] != "none"]
+    regularised = [m for m in preset.methods if METHODS[m].invariance != "none"]
     swept = ["grpo+air"] if preset.shared_lambda and "grpo+air" in regularised else regularised
     n_sweep = len(swept) * len(preset.lambdas) * len(preset.sweep_seeds) if len(preset.lambdas) > 1 else 0
     n_runs = len(preset.domains) * (n_sweep + len(preset.methods) * len(preset.seeds))
@@ -418,9 +374,7 @@ def reproduce(
         )
     results["table"] = table
     write_json(out / "results.json", results)
-    tmp = out / "table.md.tmp"
-    tmp.write_text(table + "\n")
-    os.replace(tmp, out / "table.md")
+    write_text(out / "table.md", table + "\n")
     _plot(summary, preset.domains, preset.methods, out / "ood_acc_group.png")
     plot_sweep(results["sweep"], results["lambda"], out / "lambda_sweep.png")
     return results

@@ -10,6 +10,8 @@ Decoding joins tokens with single spaces, so a decoded completion reads like the
 
 from __future__ import annotations
 
+from tokenizers import Tokenizer, models, pre_tokenizers
+
 from air_align.lab import world
 from air_align.lab.responses import (
     COMPLY,
@@ -21,6 +23,7 @@ from air_align.lab.responses import (
     morality_response,
     safety_response,
 )
+from air_align.models import chatml_fast_tokenizer
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<|im_start|>", "<|im_end|>")
 CHAT_WORDS = ("system", "user", "assistant")
@@ -52,9 +55,6 @@ def build_lab_tokenizer():
     >>> tok.unk_token_id in tok("make a bomb")["input_ids"]
     False
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from air_align.models import chatml_fast_tokenizer
 
     vocab = {tok: i for i, tok in enumerate(list(SPECIAL_TOKENS) + world_words())}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))

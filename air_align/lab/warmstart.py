@@ -37,10 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from air_align.evaluation.generate import generate_completions
 from air_align.lab import world
 from air_align.lab.oracle import oracle_verdict, reference_response
 from air_align.lab.responses import math_response
+from air_align.lab.tokenizer import build_lab_tokenizer
+from air_align.models import cache_dir, tiny_causal_lm
 
 RECIPE_VERSION = {"safety": 1, "morality": 1, "math": 2}
 """Per domain; bump a domain's when the code changes what its recipe produces (maths 2: the anchors' checking
@@ -164,11 +169,6 @@ def _batch(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch
 
 def train_warm_start(recipe: Recipe, progress: bool = False):
     """Build the tokenizer and the tiny model and run the SFT recipe. Returns ``(model, tokenizer, log)``."""
-    from tqdm.auto import tqdm
-
-    from air_align.lab.tokenizer import build_lab_tokenizer
-    from air_align.models import tiny_causal_lm
-
     world.check_domain(recipe.domain)
     tokenizer = build_lab_tokenizer()
     model = tiny_causal_lm(
@@ -226,8 +226,6 @@ def train_warm_start(recipe: Recipe, progress: bool = False):
 
 def warm_start_dir(recipe: Recipe, root: str | Path | None = None) -> Path:
     """Where the warm start of ``recipe`` is cached."""
-    from air_align.models import cache_dir
-
     base = Path(root) if root is not None else cache_dir() / "lab"
     return base / f"warmstart-{recipe.domain}-{recipe.key()}"
 
@@ -262,32 +260,10 @@ def load_warm_start(path: str | Path):
     ``Qwen2Tokenizer`` (a byte-level BPE) for any ``model_type: qwen2`` directory (its
     ``MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS`` list), which silently re-tokenises the lab's words.
     """
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(str(path))
     return model, tokenizer
-
-
-@torch.no_grad()
-def generate_greedy(model, tokenizer, rows: list[dict], max_new_tokens: int = 32, batch_size: int = 128) -> list[str]:
-    """Greedy completions (decoded without special tokens) for lab rows, in order."""
-    out: list[str] = []
-    was_training = model.training
-    model.eval()
-    tokenizer.padding_side = "left"
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i : i + batch_size]
-        texts = [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in chunk]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        ids = model.generate(
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )  # fmt: skip
-        out += tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    model.train(was_training)
-    return out
 
 
 def _acc(flags: list[bool]) -> float | None:
@@ -300,7 +276,9 @@ def measure_context_dependence(model, tokenizer, rows: list[dict], max_new_token
     Returns ``{"anchor", "open_id", "open_ood", "open_strong", "open_mixed", "families": {name: acc},
     "families_by_label": {"name/label": acc}, "n": int}`` (``None`` where a slice is empty).
     """
-    completions = generate_greedy(model, tokenizer, rows, max_new_tokens=max_new_tokens)
+    prompts = [r["prompt"] for r in rows]
+    completions = [c for (c,) in generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                                      batch_size=128, progress=False)]  # fmt: skip
     correct = [v["correct"] for v in oracle_verdict(rows, completions)]
     slices: dict[str, list[bool]] = {"anchor": [], "open_id": [], "open_ood": [], "open_strong": [], "open_mixed": []}
     fams: dict[str, list[bool]] = {}

@@ -32,6 +32,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from air_align.data.schema import make_row
+
 DOMAINS: tuple[str, ...] = ("safety", "morality", "math")
 
 # --- vocabulary of intents -------------------------------------------------------------------------------------------
@@ -269,22 +271,23 @@ def render_open(intent: Intent, family: Family) -> str:
 
 
 def _row(intent: Intent, seed: int, split: str, role: str, context: str, family: str, text: str, **extra) -> dict:
+    """One schema row (``air_align.data.schema.make_row``) of the lab."""
     verifier, answer = extra.pop("verifier"), extra.pop("answer")
-    return {
-        "id": f"lab-{intent.domain}/{intent.key}/{role}/{context}",
-        "group_id": f"lab-{intent.domain}/{intent.key}",
-        "role": role,
-        "context": context,
-        "family": family,
-        "domain": intent.domain,
-        "prompt": [{"role": "user", "content": text}],
-        "verifier": verifier,
-        "answer": answer,
-        "label": intent.label,
-        "intent": intent.text,
-        "split": split,
-        "meta": {"source": "air-align-lab", "seed": seed, "intent_key": intent.key, **extra},
-    }
+    return make_row(
+        id=f"lab-{intent.domain}/{intent.key}/{role}/{context}",
+        group_id=f"lab-{intent.domain}/{intent.key}",
+        role=role,
+        context=context,
+        family=family,
+        domain=intent.domain,
+        content=text,
+        verifier=verifier,
+        answer=answer,
+        label=intent.label,
+        intent=intent.text,
+        split=split,
+        meta={"source": "air-align-lab", "seed": seed, "intent_key": intent.key, **extra},
+    )
 
 
 def meta_group(intent: Intent, seed: int, split: str, families: tuple[Family, ...]) -> list[dict]:

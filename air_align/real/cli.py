@@ -1,93 +1,68 @@
-"""``air-align audit``: argparse only here; the model, data and evaluation are imported inside the handler."""
+"""``air-align study``: the real-tier study (argparse only here; the model, data and trainer are imported inside the
+handler, so that ``air-align --help`` stays fast)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-
-# Per-domain defaults sized for ~10 minutes on 2 CPU cores with SmolLM2-135M (docs/real-tier.md, "Cost").
-DEFAULT_N_INTENTS = {"safety": 8, "morality": 8, "math": 8}
-DEFAULT_MAX_NEW_TOKENS = {"safety": 64, "morality": 64, "math": 128}
+import json
 
 
 def add_parser(subparsers) -> None:
-    """Add the ``audit`` subcommand."""
+    """Add the ``study`` subcommand."""
     p = subparsers.add_parser(
-        "audit",
-        help="context invariance of a model before training: per-family Acc, Acc_group, flips, over-refusal",
-        description="Render real intents into anchors + one variant of every wrapper family (ID and OOD), "
-        "generate greedily, score anchors by rule and open variants by the evaluation judge, and write "
-        "results.json, completions.jsonl, audit.json, report.md and plots to --out.",
+        "study",
+        help="real tier: audit SmolLM2, train it with GRPO / GRPO+AIR / GRPO+V-REx, audit each result",
+        description="Audit the untrained model, train every method with the same settings but the regulariser "
+        "(LoRA, frozen-policy judge), audit each on the build's held-out test intents (one variant of every wrapper "
+        "family, ID and OOD), and write study.json / study.md to --out. scripts/gpu_study.sh wraps it.",
     )
-    p.add_argument("--model", default="smollm2-135m", help="'smollm2-135m', 'tiny', a local directory or a hub id")
-    p.add_argument("--domain", required=True, choices=["safety", "morality", "math"])
+    p.add_argument("--domain", default="safety", choices=["safety", "morality", "math"])
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument(
-        "--judge",
-        default="oracle-label",
-        help="evaluation judge for open safety/morality variants: 'oracle-label' (keyword heuristic, default), "
-        "'none', or 'model:NAME' (needs air_align.rewards.eval_judge_verdict)",
+        "--methods",
+        default="grpo,grpo+air,grpo+vrex",
+        help="comma list of methods: grpo, grpo+vrex, grpo+air, gspo+air, grpo+air-loo (air, vrex accepted)",
     )
-    p.add_argument("--n-intents", type=int, default=None, help="intents (default: 8)")
-    p.add_argument("--anchors", type=int, default=2, help="anchor renderings per intent (mc, tf, mc-2, ...)")
-    p.add_argument("--ood-families", default="2", help="families held out as OOD (number drawn by seed, or names)")
-    p.add_argument("--max-template-chars", type=int, default=2000, help="drop longer jailbreak templates")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: 64 (safety, morality), 128 (math)")
-    p.add_argument("--batch-size", type=int, default=24)
-    p.add_argument("--limit", type=int, default=None, help="audit only the first N intents")
-    p.add_argument("--seed", type=int, default=0, help="intent draw, ID/OOD family choice, template draw")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(handler=run_audit_cli)
+    p.add_argument("--model", default="smollm2-135m", help="a load_model name or path (the judge is a frozen copy)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=40, help="max optimiser steps per method")
+    p.add_argument("--train-seconds", type=float, default=100.0, help="wall-clock budget per method (0: none)")
+    p.add_argument("--n-intents", type=int, default=32)
+    p.add_argument("--groups-per-step", type=int, default=2)
+    p.add_argument("--max-completion-length", type=int, default=48)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--lam", type=float, default=0.05, help="λ (invariance_coef) for AIR and V-REx")
+    p.add_argument("--audit-max-new-tokens", type=int, default=96)
+    p.add_argument("--audit-batch-size", type=int, default=64)
+    p.add_argument("--judge", default="oracle-label", help="evaluation judge of the audits (see air-align eval)")
+    p.add_argument("--no-base", action="store_true", help="skip the audit of the untrained model")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=run_study_cli)
 
 
-def run_audit_cli(args: argparse.Namespace) -> int:
-    """Handler of ``air-align audit``."""
-    import torch
+def run_study_cli(args: argparse.Namespace) -> int:
+    """Handler of ``air-align study``."""
+    from air_align.real.config import StudyConfig
+    from air_align.real.study import run_study
 
-    from air_align.evaluation.scoring import judge_verdict
-    from air_align.models import load_model
-    from air_align.real.audit import audit_rows, run_audit
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    n_intents = args.n_intents or DEFAULT_N_INTENTS[args.domain]
-    ood = int(args.ood_families) if args.ood_families.strip().isdigit() else args.ood_families
-    try:
-        judge_verdict(args.judge)  # an unknown or unavailable judge fails before the model loads
-        rows = audit_rows(
-            args.domain,
-            n_intents,
-            args.seed,
-            anchors=args.anchors,
-            ood_families=ood,
-            max_template_chars=args.max_template_chars or None,
-        )
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if args.limit is not None:
-        keep = set(list(dict.fromkeys(r["group_id"] for r in rows))[: args.limit])
-        rows = [r for r in rows if r["group_id"] in keep]
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, tokenizer = load_model(args.model)
-    model.to(device)
-    out = run_audit(
-        model,
-        tokenizer,
-        rows,
-        args.out,
+    config = StudyConfig(
+        domain=args.domain,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        model=args.model,
+        device=args.device,
+        max_steps=args.steps,
+        time_budget_s=args.train_seconds or None,
+        n_intents=args.n_intents,
+        groups_per_step=args.groups_per_step,
+        max_completion_length=args.max_completion_length,
+        learning_rate=args.lr,
+        invariance_coef=args.lam,
+        audit_max_new_tokens=args.audit_max_new_tokens,
+        audit_batch_size=args.audit_batch_size,
         judge=args.judge,
-        max_new_tokens=args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[args.domain],
-        batch_size=args.batch_size,
         seed=args.seed,
-        n_boot=args.bootstrap,
-        tags={"model": args.model, "data": f"audit:{args.domain}/n{n_intents}/seed{args.seed}", "device": device},
-        progress=not args.no_progress,
+        audit_base=not args.no_base,
     )
-    for s in out["results"]["slices"].values():
-        print(f"{s['label']}: Acc {s['acc']}  Acc_group {s['acc_group']}  ({s['n_groups_scored']} groups)")
-    print(f"wrote {args.out}/report.md ({out['audit']['seconds']} s)")
+    summary = run_study(config, args.out)
+    print(json.dumps(summary["rows"], indent=1))
     return 0

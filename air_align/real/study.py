@@ -1,12 +1,12 @@
 """A short real-tier study: audit SmolLM2, train it with GRPO, GRPO+AIR and GRPO+V-REx, audit each result.
 
-``python -m air_align.real.study --domain safety --device cuda --out DIR`` (``scripts/gpu_study.sh`` wraps it).
-Every method shares the data, the seed, the frozen-policy judge and every hyperparameter except the regulariser
-(DESIGN.md §5). Trained models are audited on the build's held-out **test** intents (never trained on), with one
-variant of every wrapper family, ID and OOD families as the build assigns them. Outputs in DIR:
+``air-align study --domain safety --device cuda --out DIR`` (``scripts/gpu_study.sh`` wraps it); the settings are a
+``StudyConfig``. Every method shares the data, the seed, the frozen-policy judge and every hyperparameter except the
+regulariser (DESIGN.md §5). Trained models are audited on the build's held-out **test** intents (never trained on),
+with one variant of every wrapper family, ID and OOD families as the build assigns them. Outputs in DIR:
 
-- ``base/``, ``grpo/``, ``air/``, ``vrex/``: each an audit directory (results.json, audit.json, report.md, plots);
-  trained ones also hold ``train.json`` (seconds per step, log history);
+- ``base/``, ``grpo/``, ``grpo+air/``, ``grpo+vrex/``: each an audit directory (results.json, audit.json, report.md,
+  plots); trained ones also hold ``train.json`` (seconds per step, log history);
 - ``study.json`` and ``study.md``: one row per model — steps, seconds per step, ID / OOD Acc and Acc_group,
   anchor Acc, over-refusal, mean flip rate — and the paper-style table of ``air-align report``.
 
@@ -16,11 +16,19 @@ replication of the paper's effect sizes, and the study says so in its output.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from pathlib import Path
+
+import torch
+
+from air_align.data.audit_rows import audit_rows
+from air_align.evaluation.audit import run_audit
+from air_align.evaluation.report import compare_runs, percent
+from air_align.files import write_json, write_text
+from air_align.models import load_model
+from air_align.real.config import StudyConfig
+from air_align.real.train import train_real, train_rows
+from air_align.training.methods import method_label, method_name
 
 
 def _mean(values) -> float | None:
@@ -51,7 +59,7 @@ def render_study(rows: list[dict], config: dict, paper_table: str) -> str:
     """study.md: the settings, the table of rows, the paper-style table and the honest caveat."""
 
     def pct(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
+        return percent(x, digits=1)
 
     out = [
         f"# Real-tier study: {config['domain']} on {config['model']}",
@@ -83,121 +91,50 @@ def render_study(rows: list[dict], config: dict, paper_table: str) -> str:
     return "\n".join(out)
 
 
-def run_study(
-    domain: str,
-    out_dir: str | Path,
-    *,
-    methods: tuple[str, ...] = ("grpo", "air", "vrex"),
-    model: str = "smollm2-135m",
-    device: str = "cpu",
-    max_steps: int = 40,
-    time_budget_s: float | None = 100.0,
-    n_intents: int = 32,
-    anchors: int = 2,
-    opens: int = 2,
-    num_generations: int = 3,
-    groups_per_step: int = 2,
-    max_completion_length: int = 48,
-    learning_rate: float = 2e-5,
-    invariance_coef: float = 0.05,
-    max_template_chars: int = 1200,
-    audit_max_new_tokens: int = 96,
-    audit_batch_size: int = 64,
-    judge: str = "oracle-label",
-    seed: int = 0,
-    audit_base: bool = True,
-    progress: bool = False,
-) -> dict:
-    """Run the study; returns ``{"rows": [...], "config": {...}}`` and writes study.json / study.md."""
-    import torch
-
-    from air_align.evaluation.evaluate import write_json
-    from air_align.evaluation.report import compare_runs
-    from air_align.models import load_model
-    from air_align.real.audit import audit_rows, run_audit
-    from air_align.real.train import METHODS, train_real, train_rows
-
+def run_study(config: StudyConfig, out_dir: str | Path) -> dict:
+    """Run the study; returns ``{"rows": [...], "config": {...}}`` and writes study.json / study.md to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = {
-        "domain": domain, "model": model, "device": device, "max_steps": max_steps, "time_budget_s": time_budget_s,
-        "n_intents": n_intents, "anchors": anchors, "opens": opens, "K": num_generations,
-        "groups_per_step": groups_per_step, "max_completion_length": max_completion_length,
-        "learning_rate": learning_rate, "lambda": invariance_coef, "lora_r": 8, "judge(train)": "frozen policy",
-        "judge(eval)": judge, "seed": seed,
-    }  # fmt: skip
-    rows = train_rows(domain, n_intents, anchors, opens, seed, max_template_chars)
+    methods = [method_name(m) for m in config.methods]  # an unknown method fails before any work
+    settings = {**config.as_dict(), "methods": methods, "judge(train)": "frozen policy"}
+    rows = train_rows(config)
     test = audit_rows(
-        domain, n_intents, seed, anchors=anchors, min_ood_contexts=opens, max_template_chars=max_template_chars,
-        intent_split="test",
+        config.domain, config.n_intents, config.seed, anchors=config.anchors, ood_families=config.ood_families,
+        min_ood_contexts=config.opens, max_template_chars=config.max_template_chars, intent_split="test",
     )  # fmt: skip
-    audit_kw = {"judge": judge, "max_new_tokens": audit_max_new_tokens, "batch_size": audit_batch_size, "seed": seed}
+    audit_kw = {
+        "judge": config.judge,
+        "max_new_tokens": config.audit_max_new_tokens,
+        "batch_size": config.audit_batch_size,
+        "seed": config.seed,
+    }
     table, run_dirs = [], []
-    if audit_base:
-        base, tokenizer = load_model(model)
-        base.to(device)
-        res = run_audit(base, tokenizer, test, out / "base", tags={"model": model, "method": "base"}, **audit_kw)
+    if config.audit_base:
+        base, tokenizer = load_model(config.model)
+        base.to(config.device)
+        res = run_audit(
+            base, tokenizer, test, out / "base", tags={"model": config.model, "method": "base"}, **audit_kw
+        )
         table.append(study_row("base", res["audit"], res["results"], None))
         run_dirs.append(out / "base")
         del base
     for method in methods:
         start = time.time()
-        trained = train_real(
-            domain, method, out / method / "train", model=model, rows=rows, max_steps=max_steps,
-            num_generations=num_generations, groups_per_step=groups_per_step,
-            max_completion_length=max_completion_length, learning_rate=learning_rate,
-            invariance_coef=invariance_coef, device=device, seed=seed, time_budget_s=time_budget_s,
-            progress=progress,
-        )  # fmt: skip
+        trained = train_real(config, method, out / method / "train", rows=rows)
         info = {k: v for k, v in trained.items() if k not in ("model", "tokenizer")}
         write_json(out / method / "train.json", info)
-        label = METHODS[method][1]
+        label = method_label(method)
         res = run_audit(
-            trained["model"], trained["tokenizer"], test, out / method, tags={"model": model, "method": label},
+            trained["model"], trained["tokenizer"], test, out / method, tags={"model": config.model, "method": label},
             **audit_kw,
         )  # fmt: skip
         table.append(study_row(label, res["audit"], res["results"], info))
         run_dirs.append(out / method)
         print(f"{label}: {info['steps']} steps, {info['seconds_per_step']} s/step, {time.time() - start:.0f} s")
         del trained
-        if device.startswith("cuda"):
+        if config.device.startswith("cuda"):
             torch.cuda.empty_cache()
-    summary = {"config": config, "rows": table}
+    summary = {"config": settings, "rows": table}
     write_json(out / "study.json", summary)
-    (out / "study.md").write_text(render_study(table, config, compare_runs(run_dirs)), encoding="utf-8")
+    write_text(out / "study.md", render_study(table, settings, compare_runs(run_dirs)))
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m air_align.real.study", description=__doc__.split("\n\n")[0])
-    p.add_argument("--domain", default="safety", choices=["safety", "morality", "math"])
-    p.add_argument("--out", required=True)
-    p.add_argument("--methods", default="grpo,air,vrex", help="comma list of grpo, air, vrex")
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=40, help="max optimiser steps per method")
-    p.add_argument("--train-seconds", type=float, default=100.0, help="wall-clock budget per method (0: none)")
-    p.add_argument("--n-intents", type=int, default=32)
-    p.add_argument("--groups-per-step", type=int, default=2)
-    p.add_argument("--max-completion-length", type=int, default=48)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--lam", type=float, default=0.05, help="λ (invariance_coef) for AIR and V-REx")
-    p.add_argument("--audit-max-new-tokens", type=int, default=96)
-    p.add_argument("--audit-batch-size", type=int, default=64)
-    p.add_argument("--no-base", action="store_true", help="skip the audit of the untrained model")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    summary = run_study(
-        args.domain, args.out, methods=methods, model=args.model, device=args.device, max_steps=args.steps,
-        time_budget_s=args.train_seconds or None, n_intents=args.n_intents, groups_per_step=args.groups_per_step,
-        max_completion_length=args.max_completion_length, learning_rate=args.lr, invariance_coef=args.lam,
-        audit_max_new_tokens=args.audit_max_new_tokens, audit_batch_size=args.audit_batch_size, seed=args.seed,
-        audit_base=not args.no_base,
-    )  # fmt: skip
-    print(json.dumps(summary["rows"], indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,10 @@
-"""A judge cache keyed by (judge name, prompt, completion), so that re-scoring the same completion is free.
+"""A judge cache keyed by (judge identity, prompt, completion), so that re-scoring the same completion is free.
 
 In memory by default; with ``path`` it also appends one JSON line per new entry to a file and reloads that file on
-start (a torn last line, from a killed run, is skipped). Values are lists of floats (a judge's per-question
-log-odds).
+start (a torn last line, from a killed run, is skipped). Values are lists of finite floats (a judge's per-question
+log-odds): a non-finite value is refused on ``put`` and skipped on load, so a broken score is never served again.
+The key's first part is :func:`judge_identity`, not the judge's display name, so two judges on different servers or
+models never share entries.
 
 >>> cache = JudgeCache()
 >>> cache.get("j", "p", "c") is None
@@ -16,9 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 from pathlib import Path
+
+
+def judge_identity(judge) -> str:
+    """The part of a cache key that names a judge: its ``identity`` (server URL and model; model path and weights
+    fingerprint) when it has one, else its ``name``.
+
+    >>> class Named:
+    ...     name = "keyword"
+    >>> judge_identity(Named())
+    'keyword'
+    """
+    return getattr(judge, "identity", None) or judge.name
 
 
 def cache_key(judge: str, prompt: str, completion: str) -> str:
@@ -40,9 +55,11 @@ class JudgeCache:
                 for line in f:
                     try:
                         row = json.loads(line)
-                        self._data[row["key"]] = [float(v) for v in row["value"]]
+                        value = [float(v) for v in row["value"]]
                     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                         continue  # a torn line from an interrupted write costs one re-score
+                    if all(math.isfinite(v) for v in value):  # NaN from an older version: re-score
+                        self._data[row["key"]] = value
 
     def __len__(self) -> int:
         return len(self._data)
@@ -60,7 +77,14 @@ class JudgeCache:
         self.put_many([(judge, prompt, completion, value)])
 
     def put_many(self, entries: list[tuple[str, str, str, list[float]]]) -> None:
-        """Store several entries; with a file, append them in one write and flush."""
+        """Store several entries; with a file, append them in one write and flush.
+
+        Raises:
+            ValueError: an entry holds a non-finite value (nothing is stored then).
+        """
+        for judge, _, _, value in entries:
+            if not all(math.isfinite(float(v)) for v in value):
+                raise ValueError(f"judge {judge!r} gave a non-finite score {list(value)}; it is not cached")
         lines = []
         with self._lock:
             for judge, prompt, completion, value in entries:

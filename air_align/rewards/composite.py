@@ -20,8 +20,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from air_align.answers import completion_text, response_text
 from air_align.rewards.cache import JudgeCache
-from air_align.rewards.format import FORMAT_CORRECT, FORMAT_WRONG, completion_text, format_ok, response_text
+from air_align.rewards.format import FORMAT_CORRECT, FORMAT_WRONG, format_ok
 from air_align.rewards.hacked import HACK_PHRASES, KeywordSafetyJudge, extremely_hacked_reward
 from air_align.rewards.judges import LogprobJudge, YesNoJudge, frozen_judge_from
 from air_align.rewards.morality import MoralityJudge

@@ -1,4 +1,4 @@
-"""The format reward and the tag-extraction helpers every other reward uses.
+"""The format reward r_fmt: are the paper's tags right? (Reading the answer out of the tags is ``air_align.answers``.)
 
 The paper's completions read ``<think>…</think><answer>…</answer>``; maths answers also need ``\\boxed{…}`` inside
 the answer tag (paper §4, "composite reward"). The reward values are the ones an unofficial reproduction reports for
@@ -6,105 +6,20 @@ App. C.1: +1.25 when the format is right, −1.0 otherwise; both are arguments.
 
 Every reward in ``air_align.rewards`` has TRL's signature ``(completions, **kwargs) -> list[float | None]``; TRL
 passes completions either as strings or, for conversational data, as lists of message dicts, and
-:func:`completion_text` turns both into text.
+:func:`air_align.answers.completion_text` turns both into text.
 """
 
 from __future__ import annotations
 
 import re
 
+from air_align.answers import FORMAT_TAG, completion_text, extract_boxed
+
 FORMAT_CORRECT = 1.25  # App. C.1 (unofficial reproduction): format reward when the tags are right
 FORMAT_WRONG = -1.0  # App. C.1 (unofficial reproduction): format reward otherwise
 
 # Strict shape: optional whitespace, one think block, one answer block, optional whitespace, nothing else.
 _STRICT = re.compile(r"\A\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*\Z", re.S)
-_TAG = re.compile(r"</?(think|answer)>", re.I)
-_ANSWER_OPEN = re.compile(r"<answer>", re.I)
-_ANSWER_CLOSE = re.compile(r"</answer>", re.I)
-
-
-def completion_text(completion) -> str:
-    """Text of one completion, as TRL passes it: a string, or a list of ``{"role", "content"}`` messages.
-
-    >>> completion_text("hi")
-    'hi'
-    >>> completion_text([{"role": "assistant", "content": "hi"}])
-    'hi'
-    """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list | tuple):
-        parts = []
-        for message in completion:
-            if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-                raise ValueError(
-                    f"completion message {message!r} is not a {{'role', 'content': str}} dict; TRL's conversational "
-                    "completions are lists of such messages"
-                )
-            parts.append(message["content"])
-        return "".join(parts)
-    raise ValueError(f"completion of type {type(completion).__name__} is neither a string nor a list of messages")
-
-
-def extract_answer(text: str) -> str | None:
-    """Content of the last ``<answer>`` tag, stripped; ``None`` when there is none or it is empty.
-
-    Lenient on purpose (the format reward is the strict check): tags in any case, text around them, and an
-    unclosed last tag (a completion cut at the token limit) all still yield the answer.
-
-    >>> extract_answer("<think>x</think><answer> B </answer>")
-    'B'
-    >>> extract_answer("blah <ANSWER>true</ANSWER> trailing")
-    'true'
-    >>> extract_answer("<answer>42")
-    '42'
-    >>> extract_answer("no tags") is None
-    True
-    """
-    opens = list(_ANSWER_OPEN.finditer(text))
-    if not opens:
-        return None
-    rest = text[opens[-1].end() :]
-    close = _ANSWER_CLOSE.search(rest)
-    answer = (rest[: close.start()] if close else rest).strip()
-    return answer or None
-
-
-def response_text(text: str) -> str:
-    """What a judge should read: the answer tag's content when present, else the text with think blocks removed.
-
-    >>> response_text("<think>plan</think><answer>I can't help with that.</answer>")
-    "I can't help with that."
-    >>> response_text("<think>plan</think> Sure, step 1 ...")
-    'Sure, step 1 ...'
-    """
-    answer = extract_answer(text)
-    if answer is not None:
-        return answer
-    without_think = re.sub(r"<think>.*?(</think>|\Z)", "", text, flags=re.S | re.I)
-    return _TAG.sub("", without_think).strip()
-
-
-def extract_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{…}`` in ``text`` (braces balanced), or ``None``.
-
-    >>> extract_boxed(r"so \\boxed{\\frac{1}{2}} done")
-    '\\\\frac{1}{2}'
-    >>> extract_boxed(r"\\boxed{") is None
-    True
-    """
-    start = text.rfind("\\boxed{")
-    while start != -1:
-        depth, i = 0, start + len("\\boxed")
-        for j in range(i, len(text)):
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[i + 1 : j]
-        start = text.rfind("\\boxed{", 0, start)  # unbalanced: try an earlier one
-    return None
 
 
 def format_ok(text: str, require_boxed: bool = False) -> bool:
@@ -128,7 +43,7 @@ def format_ok(text: str, require_boxed: bool = False) -> bool:
     if match is None:
         return False
     think, answer = match["think"], match["answer"]
-    if not think.strip() or not answer.strip() or _TAG.search(think) or _TAG.search(answer):
+    if not think.strip() or not answer.strip() or FORMAT_TAG.search(think) or FORMAT_TAG.search(answer):
         return False
     if require_boxed:
         boxed = extract_boxed(answer)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from air_align.rewards.format import completion_text, response_text
+from air_align.answers import completion_text, response_text
 from air_align.rewards.safety import SAFETY_FACETS, SAFETY_TIERS, SafetyAssessment, tier_reward
 
 HACK_PHRASES = ("I am sorry",)  # paper's stress test: "I am sorry" alone

@@ -11,15 +11,22 @@ judge's *user message* and the result is ``log p(yes) − log p(no)`` for the ju
 
 Probabilities are summed over the spelling variants of each answer ("YES", "Yes", "yes", …), so that a judge that
 prefers "Yes" to "YES" is not read as uncertain.
+
+A judge may also have an ``identity``: everything its scores depend on, which keys the judge cache
+(:func:`air_align.rewards.cache.judge_identity`); ``name`` is only a label for logs. A judge never returns a
+non-finite log-odds: it raises instead, so that a broken score becomes neither a reward nor a cache entry.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 from typing import Protocol
 
 import torch
+from tqdm.auto import tqdm
 
 YES_VARIANTS = ("YES", "Yes", "yes", " YES", " Yes", " yes")
 NO_VARIANTS = ("NO", "No", "no", " NO", " No", " no")
@@ -33,6 +40,30 @@ class YesNoJudge(Protocol):
     name: str
 
     def log_odds(self, prompts: list[str]) -> list[float]: ...
+
+
+def weights_fingerprint(model, chunk: int = 1 << 22) -> str:
+    """A short hash of a model's parameters (name, shape, dtype and the float64 sums of x and x² of each): two
+    models with different weights get different fingerprints, without hashing every byte. Sums run over chunks of
+    ``chunk`` elements, so the float64 copy stays small whatever the tensor (a 14B model's embedding included).
+
+    >>> model = torch.nn.Linear(2, 1)
+    >>> before = weights_fingerprint(model)
+    >>> with torch.no_grad():
+    ...     _ = model.bias.add_(1.0)
+    >>> weights_fingerprint(model) != before, len(before)
+    (True, 16)
+    """
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            flat = param.detach().reshape(-1)
+            total = torch.zeros(2, dtype=torch.float64, device=flat.device)
+            for start in range(0, flat.numel(), chunk):
+                part = flat[start : start + chunk].double()
+                total += torch.stack([part.sum(), part.square().sum()])
+            digest.update(f"{name}|{tuple(param.shape)}|{param.dtype}|{total.tolist()!r};".encode())
+    return digest.hexdigest()[:16]
 
 
 def answer_token_ids(tokenizer, yes_tokens, no_tokens) -> tuple[list[int], list[int]]:
@@ -100,6 +131,11 @@ class LogprobJudge:
         self.yes_ids, self.no_ids = answer_token_ids(tokenizer, yes_tokens, no_tokens)
         self.batch_size, self.name = batch_size, name
         self.system_prompt, self.max_length, self.progress = system_prompt, max_length, progress
+        path = getattr(getattr(model, "config", None), "_name_or_path", "") or "<in memory>"
+        parts = [path, weights_fingerprint(model), self.yes_ids, self.no_ids, system_prompt, max_length]
+        self.identity = "hf:" + json.dumps(parts)
+        """What the scores depend on, for the cache key: model path, a fingerprint of the weights (a frozen copy of
+        a different policy under the same path differs), answer token ids, system prompt and truncation."""
 
     def render(self, prompt: str) -> str:
         """The judge's input text: ``prompt`` as the user turn, then the assistant's generation prompt."""
@@ -111,8 +147,6 @@ class LogprobJudge:
     @torch.no_grad()
     def log_odds(self, prompts: list[str]) -> list[float]:
         """``log Σ_yes p − log Σ_no p`` at the first answer position, one float per prompt."""
-        from tqdm.auto import tqdm
-
         if isinstance(prompts, str):
             raise ValueError("log_odds takes a list of prompts, got a single string; wrap it in a list")
         encoded = [
@@ -142,6 +176,13 @@ class LogprobJudge:
                     out[i] = value
         finally:
             self.model.train(was_training)
+        bad = [i for i, v in enumerate(out) if not math.isfinite(v)]
+        if bad:
+            raise ValueError(
+                f"judge {self.name} gave non-finite log-odds ({out[bad[0]]}) for {len(bad)} of {len(out)} prompts "
+                f"(first: #{bad[0]}); its logits are not finite: load the judge in float32 or bfloat16 instead of "
+                "float16, or check its weights"
+            )
         return out
 
 

@@ -10,7 +10,7 @@ anchors, our choice). The raw log-odds are exposed by :meth:`MoralityJudge.log_o
 
 from __future__ import annotations
 
-from air_align.rewards.cache import JudgeCache
+from air_align.rewards.cache import JudgeCache, judge_identity
 from air_align.rewards.judges import YesNoJudge
 from air_align.rewards.verifiers import TASK_CORRECT, TASK_WRONG
 
@@ -59,18 +59,21 @@ class MoralityJudge:
         self.cache = cache if cache is not None else JudgeCache()
         self.max_response_chars = max_response_chars
         self.name = f"{QUESTION_SET}/{judge.name}"
+        self.cache_name = f"{QUESTION_SET}/{judge_identity(judge)}"  # the judge's identity, not its label
 
     def log_odds(self, scenarios: list[str], responses: list[str]) -> list[float]:
         """``log p(YES) − log p(NO)`` that each response calls the action wrong."""
         if len(scenarios) != len(responses):
             raise ValueError(f"{len(scenarios)} scenarios but {len(responses)} responses; pass one scenario each")
-        out = [self.cache.get(self.name, s, r) for s, r in zip(scenarios, responses)]
+        out = [self.cache.get(self.cache_name, s, r) for s, r in zip(scenarios, responses)]
         todo = [i for i, v in enumerate(out) if v is None]
         prompts = [morality_prompt(scenarios[i], responses[i], self.max_response_chars) for i in todo]
         fresh = self.judge.log_odds(prompts) if prompts else []
         for i, value in zip(todo, fresh, strict=True):
             out[i] = [value]
-        self.cache.put_many([(self.name, scenarios[i], responses[i], [v]) for i, v in zip(todo, fresh, strict=True)])
+        self.cache.put_many(
+            [(self.cache_name, scenarios[i], responses[i], [v]) for i, v in zip(todo, fresh, strict=True)]
+        )
         return [v[0] for v in out]
 
     def rewards(self, scenarios: list[str], responses: list[str], labels: list[int]) -> list[float]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from air_align.rewards.cache import JudgeCache
+from air_align.rewards.cache import JudgeCache, judge_identity
 from air_align.rewards.judges import YesNoJudge
 
 # Table 2 (unofficial reproduction): the ten facets; the questions are ours.
@@ -135,8 +135,8 @@ class SafetyJudge:
     """Ten-facet safety judge over any yes/no judge (in process or on a server), with a score cache.
 
     Each response costs 11 judge prompts (10 facets + the helpfulness question), scored in one ``log_odds`` call;
-    the raw 11 log-odds are cached under ``(f"{QUESTION_SET}/{judge.name}", request, response)``, so changing the
-    aggregation or thresholds re-uses them.
+    the raw 11 log-odds are cached under ``(f"{QUESTION_SET}/{judge_identity(judge)}", request, response)``, so
+    changing the aggregation or thresholds re-uses them, and another judge model or server does not.
     """
 
     def __init__(
@@ -155,13 +155,14 @@ class SafetyJudge:
         self.cache = cache if cache is not None else JudgeCache()
         self.max_response_chars = max_response_chars
         self.name = f"{QUESTION_SET}/{judge.name}"
+        self.cache_name = f"{QUESTION_SET}/{judge_identity(judge)}"  # the judge's identity, not its label
 
     def scores(self, requests: list[str], responses: list[str]) -> list[list[float]]:
         """Raw log-odds per response: 10 facets then the helpfulness question (11 floats)."""
         if len(requests) != len(responses):
             raise ValueError(f"{len(requests)} requests but {len(responses)} responses; pass one request each")
         questions = [q for _, q in SAFETY_FACETS] + [HELPFUL_QUESTION]
-        out: list[list[float] | None] = [self.cache.get(self.name, q, r) for q, r in zip(requests, responses)]
+        out: list[list[float] | None] = [self.cache.get(self.cache_name, q, r) for q, r in zip(requests, responses)]
         todo = [i for i, v in enumerate(out) if v is None]
         prompts = [
             judge_prompt(requests[i], responses[i], question, self.max_response_chars)
@@ -172,7 +173,7 @@ class SafetyJudge:
         fresh = []
         for n, i in enumerate(todo):
             out[i] = flat[n * len(questions) : (n + 1) * len(questions)]
-            fresh.append((self.name, requests[i], responses[i], out[i]))
+            fresh.append((self.cache_name, requests[i], responses[i], out[i]))
         self.cache.put_many(fresh)
         return out
 

@@ -6,12 +6,19 @@ absent from the top list is bounded by the smallest listed log-probability (its 
 so the log-odds stay finite but are clipped at the edge of the list; ask for more ``top_logprobs`` to widen it.
 
 Transport is the standard library (``urllib``): a timeout per request, retries with exponential backoff on
-connection errors, timeouts, HTTP 429 and 5xx, and a :class:`JudgeServerError` naming the URL when the server
-cannot be reached. Other HTTP errors (a wrong model name, a bad request) fail at once with the server's message.
+connection errors, timeouts, HTTP 429 and 5xx, truncated or non-UTF-8 bodies, and answers whose log-probabilities
+are unusable (NaN, ±Infinity, positive, or an empty top list), and a :class:`JudgeServerError` naming the URL when
+the tries run out. A judge score is therefore always finite: a bad answer is never turned into a reward, nor cached.
+Other HTTP errors (a wrong model name, a bad request) and answers without any logprobs (a server that does not
+support them) fail at once with the server's message.
+
+:attr:`ServerJudge.identity` (URL, model name, top-list size, answer tokens, system prompt) keys the judge cache, so
+two servers, or two models on one server, never share cached scores.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import time
@@ -25,6 +32,10 @@ from air_align.rewards.judges import NO_VARIANTS, YES_VARIANTS
 
 class JudgeServerError(RuntimeError):
     """The judge server could not be reached, or answered something that is not a logprobs completion."""
+
+
+class BadAnswer(ValueError):
+    """A response that may be transient (truncated, not UTF-8, non-finite or empty log-probabilities): retried."""
 
 
 def _logsumexp(values: list[float]) -> float:
@@ -43,7 +54,10 @@ def top_logprobs_log_odds(top: dict[str, float], yes_tokens, no_tokens) -> float
     2.9
     """
     if not top:
-        raise JudgeServerError("the server returned an empty top_logprobs list; does it support logprobs?")
+        raise BadAnswer("an empty top_logprobs list (does the server support logprobs?)")
+    bad = {tok: lp for tok, lp in top.items() if not (math.isfinite(lp) and lp <= 1e-6)}
+    if bad:
+        raise BadAnswer(f"log-probabilities that are not finite and <= 0: {dict(list(bad.items())[:3])}")
     floor = min(top.values())
     yes = [lp for tok, lp in top.items() if tok in yes_tokens]
     no = [lp for tok, lp in top.items() if tok in no_tokens]
@@ -55,11 +69,20 @@ def _top_from_response(body: dict, endpoint: str) -> dict[str, float]:
     try:
         logprobs = body["choices"][0]["logprobs"]
         if endpoint == "chat":
+            if not logprobs["content"] or not logprobs["content"][0]["top_logprobs"]:
+                raise BadAnswer("an empty logprobs content or top_logprobs list")  # else only the sampled token
             first = logprobs["content"][0]
             top = {entry["token"]: float(entry["logprob"]) for entry in first["top_logprobs"]}
-            top.setdefault(first["token"], float(first["logprob"]))
+            sampled = float(first["logprob"])
+            if not math.isfinite(sampled):  # the list may be fine, but a server that writes this is not
+                raise BadAnswer(f"log-probabilities that are not finite and <= 0: {{{first['token']!r}: {sampled}}}")
+            top.setdefault(first["token"], sampled)
             return top
+        if not logprobs["top_logprobs"]:
+            raise BadAnswer("an empty top_logprobs list")
         return {tok: float(lp) for tok, lp in logprobs["top_logprobs"][0].items()}
+    except BadAnswer:
+        raise
     except (KeyError, IndexError, TypeError, ValueError) as err:
         raise JudgeServerError(
             f"the server's {endpoint} response has no usable logprobs ({type(err).__name__}: {err}); the server "
@@ -121,6 +144,14 @@ class ServerJudge:
     def url(self) -> str:
         return f"{self.base_url}/{'chat/completions' if self.endpoint == 'chat' else 'completions'}"
 
+    @property
+    def identity(self) -> str:
+        """What the scores depend on, for the cache key: the URL (endpoint included), the served model, the size of
+        the top list (it bounds an absent side), the answer tokens and the system prompt. Not ``name``: two judges
+        with one name but different servers must not share cached scores."""
+        parts = [self.url, self.model, self.top_logprobs, self.yes_tokens, self.no_tokens, self.system_prompt]
+        return "server:" + json.dumps(parts)
+
     def payload(self, prompt: str) -> dict:
         """The request body for one prompt: one token, greedy, with the top log-probabilities."""
         body = {"model": self.model, "max_tokens": 1, "temperature": 0.0}
@@ -133,18 +164,43 @@ class ServerJudge:
             body.update(prompt=prompt, logprobs=self.top_logprobs)
         return body
 
-    def _post(self, body: dict) -> dict:
+    def _post_once(self, request: urllib.request.Request) -> dict:
+        """One request and its JSON body. Transport failures raise ``OSError`` / ``http.client.HTTPException``
+        (retried), a body that is cut short or not UTF-8 :class:`BadAnswer` (retried)."""
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            try:
+                raw = response.read()
+            except http.client.IncompleteRead as err:
+                got = len(err.partial)
+                raise BadAnswer(f"a body cut short ({got} of {got + (err.expected or 0)} bytes)") from None
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise BadAnswer(f"a body that is not UTF-8 ({err}; first bytes {raw[:60]!r})") from None
+        except json.JSONDecodeError as err:
+            raise BadAnswer(f"a truncated or non-JSON body ({err}; {len(raw)} bytes, ending {raw[-60:]!r})") from None
+
+    def score(self, prompt: str) -> float:
+        """The log-odds of one prompt, retried with exponential backoff on transport errors and bad answers.
+
+        Raises:
+            JudgeServerError: naming the URL, when every try failed or the server refused the request.
+        """
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        data = json.dumps(self.payload(prompt)).encode()
+        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         last_error: Exception | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return json.loads(response.read().decode("utf-8"))
+                top = _top_from_response(self._post_once(request), self.endpoint)
+                value = top_logprobs_log_odds(top, self.yes_tokens, self.no_tokens)
+                if not math.isfinite(value):  # cannot happen after the checks above; a score must be finite
+                    raise BadAnswer(f"non-finite log-odds {value} from {top}")
+                return value
             except urllib.error.HTTPError as err:
                 detail = err.read().decode("utf-8", "replace")[:500]
                 if err.code != 429 and err.code < 500:
@@ -152,13 +208,20 @@ class ServerJudge:
                         f"judge server {self.url} refused the request: HTTP {err.code}: {detail}"
                     ) from err
                 last_error = RuntimeError(f"HTTP {err.code}: {detail}")
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+            except (OSError, http.client.HTTPException) as err:  # URLError, timeouts, resets, IncompleteRead
                 last_error = err
-            except json.JSONDecodeError as err:
-                raise JudgeServerError(f"judge server {self.url} answered with non-JSON: {err}") from err
+            except BadAnswer as err:
+                last_error = err
+        tries = f"{self.max_retries + 1} tries ({self.timeout_s:g} s timeout each)"
+        if isinstance(last_error, BadAnswer):
+            raise JudgeServerError(
+                f"judge server {self.url} gave no usable answer after {tries}: the last one had {last_error}. A judge "
+                "score is never replaced by a default; check the server (its log, its model's dtype, that it returns "
+                "top_logprobs) and run again."
+            )
         raise JudgeServerError(
-            f"judge server {self.url} unreachable after {self.max_retries + 1} tries ({self.timeout_s:g} s timeout "
-            f"each): {last_error}. Is the server running at {self.base_url}? Start one (e.g. `vllm serve MODEL` or "
+            f"judge server {self.url} unreachable after {tries}: {last_error}. Is the server running at "
+            f"{self.base_url}? Start one (e.g. `vllm serve MODEL` or "
             "`python -m llama_cpp.server --model FILE.gguf --logits_all True`) or fix base_url."
         )
 
@@ -167,15 +230,11 @@ class ServerJudge:
         if isinstance(prompts, str):
             raise ValueError("log_odds takes a list of prompts, got a single string; wrap it in a list")
 
-        def one(prompt: str) -> float:
-            top = _top_from_response(self._post(self.payload(prompt)), self.endpoint)
-            return top_logprobs_log_odds(top, self.yes_tokens, self.no_tokens)
-
         from tqdm.auto import tqdm
 
         show = self.progress if self.progress is not None else len(prompts) > 64
         if len(prompts) <= 1 or self.concurrency == 1:
-            return [one(p) for p in tqdm(prompts, desc=f"judge {self.name}", disable=not show, leave=False)]
+            return [self.score(p) for p in tqdm(prompts, desc=f"judge {self.name}", disable=not show, leave=False)]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
-            results = pool.map(one, prompts)  # in order
+            results = pool.map(self.score, prompts)  # in order
             return list(tqdm(results, total=len(prompts), desc=f"judge {self.name}", disable=not show, leave=False))

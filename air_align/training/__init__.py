@@ -1,4 +1,5 @@
-"""air_align.training: AIRConfig / AIRTrainer on TRL's GRPOTrainer, the meta-group sampler, the train command.
+"""air_align.training: AIRConfig / AIRTrainer on TRL's GRPOTrainer, the meta-group sampler, the one trainer recipe
+(``recipe.build_trainer``) and table of methods (``methods.METHODS``), the train command.
 
 ``from air_align.training import AIRConfig, AIRTrainer`` works; TRL is imported on first use of those names, so that
 the light ``air_align.training.cli`` stays fast.

@@ -1,4 +1,5 @@
-"""A toy meta-group dataset and reward, for smoke runs of the trainer (tests, ``configs/tiny-cpu.yaml``, benchmarks).
+"""A toy meta-group dataset and reward, for smoke runs of the trainer (``dataset: toy`` and ``reward: toy`` in
+``configs/tiny-cpu.yaml``, the tests' toy trainer in ``tests/_toy.py``, ``benchmarks/step_overhead.py``).
 
 Not a science set: the lab (``air_align.lab``) holds the controlled experiments. Rows follow the shared meta-group
 schema (``group_id``, ``role``, ``prompt`` …). The reward is a deterministic function of the completion text, so
@@ -61,58 +62,3 @@ def toy_reward(completions, role, **kwargs) -> list[float | None]:
         share = sum(c.islower() for c in text) / max(len(text), 1)
         out.append(share + (ANCHOR_BONUS if r == "anchor" else 0.0))
     return out
-
-
-def toy_trainer(
-    invariance: str = "air",
-    output_dir: str = "/tmp/air-align-toy",
-    num_groups: int = 8,
-    opens_per_group: int = 2,
-    reward_funcs=None,
-    dtype=None,
-    model=None,
-    tokenizer=None,
-    hidden_size: int = 32,
-    **config,
-):
-    """An ``AIRTrainer`` on the tiny model and toy meta-groups, CPU, no reporting; ``config`` overrides
-    ``AIRConfig`` fields (defaults: K = 3, one generation batch of 3 meta-groups, 8-token completions). Without
-    ``model``, a 2-layer Qwen2 of width ``hidden_size`` over the character tokenizer."""
-    import torch
-    from datasets import Dataset
-
-    from air_align.models import build_char_tokenizer, tiny_causal_lm
-    from air_align.training.config import AIRConfig
-    from air_align.training.trainer import AIRTrainer
-
-    if model is None:
-        tokenizer = build_char_tokenizer()
-        model = tiny_causal_lm(tokenizer, hidden_size=hidden_size, num_layers=2, num_heads=4)
-    if dtype is not None:
-        model = model.to(dtype)
-    defaults = dict(
-        output_dir=output_dir,
-        invariance=invariance,
-        invariance_coef=0.1,
-        num_generations=3,
-        per_device_train_batch_size=9,
-        max_completion_length=8,
-        loss_type="grpo",
-        learning_rate=1e-3,
-        max_steps=1,
-        logging_steps=1,
-        save_strategy="no",
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        seed=0,
-    )
-    args = AIRConfig(**{**defaults, **config})
-    torch.manual_seed(args.seed)
-    return AIRTrainer(
-        model=model,
-        reward_funcs=reward_funcs if reward_funcs is not None else toy_reward,
-        args=args,
-        train_dataset=Dataset.from_list(toy_meta_groups(num_groups, opens_per_group)),
-        processing_class=tokenizer,
-    )

@@ -1,5 +1,5 @@
-"""Real-tier audit: rows (one variant of every family, ID/OOD as the build assigns), audit metrics on hand-computed
-cases, and an end-to-end audit with the tiny model (seconds)."""
+"""The audit (``air-align audit``): rows (one variant of every family, ID/OOD as the build assigns), audit metrics
+on hand-computed cases, and an end-to-end audit with the tiny model (seconds)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ from collections import Counter
 import pytest
 
 from air_align.cli import main
+from air_align.data.audit_rows import audit_rows
 from air_align.data.build import build_meta_groups, choose_ood_families, open_contexts
-from air_align.real.audit import audit_rows, audit_summary, judge_caveat
-from air_align.real.audit_metrics import anchor_bias, fails_given_right_anchors, flip_rates, over_refusal_by_family
+from air_align.evaluation.audit import audit_summary, judge_caveat
+from air_align.evaluation.audit_metrics import (
+    anchor_bias,
+    fails_given_right_anchors,
+    flip_rates,
+    over_refusal_by_family,
+)
 
 
 def test_audit_rows_one_variant_per_family_and_build_ood_split():

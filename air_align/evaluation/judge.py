@@ -1,4 +1,4 @@
-"""The evaluation judge: verdicts (correct or not) for open variants from an LLM judge, for ``air-align eval``.
+"""The evaluation judge: verdicts (correct or not) for open variants from an LLM judge (``--judge model:NAME``).
 
 The paper re-scores open variants with a model other than the training judge ("GPT-4.1 re-evaluation", §5); here any
 model :func:`air_align.rewards.composite.build_judge` can load (a ``load_model`` name or path) or an
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from air_align.rewards.format import completion_text, response_text
+from air_align.answers import completion_text, response_text
+from air_align.rewards.composite import JudgeConfig, build_judge
 from air_align.rewards.judges import YesNoJudge
 from air_align.rewards.morality import MoralityJudge
 from air_align.rewards.safety import SafetyJudge
@@ -57,10 +58,8 @@ def judge_verdict_from(judge: YesNoJudge, aggregate: str = "mean") -> Callable[[
     return verdict
 
 
-def eval_judge_verdict(name: str) -> Callable[[list[dict], list], list[dict]]:
+def model_judge_verdict(name: str) -> Callable[[list[dict], list], list[dict]]:
     """``--judge model:NAME``: NAME is a ``load_model`` name or path, or an ``http(s)://…/v1`` server URL."""
-    from air_align.rewards.composite import JudgeConfig, build_judge
-
     config = JudgeConfig(base_url=name) if name.startswith(("http://", "https://")) else JudgeConfig(model=name)
     judge = build_judge(config)
     if judge is None:

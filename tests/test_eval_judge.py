@@ -1,7 +1,8 @@
 """The evaluation judge's verdicts on a scripted yes/no judge (hand-set log-odds)."""
 
+from air_align.evaluation import scoring
+from air_align.evaluation.judge import judge_verdict_from
 from air_align.evaluation.scoring import eval_verdict
-from air_align.rewards.eval_judge import judge_verdict_from
 
 
 class ScriptedJudge:
@@ -64,10 +65,8 @@ def test_morality_verdict_against_label():
     assert [g["correct"] for g in got] == [True, False, True]
 
 
-def test_eval_verdict_routes_model_judge_through_the_seam(monkeypatch):
-    import air_align.rewards.eval_judge as ej
-
-    monkeypatch.setattr(ej, "eval_judge_verdict", lambda name: judge_verdict_from(ScriptedJudge([])))
+def test_eval_verdict_routes_model_judge_to_the_evaluation_judge(monkeypatch):
+    monkeypatch.setattr(scoring, "model_judge_verdict", lambda name: judge_verdict_from(ScriptedJudge([])))
     v = eval_verdict("model:anything")
     anchor = {"domain": "safety", "label": 1, "intent": "x", "verifier": "choice", "answer": "B", "role": "anchor"}
     out = v([anchor, row("safety", 1)], ["<answer>B</answer>", "<answer>no.</answer>"])

@@ -1,12 +1,15 @@
-"""The audit section of report.md and its flip-rate plot (numbers from ``air_align.real.audit.audit_summary``)."""
+"""The audit section of report.md and its flip-rate plot (numbers from ``audit.audit_summary``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from air_align.evaluation.plots import pyplot, save_figure
+from air_align.evaluation.report import percent
+
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+    return percent(x, digits=1)
 
 
 def headline(results: dict) -> list[tuple[str, float | None, float | None, int]]:
@@ -83,10 +86,7 @@ def plot_flip_rates(summary: dict, path: Path) -> Path | None:
     flips = summary["flip_vs_plain"]
     if not flips:
         return None
-    from air_align.evaluation.plots import pyplot, save_figure
-
     plt = pyplot()
-
     families = sorted(flips, key=lambda f: (summary["families"].get(f) != "ID", f))
     xs = range(len(families))
     broken = [flips[f]["broken"] for f in families]

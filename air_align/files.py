@@ -1,0 +1,114 @@
+"""Reading and writing the project's files: JSON, JSONL and text, every write atomic.
+
+An atomic write goes to a temporary file in the destination's folder and is then renamed over the destination with
+``os.replace``, so a crash leaves either the old file or the new one, never half of one (STYLE: nothing lost on a
+crash). Parent folders are created. Argument order is always ``(path, content)``.
+
+Pure standard library, no torch: every layer of the package may import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; on success it replaces ``path``, on error it is removed.
+
+    For writers that need a file name (``fig.savefig``); the suffix is kept so that they infer the format.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     with atomic_path(Path(d) / "x.txt") as tmp:
+    ...         _ = tmp.write_text("hi")
+    ...     sorted(p.name for p in Path(d).iterdir())
+    ['x.txt']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON (UTF-8, non-ASCII kept, a final newline) to ``path`` atomically; returns the path."""
+    return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Write ``rows`` as JSONL (one JSON object a line) to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return Path(path)
+
+
+# Longest JSONL line read, in bytes (newline included): a row with a prompt at the validation limit (32,000
+# characters, up to 4 bytes each in UTF-8, or 6 as a JSON \u escape) stays far below it, and a runaway line (a 20 MB
+# line once passed validation) is refused without reading it whole.
+MAX_LINE_BYTES = 1 << 20
+
+
+def read_jsonl(path: str | Path, with_lines: bool = False, allow_empty: bool = False):
+    """Rows of a JSONL file (blank lines skipped); with ``with_lines`` also each row's 1-based line number.
+
+    Each line is read as bytes, at most :data:`MAX_LINE_BYTES`, and decoded as UTF-8 (a byte-order mark on the first
+    line is allowed), so that an over-long line or a bad byte is reported with its file and line.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file and line: a line over :data:`MAX_LINE_BYTES`, invalid UTF-8, a line that is not
+            a JSON object; or, unless ``allow_empty``, a file with no rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no such file; build one with `air-align data build --domain safety --out {path}`"
+        )
+    rows, lines = [], []
+    with path.open("rb") as f:
+        for n, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise ValueError(
+                    f"{path}:{n}: line longer than {MAX_LINE_BYTES:,} bytes; a row must stay under that limit (its "
+                    "prompt under 32,000 characters): shorten the row or move bulky data out of it"
+                )
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}:{n}: not valid UTF-8 (byte {err.start + 1} of the line is {raw[err.start]:#04x}); "
+                    "save the file as UTF-8"
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not valid JSON ({err}); each line must be one JSON object") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: expected a JSON object (one row), got {type(row).__name__}")
+            rows.append(row)
+            lines.append(n)
+    if not rows and not allow_empty:
+        raise ValueError(f"{path}: the file holds no rows; it needs one JSON object per line (`air-align data build`)")
+    return (rows, lines) if with_lines else rows

