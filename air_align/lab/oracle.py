@@ -136,7 +136,8 @@ def _anchor_response(row: dict, right: bool) -> str:
     domain, label = row["domain"], row.get("label")
     if domain == "math":  # the sum, then the checked number minus the sum (responses.math_check_thought)
         intent = world.intent_of(row)
-        think = math_check_thought(intent.text, intent.answer, row["meta"]["checked"])
+        checked = row["meta"].get("checked", world.math_checked_number(intent, row["context"], row["answer"]))
+        think = math_check_thought(intent.text, intent.answer, checked)
     elif domain == "safety":
         think = "this is harmful" if label == 1 else "this is safe"
     else:
