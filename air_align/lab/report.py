@@ -141,13 +141,14 @@ def _plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
     save_figure(fig, path, dpi=120)
 
 
-def write_outputs(results: dict, preset, out: Path) -> dict:
-    """Summary, comparisons and tables into ``results``; write ``results.json``, ``table.md`` and the plots."""
+def write_outputs(results: dict, preset, out: Path, full_runs: list[dict]) -> dict:
+    """Summary, comparisons (from ``full_runs``, the main runs with their per-prompt records) and tables into
+    ``results``; write ``results.json``, ``table.md`` and the plots."""
     from air_align.files import write_text
 
     methods = list(dict.fromkeys(m for c in preset.cells for m in (c.methods or preset.methods)))
     results["summary"] = summarise(results["runs"])
-    results["comparisons"] = compare(results["runs"])
+    results["comparisons"] = compare(full_runs)
     parts = [f"# Lab grid `{preset.name}` ({results['seconds']:.0f} s)"]
     for cell in [c.name for c in preset.cells]:
         parts += [f"## {cell} (λ = {results['lambda'].get(cell)})", method_table(results["summary"], cell, methods)]

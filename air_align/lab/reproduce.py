@@ -163,11 +163,12 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
     mains = [spec(c, m, results["lambda"][c.name] if METHODS[m][0] != "none" else 0.0, s, "main",
                   ("test_id", "test_ood"))
              for c in preset.cells for m in (c.methods or preset.methods) for s in preset.seeds]  # fmt: skip
-    for run, record in zip(mains, run_all(mains, out, preset.workers, on_done=done), strict=True):
-        results["runs"].append(_slim({**record, "cell": run.extra["cell"]}))
+    full = [{**record, "cell": run.extra["cell"]}
+            for run, record in zip(mains, run_all(mains, out, preset.workers, on_done=done), strict=True)]  # fmt: skip
+    results["runs"] = [_slim(r) for r in full]
     bar.close()
     results["seconds"] = round(time.time() - start, 1)
-    return write_outputs(results, preset, out)
+    return write_outputs(results, preset, out, full)
 
 
 def _slim(record: dict) -> dict:
