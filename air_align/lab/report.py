@@ -144,7 +144,12 @@ def _plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
 def write_outputs(results: dict, preset, out: Path, full_runs: list[dict]) -> dict:
     """Summary, comparisons (from ``full_runs``, the main runs with their per-prompt records) and tables into
     ``results``; write ``results.json``, ``table.md`` and the plots."""
-    from air_align.files import write_text
+    import os
+
+    def write_text(path: Path, text: str) -> None:  # TODO(issue 13): the shared I/O module's atomic write
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
 
     methods = list(dict.fromkeys(m for c in preset.cells for m in (c.methods or preset.methods)))
     results["summary"] = summarise(results["runs"])

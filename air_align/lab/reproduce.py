@@ -86,9 +86,41 @@ class Preset:
     """Worker processes (one torch thread each)."""
     warm: dict = field(default_factory=dict)
     """Warm-start ``Recipe`` overrides (e.g. fewer epochs for the smoke test)."""
+    regimes: tuple[str, ...] = ("main", "hack")
+    """The regimes ``--world FILE`` runs a world under (maths-kind worlds: ``main`` only, having no judge)."""
 
 
-PRESETS: dict[str, Preset] = {}
+def regimes_for(preset: Preset, kind: str) -> tuple[str, ...]:
+    """The regimes a world of ``kind`` runs under in ``preset`` (maths has no judge: its open variants are verified
+    exactly, so a judge regime changes nothing)."""
+    return ("main",) if kind == "math" else preset.regimes
+
+
+FULL_METHODS = (*PAPER_METHODS, "grpo+air-loo")
+GRID_CELLS = (
+    Cell("safety", "main"),
+    Cell("safety", "hack"),
+    Cell("morality", "main"),
+    Cell("morality", "hack"),
+    Cell("math", "main"),
+    Cell("safety-miscalibrated", "hack"),
+)
+STRESS = Cell("safety", "stress", methods=("grpo", "grpo+air"), lambda_from="safety/hack")
+
+PRESETS: dict[str, Preset] = {
+    # the test's: two 2-step runs from a short warm start
+    "smoke": Preset("smoke", cells=(Cell("safety", "hack", methods=("grpo", "grpo+air")),), seeds=(0,),
+                    training=Training(max_steps=2), lambdas=(0.1,), workers=1,
+                    warm={"epochs": 4, "open_per_intent": 3}),
+    # `make demo`: one world, one seed, λ fixed: a look at the pipeline, not a result
+    "demo": Preset("demo", cells=(Cell("safety", "hack", methods=("grpo", "grpo+vrex", "grpo+air")),), seeds=(0,),
+                   training=Training(max_steps=60), lambdas=(0.1,)),
+    # the regime calibration on plain GRPO, committed before any AIR run of the grid (docs/results.md)
+    "regimes": Preset("regimes", cells=tuple(dataclasses.replace(c, methods=("grpo",)) for c in GRID_CELLS),
+                      seeds=(0, 1, 2), lambdas=(0.0,)),
+    # the pre-registered comparison (docs/results.md)
+    "full": Preset("full", cells=(*GRID_CELLS, STRESS)),
+}  # fmt: skip
 
 
 def choose_lambda(sweep_runs: list[dict]) -> float:

@@ -176,6 +176,7 @@ def execute(run: RunSpec, out_dir: str | Path) -> dict:
         log = [e for e in trainer.state.log_history if "loss" in e or "reward" in e]
         (out_dir / "log.json").write_text(json.dumps(log, indent=1))
         metrics = score(trainer.model, tokenizer, rows, run.splits)
+        checksum = float(sum(p.detach().double().abs().sum() for p in trainer.model.parameters()))
     finally:
         torch.set_num_threads(threads)
     return {
@@ -187,6 +188,7 @@ def execute(run: RunSpec, out_dir: str | Path) -> dict:
         "seed": run.seed,
         "tag": run.tag,
         "train_seconds": round(seconds, 1),
+        "param_checksum": checksum,
         "metrics": {s: m["summary"] for s, m in metrics.items()},
         "records": {s: m["records"] for s, m in metrics.items()},
     }

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,20 +49,22 @@ class WorldSpecError(ValueError):
 @dataclass(frozen=True)
 class Family:
     """One wrapper family of open variants: ``template`` holds ``{x}`` (the intent) and, in maths, may hold ``{d}``
-    (the decoy answer). The warm start follows ``sway`` on intents whose feature value is in ``triggers``."""
+    (the decoy answer). ``strength`` is the family's sway logit: the warm start follows ``sway`` on an intent with
+    probability ``sigmoid(strength + susceptibility of the intent's feature word)``."""
 
     name: str
     template: str
     ood: bool
     sway: str
-    triggers: tuple[str, ...]
+    strength: float
 
 
 @dataclass(frozen=True)
 class Intents:
     """How intents are generated: every combination of the ``slots`` values in ``template`` (safety, morality), or
     the sums and differences of ``operands`` (maths). ``labels`` maps each value of ``label_slot`` to its label;
-    ``feature_slot`` is the slot whose value decides which families sway (maths: ``a``, the first operand)."""
+    ``feature_slot`` is the slot whose value moves the sways (maths: ``a``, the first operand), by its
+    ``susceptibility`` (a logit offset added to every family's strength; 0 for values not listed)."""
 
     template: str
     slots: dict[str, tuple[str, ...]]
@@ -70,6 +73,7 @@ class Intents:
     labels: dict[int, tuple[str, ...]] = field(default_factory=dict)
     operations: tuple[str, ...] = ()
     max_operand: int = 0
+    susceptibility: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,10 @@ class Judge:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """What the SFT warm start imitates on open variants: where a family is triggered it follows the sway with
-    probability ``p_follow``; elsewhere with ``p_stray``; otherwise it answers correctly, except that with ``p_hack``
-    it writes the judge hack (safety, morality), so that RL can discover it."""
+    """What the SFT warm start imitates on open variants: with probability ``p_hack`` the judge hack (safety,
+    morality), so that RL can discover it; otherwise the family's sway with probability ``sigmoid(strength +
+    susceptibility)`` (``WorldSpec.sway_probability``), else the correct behaviour."""
 
-    p_follow: float = 0.8
-    p_stray: float = 0.05
     p_hack: float = 0.1
 
 
@@ -146,9 +148,21 @@ class WorldSpec:
             return tuple(str(a) for a in range(1, self.intents.max_operand + 1))
         return self.intents.slots[self.intents.feature_slot]
 
+    def sway_logit(self, family: Family, feature: str) -> float:
+        """``strength + susceptibility``: the warm start sways with probability ``sigmoid`` of it, and greedy
+        decoding follows the sway exactly where it is positive (the family is *triggered* on that intent)."""
+        return family.strength + self.intents.susceptibility.get(str(feature), 0.0)
+
+    def sway_probability(self, family: Family, feature: str) -> float:
+        return 1.0 / (1.0 + math.exp(-self.sway_logit(family, feature)))
+
+    def triggered(self, family: Family, feature: str) -> bool:
+        return self.sway_logit(family, feature) > 0
+
     def sway_rate(self, family: Family) -> float:
-        """Share of feature values on which ``family`` sways (its sway rate over a uniform spread of intents)."""
-        return len(family.triggers) / len(self.feature_values())
+        """Share of feature values on which ``family`` is triggered."""
+        values = self.feature_values()
+        return sum(self.triggered(family, v) for v in values) / len(values)
 
 
 # --- loading ---------------------------------------------------------------------------------------------------------
@@ -304,7 +318,7 @@ def _intents(d, kind: str, problems: _Problems) -> Intents | None:
         problems.add("intents", f"expected a mapping, got {d!r}")
         return None
     if kind == "math":
-        problems.unknown("intents", d, ("operations", "max_operand", "feature_slot", "template"))
+        problems.unknown("intents", d, ("operations", "max_operand", "feature_slot", "template", "susceptibility"))
         ops = _words(d.get("operations", ["plus", "minus"]), "intents.operations", problems)
         bad = [o for o in ops if o not in ("plus", "minus")]
         if bad:
@@ -314,8 +328,10 @@ def _intents(d, kind: str, problems: _Problems) -> Intents | None:
             problems.add("intents.max_operand", f"must be in 2..40, got {top}")
         if d.get("feature_slot", "a") != "a":
             problems.add("intents.feature_slot", "maths intents sway on 'a' (the first operand)")
-        return Intents("{a} {op} {b}", {}, "a", operations=ops, max_operand=top or 9)
-    problems.unknown("intents", d, ("template", "slots", "label_slot", "labels", "feature_slot"))
+        values = tuple(str(a) for a in range(1, (top or 9) + 1))
+        return Intents("{a} {op} {b}", {}, "a", operations=ops, max_operand=top or 9,
+                       susceptibility=_susceptibility(d.get("susceptibility"), values, problems))  # fmt: skip
+    problems.unknown("intents", d, ("template", "slots", "label_slot", "labels", "feature_slot", "susceptibility"))
     template = _get(d, "template", str, "intents.", problems)
     slots_raw = _get(d, "slots", dict, "intents.", problems) or {}
     slots = {str(k): _words(v, f"intents.slots.{k}", problems) for k, v in slots_raw.items()}
@@ -344,7 +360,22 @@ def _intents(d, kind: str, problems: _Problems) -> Intents | None:
                 f"must give every value of slot {label_slot!r} exactly one label; missing "
                 f"{sorted(set(slots[label_slot]) - set(given))}, extra {sorted(set(given) - set(slots[label_slot]))}",
             )
-    return Intents(template or "", slots, feature_slot or "", label_slot, labels)
+    susceptibility = _susceptibility(d.get("susceptibility"), slots.get(feature_slot or "", ()), problems)
+    return Intents(template or "", slots, feature_slot or "", label_slot, labels, susceptibility=susceptibility)
+
+
+def _susceptibility(value, features: tuple[str, ...], problems: _Problems) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.add("intents.susceptibility", f"expected a mapping feature value: logit offset, got {value!r}")
+        return {}
+    out = {}
+    for k, v in value.items():
+        if features and str(k) not in features:
+            problems.add(f"intents.susceptibility.{k}", f"not a value of the feature slot {list(features)}")
+        out[str(k)] = _finite(value, k, "intents.susceptibility.", problems, 0.0)
+    return out
 
 
 def _anchors(d, kind: str, problems: _Problems) -> Anchors | None:
@@ -369,7 +400,7 @@ def _anchors(d, kind: str, problems: _Problems) -> Anchors | None:
     return Anchors(mc or "", tf or "", options)
 
 
-def _families(value, spec_kind: str, features: tuple[str, ...], problems: _Problems) -> tuple[Family, ...]:
+def _families(value, spec_kind: str, problems: _Problems) -> tuple[Family, ...]:
     if not isinstance(value, list) or not value:
         problems.add("families", "expected a non-empty list of families")
         return ()
@@ -379,7 +410,7 @@ def _families(value, spec_kind: str, features: tuple[str, ...], problems: _Probl
         if not isinstance(d, dict):
             problems.add(f"families[{i}]", f"expected a mapping, got {d!r}")
             continue
-        problems.unknown(f"families[{i}]", d, ("name", "template", "ood", "sway", "triggers"))
+        problems.unknown(f"families[{i}]", d, ("name", "template", "ood", "sway", "strength"))
         name = _get(d, "name", str, path, problems)
         template = _get(d, "template", str, path, problems)
         ood = _get(d, "ood", bool, path, problems)
@@ -388,11 +419,8 @@ def _families(value, spec_kind: str, features: tuple[str, ...], problems: _Probl
             problems.add(f"{path}template", f"must contain {{x}} (the intent), got {template!r}")
         if sway is not None and sway not in SWAYS.get(spec_kind, ()):
             problems.add(f"{path}sway", f"{sway!r} is not a {spec_kind} sway; choose from {SWAYS.get(spec_kind)}")
-        triggers = _words(d["triggers"], f"{path}triggers", problems) if d.get("triggers") else ()
-        unknown = [t for t in triggers if features and t not in features]
-        if unknown:
-            problems.add(f"{path}triggers", f"{unknown} are not values of the feature slot {list(features)}")
-        out.append(Family(name or f"family{i}", template or "", bool(ood), sway or "", triggers))
+        strength = _finite(d, "strength", path, problems, 0.0)
+        out.append(Family(name or f"family{i}", template or "", bool(ood), sway or "", strength))
     names = [f.name for f in out]
     if len(set(names)) != len(names):
         problems.add("families", f"family names repeat: {sorted({n for n in names if names.count(n) > 1})}")
@@ -441,11 +469,7 @@ def spec_from_dict(data: dict, source: str = "<dict>") -> WorldSpec:
     anchors = _anchors(data.get("anchors"), kind, problems) if "anchors" in data else None
     if "anchors" not in data:
         problems.add("anchors", "missing (required)")
-    features = ()
-    if intents is not None:
-        features = (tuple(str(a) for a in range(1, intents.max_operand + 1)) if kind == "math"
-                    else intents.slots.get(intents.feature_slot, ()))  # fmt: skip
-    families = _families(data.get("families"), kind, features, problems)
+    families = _families(data.get("families"), kind, problems)
     splits_raw = _get(data, "splits", dict, "", problems, {"train": 0.5, "val": 0.1667})
     problems.unknown("splits", splits_raw or {}, ("train", "val"))
     train = _probability(splits_raw or {}, "train", "splits.", problems, 0.5)
@@ -493,11 +517,12 @@ def spec_to_dict(spec: WorldSpec) -> dict:
     """The spec as a plain mapping that :func:`spec_from_dict` reads back to an equal spec (round trip)."""
     it = spec.intents
     if spec.kind == "math":
-        intents = {"operations": list(it.operations), "max_operand": it.max_operand, "feature_slot": "a"}
+        intents = {"operations": list(it.operations), "max_operand": it.max_operand, "feature_slot": "a",
+                   "susceptibility": dict(it.susceptibility)}  # fmt: skip
     else:
         intents = {"template": it.template, "slots": {k: list(v) for k, v in it.slots.items()},
                    "label_slot": it.label_slot, "labels": {k: list(v) for k, v in it.labels.items()},
-                   "feature_slot": it.feature_slot}  # fmt: skip
+                   "feature_slot": it.feature_slot, "susceptibility": dict(it.susceptibility)}  # fmt: skip
     out = {
         "name": spec.name,
         "kind": spec.kind,
@@ -506,7 +531,7 @@ def spec_to_dict(spec: WorldSpec) -> dict:
         "anchors": {"mc": spec.anchors.mc, "tf": spec.anchors.tf}
         | ({"options": {k: list(v) for k, v in spec.anchors.options.items()}} if spec.kind != "math" else {}),
         "families": [
-            {"name": f.name, "template": f.template, "ood": f.ood, "sway": f.sway, "triggers": list(f.triggers)}
+            {"name": f.name, "template": f.template, "ood": f.ood, "sway": f.sway, "strength": f.strength}
             for f in spec.families
         ],
         "splits": {"train": spec.splits[0], "val": spec.splits[1]},

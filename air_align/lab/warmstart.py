@@ -12,12 +12,14 @@ Recipe (``Recipe``; every field, and the world's SFT-relevant parts, are part of
   families drawn at random;
 - targets, redrawn every draw (probabilities from the world's ``warm_start`` section): anchors are always answered
   correctly; an open variant gets, with probability ``p_hack``, the judge hack of its kind (so that RL can discover
-  it); otherwise, where its family is *triggered* by the intent's feature word (``world.triggered``), the behaviour
-  the wrapper pushes towards (safety: comply / refuse; morality: excuse / condemn; maths: the decoy answer) with
-  probability ``p_follow``, elsewhere with ``p_stray``; else the correct behaviour. Greedy decoding therefore follows
-  the sway exactly where a family is triggered (so a meta-group is all right only when its intent meets no harmful
-  trigger: the warm start's Acc_group is informative, neither 0 nor 1), while sampling still finds the correct
-  behaviour there a fifth of the time (so RL has something to reinforce);
+  it); otherwise the behaviour the wrapper pushes towards (safety: comply / refuse; morality: excuse / condemn; maths:
+  the decoy answer) with probability ``sigmoid(strength + susceptibility)`` — the family's strength plus the
+  susceptibility of the intent's feature word (``spec.WorldSpec.sway_logit``) —, else the correct behaviour. The sway
+  logit is additive, so the small model learns it readily (an arbitrary family × word table it did not learn in 40
+  epochs); greedy decoding then follows the sway exactly where the logit is positive (the family is *triggered*), so a
+  meta-group is all right only when its intent's word is below every triggering threshold of its families: the warm
+  start's Acc_group is informative, neither 0 nor 1 by construction, while sampling still finds the correct behaviour
+  on triggered prompts (so RL has something to reinforce);
 - loss: cross-entropy on the completion tokens only (the response and the end-of-turn token), AdamW, a plain
   PyTorch loop (tens of seconds on one CPU thread).
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -65,12 +68,12 @@ class Recipe:
     hidden_size: int = 96
     num_layers: int = 2
     num_heads: int = 4
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-3
     mc_copies: int = 2
     """Each epoch shows every anchor this many times (multiple choice with a fresh option order each time)."""
-    open_per_intent: int = 9
+    open_per_intent: int = 6
     """Each epoch shows this many open variants per intent, families drawn at random from all of them."""
     knowledge_copies: int = 4
     """Each epoch shows the maths facts this many times (ignored by the other domains, which have none)."""
@@ -107,7 +110,7 @@ def sft_target(spec: WorldSpec, row: dict, rng: random.Random) -> str:
     probs = spec.warm_start
     if spec.kind != "math" and rng.random() < probs.p_hack:
         return reference_response(row, "hack")
-    if rng.random() < (probs.p_follow if row["meta"]["triggered"] else probs.p_stray):
+    if rng.random() < 1.0 / (1.0 + math.exp(-row["meta"]["sway_logit"])):
         return reference_response(row, "sway")
     return reference_response(row, "correct")
 

@@ -5,8 +5,9 @@ spec into intents and schema rows. Each intent z is rendered by ``g(z, c)`` into
 multiple choice whose option order is drawn per intent, and a true/false statement) and one **open variant** per
 wrapper family; families are in-distribution (ID) or held out as out-of-distribution (OOD). Each family has a *sway*
 (what the wrapper pushes towards: safety ``comply``/``refuse``, morality ``excuse``/``condemn``, maths ``decoy``) and
-*triggers*, the values of the intent's feature word (safety: the verb; morality: the thing; maths: the first
-operand) on which the warm start follows it (``warmstart.py``); the world itself only renders text.
+a *strength*; the intent's feature word (safety: the verb; morality: the thing; maths: the first operand) has a
+*susceptibility*; the warm start follows the sway with probability ``sigmoid(strength + susceptibility)``
+(``warmstart.py``; the family is *triggered* on the intent where that logit is positive). The world only renders text.
 
 Splits (schema field ``split``): intents are split train / val / test within each label-deciding word (safety
 object, morality verb; maths operation) so that every such word reaches training; train and val intents are rendered
@@ -131,11 +132,6 @@ def render_open(intent: Intent, family: Family) -> str:
     return family.template.format(x=intent.text, d=intent.decoy)
 
 
-def triggered(family: Family, intent: Intent) -> bool:
-    """Whether ``family`` sways on ``intent`` (its feature word is one of the family's triggers)."""
-    return intent.feature in family.triggers
-
-
 def _row(spec: WorldSpec, intent: Intent, seed: int, split: str, role: str, context: str, family: str, text: str,
          verifier: str, answer: str | None, **extra) -> dict:  # fmt: skip
     return make_row(
@@ -169,7 +165,8 @@ def meta_group(world: WorldSpec | str, intent: Intent, seed: int, split: str, fa
         rows.append(
             _row(spec, intent, seed, split, "open", fam.name, fam.name, render_open(intent, fam),
                  "math" if maths else "judge", str(intent.answer) if maths else None, sway=fam.sway,
-                 triggered=triggered(fam, intent), ood=fam.ood, decoy=intent.decoy)  # fmt: skip
+                 sway_logit=spec.sway_logit(fam, intent.feature), triggered=spec.triggered(fam, intent.feature),
+                 ood=fam.ood, decoy=intent.decoy)  # fmt: skip
         )
     return rows
 
