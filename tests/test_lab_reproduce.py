@@ -72,7 +72,8 @@ def test_gspo_equals_grpo_on_policy_and_differs_off_policy(tmp_path, tmp_path_fa
     sequence-level (GSPO) surrogates have the same gradient; with ``num_iterations = 2`` the second step reuses the
     batch off-policy and the two must differ. This is why the presets use ``num_iterations = 2``."""
     torch.set_num_threads(1)
-    warm = warm_start(Recipe(world="safety", **PRESETS["smoke"].warm), root=tmp_path_factory.getbasetemp() / "lab-warm")
+    root = tmp_path_factory.getbasetemp() / "lab-warm"
+    warm = warm_start(Recipe(world="safety", **PRESETS["smoke"].warm), root=root)
     start = torch.cat([p.detach().flatten() for p in load_warm_start(warm)[0].parameters()])
     on_policy = Training(max_steps=1, num_iterations=1, groups_per_step=1, learning_rate=1e-3)
     grpo, gspo = (_trained_params(tmp_path / "on", warm, m, on_policy) for m in ("grpo+air", "gspo+air"))

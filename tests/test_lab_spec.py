@@ -33,14 +33,14 @@ def test_the_miscalibrated_control_differs_from_safety_only_in_its_payouts():
     assert control.rewards[1]["evasive"] == 1.25 and safety.rewards[1]["evasive"] == -1.0
 
 
-def test_the_builtin_sway_designs_leave_a_third_or_a_quarter_of_the_intents_clean():
+def test_the_builtin_sway_designs_leave_some_intents_clean_in_and_out_of_distribution():
     # per direction and split, the share of feature words on which no family of that direction is triggered: the
-    # warm start's Acc_group of the label that direction hurts (docs/lab.md)
-    expected = {"safety": 1 / 3, "morality": 1 / 4, "math": 1 / 3}
-    for name, share in expected.items():
+    # warm start's Acc_group of the label that direction hurts (docs/lab.md); the OOD families are stronger
+    expected = {"safety": (1 / 3, 1 / 6), "morality": (1 / 4, 1 / 8), "math": (1 / 3, 1 / 3)}
+    for name, shares in expected.items():
         spec = S.load_world(name)
         values = spec.feature_values()
-        for ood in (False, True):
+        for ood, share in zip((False, True), shares, strict=True):
             for sway in S.SWAYS[spec.kind]:
                 fams = [f for f in spec.families if f.ood == ood and f.sway == sway]
                 clean = [v for v in values if not any(spec.triggered(f, v) for f in fams)]

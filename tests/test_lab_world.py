@@ -7,9 +7,9 @@ import json
 import pytest
 
 from air_align.lab import world
-from air_align.lab.spec import load_world
 from air_align.lab.oracle import is_correct, oracle_verdict, reference_response
 from air_align.lab.responses import boxed, math_response, morality_response, read_answer, safety_response
+from air_align.lab.spec import load_world
 from air_align.lab.tokenizer import build_lab_tokenizer, world_words
 
 SCHEMA_KEYS = {

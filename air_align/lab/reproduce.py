@@ -29,10 +29,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from air_align.lab import world
+from air_align.lab.calibration import world_calibration
 from air_align.lab.report import write_outputs
 from air_align.lab.runner import run_all
 from air_align.lab.runs import RunSpec, Training, score
-from air_align.lab.spec import load_world
+from air_align.lab.spec import load_world, with_judge
 from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, warm_starts
 from air_align.training.methods import METHODS, PAPER_METHODS
 
@@ -99,7 +100,7 @@ GRID_CELLS = (
     Cell("morality", "main"),
     Cell("morality", "hack"),
     Cell("math", "main"),
-    Cell("safety-miscalibrated", "hack"),
+    Cell("safety-miscalibrated", "hack", methods=(*FULL_METHODS, "grpo+air-cal")),
 )
 STRESS = Cell("safety", "stress", methods=("grpo", "grpo+air"), lambda_from="safety/hack")
 
@@ -114,6 +115,9 @@ PRESETS: dict[str, Preset] = {
     # the regime calibration on plain GRPO, committed before any AIR run of the grid (docs/results.md)
     "regimes": Preset("regimes", cells=tuple(dataclasses.replace(c, methods=("grpo",)) for c in GRID_CELLS),
                       seeds=(0, 1, 2), lambdas=(0.0,)),
+    # sized for ≤ 10 min: the safety world, both regimes, two seeds, λ fixed
+    "quick": Preset("quick", cells=(Cell("safety", "main"), Cell("safety", "hack")), seeds=(0, 1),
+                    lambdas=(0.1,)),
     # the pre-registered comparison (docs/results.md)
     "full": Preset("full", cells=(*GRID_CELLS, STRESS)),
 }  # fmt: skip
@@ -151,17 +155,24 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
     worlds = sorted({c.world for c in preset.cells})
     recipes = {w: Recipe(world=w, world_seed=world_seed, **preset.warm) for w in worlds}
     warm = warm_starts(recipes, root=warm_root, workers=preset.workers, progress=progress)
-    results: dict = {"preset": _jsonable(preset), "world_seed": world_seed, "worlds": {}, "sweep": {}, "lambda": {},
-                     "runs": [], "resumed_runs": 0}  # fmt: skip
+    results: dict = {"preset": _jsonable(preset), "world_seed": world_seed, "worlds": {}, "calibration": {},
+                     "sweep": {}, "lambda": {}, "runs": [], "resumed_runs": 0}  # fmt: skip
     for w in worlds:
         results["worlds"][w] = {"spec": load_world(w).key(), "warm_start": str(warm[w]),
                                 "metrics": warm_start_metrics(warm[w], w, world_seed)}  # fmt: skip
 
+    for cell in preset.cells:  # the reward's calibration under the cell's regime (the table of docs/lab.md)
+        table = world_calibration(with_judge(load_world(cell.world), **dict(cell.judge())), world_seed=world_seed)
+        results["calibration"][cell.name] = table
+    offsets = {name: tuple(sorted((f"{d}/{lab}", b) for d, by in t["offsets"].items() for lab, b in by.items()))
+               for name, t in results["calibration"].items()}  # fmt: skip
+
     def spec(cell: Cell, method: str, lam: float, seed: int, tag: str, splits, steps=None) -> RunSpec:
         training = preset.training if steps is None else dataclasses.replace(preset.training, max_steps=steps)
+        cal = offsets[cell.name] if METHODS[method].calibrated_delta else ()
         return RunSpec(world=cell.world, method=method, lam=lam, seed=seed, warm_start=str(warm[cell.world]),
                        splits=tuple(splits), training=training, judge=cell.judge(), world_seed=world_seed,
-                       tag=tag, extra={"cell": cell.name})  # fmt: skip
+                       offsets=cal, tag=tag, extra={"cell": cell.name})  # fmt: skip
 
     sweeps = {c.name: [spec(c, "grpo+air", lam, s, "sweep", ("val",), preset.sweep_steps)
                        for lam in preset.lambdas for s in preset.sweep_seeds]

@@ -22,6 +22,7 @@ import torch
 from transformers.trainer_callback import PrinterCallback
 
 from air_align.evaluation.evaluate import evaluate
+from air_align.evaluation.plots import plot_run_curves
 from air_align.files import write_json
 from air_align.lab import world
 from air_align.lab.analysis import split_summary
@@ -135,6 +136,7 @@ def build_run_trainer(run: RunSpec, model, tokenizer, rows: list[dict], out_dir:
         report_to="none",
         disable_tqdm=True,
         seed=run.seed,
+        **({"invariance_offsets": dict(run.offsets)} if run.offsets else {}),
     )
     return build_trainer(RunConfig(method=run.method), args, model=model, tokenizer=tokenizer, rows=train,
                          reward_funcs=lab_rewards(run.spec()))  # fmt: skip
@@ -157,6 +159,7 @@ def execute(run: RunSpec, out_dir: str | Path) -> dict:
         seconds = time.time() - start
         log = [e for e in trainer.state.log_history if "loss" in e or "reward" in e]
         write_json(out_dir / "log.json", log, indent=1)
+        plot_run_curves(log, out_dir / "training_curves.png", title=run.name())
         metrics = score(trainer.model, tokenizer, rows, run.splits)
         checksum = float(sum(p.detach().double().abs().sum() for p in trainer.model.parameters()))
     finally:
