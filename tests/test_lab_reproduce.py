@@ -108,3 +108,17 @@ def test_cli_lists_every_preset():
     from air_align.lab.cli import PRESET_NAMES
 
     assert PRESET_NAMES == tuple(PRESETS)  # the CLI keeps its own copy so that --help imports no torch
+
+
+def test_the_regime_calibration_trains_plain_grpo_only_even_for_worlds_given_on_the_command_line():
+    import argparse
+
+    from air_align.lab.cli import _preset
+    from air_align.lab.reproduce import Cell
+
+    args = argparse.Namespace(preset="regimes", world=["safety", "math"], seeds=None, max_steps=None, workers=None)
+    preset = _preset(args)
+    assert [c.name for c in preset.cells] == ["safety/main", "safety/hack", "math/main"]
+    assert all(preset.methods_of(c) == ("grpo",) for c in preset.cells)
+    assert PRESETS["regimes"].methods_of(Cell("safety", "main", methods=("grpo+air",))) == ("grpo",)
+    assert PRESETS["full"].methods_of(Cell("safety", "main")) == PRESETS["full"].methods

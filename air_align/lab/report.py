@@ -41,6 +41,37 @@ def method_table(summary: dict, cell: str, methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def warm_start_table(worlds: dict) -> str:
+    """Per world and split: the warm start's Acc, Acc_group per label and balanced, anchors, and the error histogram
+    (meta-groups with 0, 1, 2, … wrong prompts)."""
+    head = ["world", "split", "Acc", "Acc_group", "Acc_group per label", "balanced", "anchors", "groups by # wrong"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, w in worlds.items():
+        for split, m in w["metrics"]["metrics"].items():
+            per_label = ", ".join(f"{lab}: {100 * v:.1f}" for lab, v in m["acc_group_by_label"].items())
+            lines.append(
+                f"| {name} | {split} | {100 * m['acc']:.1f} | {100 * m['acc_group']:.1f} | {per_label} | "
+                f"{100 * m['balanced_acc_group']:.1f} | {100 * m['anchor_acc']:.1f} | {m['error_histogram']} |"
+            )
+    return "\n".join(lines)
+
+
+def calibration_summary(calibration: dict) -> str:
+    """Per cell and label: the calibration verdict, a correct anchor's and a correct open answer's expected reward,
+    the offset b, the failures at fault and the hacks (with Δ) — the full tables are in results.json."""
+    head = ["cell", "label", "verdict", "correct anchor", "correct open", "offset b", "at fault (Δ)", "hacks (Δ)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell, table in calibration.items():
+        for v in table["verdicts"]:
+            faults = ", ".join(f"{x['kind']} ({x['delta']:+.2f})" for x in v["violations"]) or "—"
+            hacks = ", ".join(f"{x['kind']} ({x['delta']:+.2f})" for x in v["hacks"]) or "—"
+            lines.append(
+                f"| {cell} | {v['label']} | {v['status']} | {v['anchor_reward']:.2f} | {v['correct_open_reward']:.2f} "
+                f"| {v['offset']:+.2f} | {faults} | {hacks} |"
+            )
+    return "\n".join(lines)
+
+
 def comparison_table(comparisons: dict) -> str:
     """AIR variant − GRPO per cell: OOD (and ID) Acc_group and balanced Acc_group differences with paired CIs."""
     head = ["cell", "method", "split", "Δ Acc_group [95% CI]", "Δ balanced Acc_group [95% CI]", "Δ per label",
@@ -136,10 +167,13 @@ def _plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
 def write_outputs(results: dict, preset, out: Path, full_runs: list[dict]) -> dict:
     """Summary, comparisons (from ``full_runs``, the main runs with their per-prompt records) and tables into
     ``results``; write ``results.json``, ``table.md`` and the plots."""
-    methods = list(dict.fromkeys(m for c in preset.cells for m in (c.methods or preset.methods)))
+    methods = list(dict.fromkeys(m for c in preset.cells for m in preset.methods_of(c)))
     results["summary"] = summarise(results["runs"])
     results["comparisons"] = compare(full_runs)
     parts = [f"# Lab grid `{preset.name}` ({results['seconds']:.0f} s)"]
+    parts += ["## Warm starts (greedy, oracle)", warm_start_table(results["worlds"])]
+    parts += ["## Reward calibration per cell (train rows; `rewards.calibration`)",
+              calibration_summary(results["calibration"])]  # fmt: skip
     for cell in [c.name for c in preset.cells]:
         parts += [f"## {cell} (λ = {results['lambda'].get(cell)})", method_table(results["summary"], cell, methods)]
     if results["comparisons"]:

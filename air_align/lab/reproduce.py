@@ -85,6 +85,14 @@ class Preset:
     """Warm-start ``Recipe`` overrides (e.g. fewer epochs for the smoke test)."""
     regimes: tuple[str, ...] = ("main", "hack")
     """The regimes ``--world FILE`` runs a world under (maths-kind worlds: ``main`` only, having no judge)."""
+    grpo_only: bool = False
+    """Plain GRPO only, whatever the cells name: the regime calibration, which must not train (or show) any
+    regularised run before the comparison's conditions are committed (issue 14, item 4)."""
+
+    def methods_of(self, cell: Cell) -> tuple[str, ...]:
+        """The methods a cell runs."""
+        methods = cell.methods or self.methods
+        return ("grpo",) if self.grpo_only else methods
 
 
 def regimes_for(preset: Preset, kind: str) -> tuple[str, ...]:
@@ -113,8 +121,8 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset("demo", cells=(Cell("safety", "hack", methods=("grpo", "grpo+vrex", "grpo+air")),), seeds=(0,),
                    training=Training(max_steps=60), lambdas=(0.1,)),
     # the regime calibration on plain GRPO, committed before any AIR run of the grid (docs/results.md)
-    "regimes": Preset("regimes", cells=tuple(dataclasses.replace(c, methods=("grpo",)) for c in GRID_CELLS),
-                      seeds=(0, 1, 2), lambdas=(0.0,)),
+    "regimes": Preset("regimes", cells=GRID_CELLS, methods=("grpo",), seeds=(0, 1, 2), lambdas=(0.0,),
+                      grpo_only=True),
     # sized for ≤ 10 min: the safety world, both regimes, two seeds, λ fixed
     "quick": Preset("quick", cells=(Cell("safety", "main"), Cell("safety", "hack")), seeds=(0, 1),
                     lambdas=(0.1,)),
@@ -174,10 +182,16 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
                        splits=tuple(splits), training=training, judge=cell.judge(), world_seed=world_seed,
                        offsets=cal, tag=tag, extra={"cell": cell.name})  # fmt: skip
 
-    sweeps = {c.name: [spec(c, "grpo+air", lam, s, "sweep", ("val",), preset.sweep_steps)
-                       for lam in preset.lambdas for s in preset.sweep_seeds]
-              for c in preset.cells if c.lambda_from is None and len(preset.lambdas) > 1}  # fmt: skip
-    n_main = sum(len(c.methods or preset.methods) * len(preset.seeds) for c in preset.cells)
+    sweeps = {
+        c.name: [
+            spec(c, "grpo+air", lam, s, "sweep", ("val",), preset.sweep_steps)
+            for lam in preset.lambdas
+            for s in preset.sweep_seeds
+        ]
+        for c in preset.cells
+        if c.lambda_from is None and len(preset.lambdas) > 1 and not preset.grpo_only
+    }
+    n_main = sum(len(preset.methods_of(c)) * len(preset.seeds) for c in preset.cells)
     bar = tqdm(total=sum(map(len, sweeps.values())) + n_main, desc="reproduce", disable=not progress)
 
     def done(run: RunSpec, record: dict, resumed: bool) -> None:
@@ -198,7 +212,7 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
             results["lambda"][cell.name] = results["lambda"][cell.lambda_from]
     mains = [spec(c, m, results["lambda"][c.name] if METHODS[m].invariance != "none" else 0.0, s, "main",
                   ("test_id", "test_ood"))
-             for c in preset.cells for m in (c.methods or preset.methods) for s in preset.seeds]  # fmt: skip
+             for c in preset.cells for m in preset.methods_of(c) for s in preset.seeds]  # fmt: skip
     full = [{**record, "cell": run.extra["cell"]}
             for run, record in zip(mains, run_all(mains, out, preset.workers, on_done=done), strict=True)]  # fmt: skip
     results["runs"] = [_slim(r) for r in full]

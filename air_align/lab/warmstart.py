@@ -34,6 +34,7 @@ open ID and open OOD variants, triggered and untriggered, per family and per lab
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -48,6 +49,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from air_align.evaluation.generate import generate_completions
 from air_align.evaluation.metrics import group_accuracy, slice_records
@@ -207,6 +209,19 @@ def train_warm_start(recipe: Recipe, progress: bool = False):
     return model, tokenizer, {"seconds": time.time() - start, "steps": total, "epochs": log}
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """No transformers progress bars ("Loading weights", "Writing model shards") for the lab's tiny checkpoints: a grid
+    loads one per run, and the grid's own progress bar is the one a user needs (issue 12, console)."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def warm_start_dir(recipe: Recipe, root: str | Path | None = None) -> Path:
     """Where the warm start of ``recipe`` is cached."""
     base = Path(root) if root is not None else cache_dir() / "lab"
@@ -226,7 +241,8 @@ def warm_start(recipe: Recipe | None = None, root: str | Path | None = None, pro
     model, tokenizer, log = train_warm_start(recipe, progress=progress)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    with quiet_transformers():
+        model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "recipe.json").write_text(json.dumps({"recipe": dataclasses.asdict(recipe), "log": log}, indent=1))
     if path.exists():  # another process finished first: keep its copy
@@ -245,7 +261,8 @@ def load_warm_start(path: str | Path):
     """
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(str(path))
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(str(path))
     return model, tokenizer
 
 
