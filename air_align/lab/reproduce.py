@@ -74,9 +74,10 @@ class Preset:
     methods: tuple[str, ...] = (*PAPER_METHODS, "grpo+air-loo")
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     training: Training = Training()
-    lambdas: tuple[float, ...] = (0.03, 0.1, 0.3)
+    lambdas: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     """λ grid of the sweep (one value: fixed, no sweep)."""
-    sweep_seeds: tuple[int, ...] = (0, 1)
+    sweep_seeds: tuple[int, ...] = (100, 101)
+    """Seeds of the sweep runs: apart from the comparison's seeds, so that choosing λ reuses no run of the table."""
     sweep_steps: int | None = None
     """Steps of a sweep run (None: ``training.max_steps``)."""
     workers: int = 2
