@@ -125,10 +125,16 @@ def air_config(method: str, **fields) -> AIRConfig:
     >>> air_config("gspo+air", output_dir="/tmp/x", use_cpu=True).importance_sampling_level
     'sequence'
     """
-    settings = METHODS[method_name(method)].settings()
+    name = method_name(method)
+    settings = METHODS[name].settings()
     clash = sorted(k for k in settings if k in fields)
     if clash:
         raise ValueError(f"method {method!r} sets {clash}; do not pass them too")
+    if METHODS[name].calibrated_delta and not fields.get("invariance_offsets"):
+        raise ValueError(
+            f"method {method!r} is AIR with calibrated Δ: pass invariance_offsets (the offsets b that "
+            "`air-align calibrate` measures, e.g. {'safety/0': 1.25}); with none it would be plain GRPO+AIR"
+        )
     return AIRConfig(**settings, **fields)
 
 
@@ -136,6 +142,11 @@ def check_method(run: RunConfig, args: AIRConfig) -> None:
     """Raise when ``args`` contradicts ``run.method`` (the method table is the one source of those fields)."""
     if run.method is None:
         return
+    if METHODS[method_name(run.method)].calibrated_delta and not args.invariance_offsets:
+        raise ValueError(
+            f"method {run.method!r} is AIR with calibrated Δ: set invariance_offsets (measured by `air-align "
+            "calibrate`, e.g. invariance_offsets='{safety/0: 1.25}'); with none it would be plain GRPO+AIR"
+        )
     for key, value in METHODS[method_name(run.method)].settings().items():
         if getattr(args, key) != value:
             raise ValueError(
