@@ -227,13 +227,17 @@ def test_train_config_keyword_composite_and_limit_groups(world, capsys):
     assert "2 meta-groups, 8 rows" in shown and "safety, label 0 (benign): miscalibrated" in shown
 
 
-def test_composite_frozen_policy_judge_in_process(world):
+def test_composite_frozen_policy_judge_in_process(world, capsys):
     """The composite's default judge is a frozen copy of --model (here the tiny test model): loaded only because
-    the rows need it, every response scored with a finite reward."""
+    the rows need it, every response scored with a finite reward; --no-progress silences the judge's bars too."""
     tmp, data = world
     out = tmp / "tiny"
     argv = ["calibrate", "--no-progress", "--data", str(data), "--model", "tiny", "--limit-groups", "2"]
     assert main([*argv, "--threads", "1", "--out", str(out)]) in (0, 1)
+    shown = capsys.readouterr()
+    assert "judge: frozen tiny" in shown.out
+    # 10 distinct (intent, response) pairs x 11 questions = 14 judge batches of 8: a bar unless silenced
+    assert "it/s" not in shown.err
     table = json.loads((out / "calibration.json").read_text())
     assert table["run"]["judge_policy"] == "tiny" and table["run"]["threads"] == 1
     assert all(c["n"] > 0 and c["n_unscored"] == 0 for c in table["cells"])

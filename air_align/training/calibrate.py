@@ -166,6 +166,14 @@ def build_rewards(spec: str, reward_config: dict | None, rows: list[dict], model
     return resolve_rewards(spec, policy=policy, reward_config=reward_config), loaded
 
 
+def quiet_judges(reward_funcs: list) -> None:
+    """Turn off the progress bars of the in-process judges behind the rewards (a composite's ``judge``)."""
+    for func in reward_funcs:
+        judge = getattr(func, "judge", None)
+        if judge is not None and hasattr(judge, "progress"):
+            judge.progress = False
+
+
 # --- the run ---------------------------------------------------------------------------------------------------------
 
 

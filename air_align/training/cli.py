@@ -56,7 +56,8 @@ def add_calibrate_parser(subparsers) -> None:
         "  air-align calibrate --data safety.jsonl --reward composite --model smollm2-135m --limit-groups 10 "
         "--threads 1\n"
         "  air-align calibrate --data safety.jsonl --reward-config '{safety_reward: keyword, judge: {model: none}}'\n"
-        "  air-align calibrate --config configs/smollm2-cpu.yaml --data safety.jsonl --out runs/calibration",
+        "  air-align calibrate --config configs/smollm2-cpu.yaml --data safety.jsonl --reward composite "
+        "--limit-groups 10",
     )
     parser.add_argument("--data", help="meta-group JSONL file (`air-align data build`), or toy")
     parser.add_argument(
@@ -69,7 +70,9 @@ def add_calibrate_parser(subparsers) -> None:
         "'{safety_reward: keyword, judge: {model: none}}'",
     )
     parser.add_argument(
-        "--config", help="a train config: its model, dataset, dataset_split, reward, reward_config, reward_weights"
+        "--config",
+        help="a train config: its model, dataset, dataset_split, reward, reward_config, reward_weights (the options "
+        "above win over it)",
     )
     parser.add_argument("--model", help="the policy whose frozen copy is the composite's default judge (smollm2-135m)")
     parser.add_argument(
@@ -87,7 +90,7 @@ def add_calibrate_parser(subparsers) -> None:
         "--world", metavar="NAME_OR_FILE", help="a lab world (built-in name or spec file): its training reward on "
         "its rows, with the lab's responses (needs the lab's world calibration, air_align.lab.calibration)",
     )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars (the judge's too)")
     parser.set_defaults(handler=_handle_calibrate)
 
 
@@ -129,6 +132,8 @@ def _calibrate(args) -> int:
     kinds, described = cal.reference_kinds(args.responses)
     model = args.model or settings.get("model")
     funcs, loaded = cal.build_rewards(spec, reward_config, rows, model, str(settings.get("model_dtype", "float32")))
+    if args.no_progress:
+        cal.quiet_judges(funcs)
     weights = settings.get("reward_weights")
     run = {
         "reward": spec,
@@ -188,6 +193,8 @@ def _print_result(table: dict, paths: dict) -> int:
         print("\noffsets b = E[correct open] − E[correct anchor] (calibrated Δ, opt-in; paste into a train config):")
         print(f"  {cal.offsets_line(table)}")
         print(f"  or: invariance_offsets={paths['json']}")
-        print("\n".join(cal.offsets_lines(table)))
+        checked = cal.offsets_lines(table)  # absent for a lab world (its table comes without the scored responses)
+        if checked:
+            print("\n".join(checked))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0 if table["calibrated"] else 1
