@@ -232,9 +232,7 @@ class CompositeReward:
         texts = [completion_text(x) for x in completions]
         domain = domain if domain is not None else [None] * n
         fmt = [
-            c.format_correct
-            if format_ok(t, require_boxed=requires_box(domain[i], verifier[i]))
-            else c.format_wrong
+            c.format_correct if format_ok(t, require_boxed=requires_box(domain[i], verifier[i])) else c.format_wrong
             for i, t in enumerate(texts)
         ]
         task: list[float | None] = [None] * n
