@@ -10,7 +10,6 @@ one table of methods (``air_align.training.methods``).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import torch
@@ -19,10 +18,10 @@ from air_align.data.schema import to_dataset
 from air_align.data.validate import check_rows
 from air_align.files import read_jsonl
 from air_align.models import load_model
-from air_align.rewards.composite import build_reward
 from air_align.training.config import AIRConfig
 from air_align.training.methods import METHODS, method_name
-from air_align.training.toy import toy_meta_groups, toy_reward
+from air_align.training.reward_spec import resolve_rewards  # also recipe.resolve_rewards, as before
+from air_align.training.toy import toy_meta_groups
 from air_align.training.trainer import AIRTrainer
 
 
@@ -71,36 +70,6 @@ def load_rows(dataset: str, split: str | None) -> list[dict]:
     if dataset != "toy":
         check_rows(rows, require_equal_group_size=True)
     return rows
-
-
-def resolve_rewards(spec: str, policy=None, reward_config: dict | None = None) -> list:
-    """Reward callables for a comma-separated spec.
-
-    ``composite`` is ``air_align.rewards.composite.build_reward(reward_config, policy)``: with the default judge
-    (``model: policy``) its judge is a frozen copy of ``policy`` (a ``(model, tokenizer)`` pair) taken now, before any
-    update, as in the paper (App. C.2.1). ``toy`` is ``air_align.training.toy.toy_reward``; ``module:function``
-    imports any function (a TRL-signature reward).
-    """
-    funcs = []
-    for name in [s.strip() for s in spec.split(",") if s.strip()]:
-        if name == "composite":
-            funcs.append(build_reward(reward_config, policy=policy))
-        elif name == "toy":
-            funcs.append(toy_reward)
-        elif ":" in name:
-            module, attr = name.split(":", 1)
-            func = getattr(importlib.import_module(module), attr, None)
-            if not callable(func):
-                raise ValueError(f"reward {name!r}: {module} has no function {attr!r}")
-            funcs.append(func)
-        else:
-            raise ValueError(
-                f"unknown reward {name!r}; use reward=composite, reward=toy or module:function "
-                "(e.g. air_align.rewards.verifiers:choice_reward)"
-            )
-    if not funcs:
-        raise ValueError("reward is empty: name at least one reward function (e.g. reward=toy)")
-    return funcs
 
 
 def lora_config(run: RunConfig):
