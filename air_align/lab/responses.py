@@ -102,7 +102,7 @@ def math_check_thought(expression: str, value: int, shown: int) -> str:
     Why a subtraction rather than "is the shown number equal to the sum?": the tiny lab model learns sums and
     differences quickly (their logits are additive in the two numbers) but learns equality of two numbers (a
     product of the two) only by chance within its SFT budget; with the difference written out, the letter or truth
-    value depends on one number, 0 or not (docs/lab.md §4).
+    value depends on one number, 0 or not (docs/lab.md §5).
 
     >>> math_check_thought("3 plus 4", 7, 8)
     '3 plus 4 is 7 . 8 minus 7 is 1'
