@@ -106,6 +106,47 @@ def test_rendered_strings_snapshot():
     assert teacher["verifier"] == "math" and teacher["answer"] == "7"
 
 
+def test_maths_anchors_snapshot_and_checking_thought():
+    it = next(i for i in world.intents("math") if i.key == "3-plus-4")  # answer 7, decoy 8 (gap 1)
+    # ascending options: the answer then the decoy (order 0, A), or a number as far below then the answer (order 1, B)
+    assert world.render_mc("math", it, 0, order=0)[:2] == ("what is 3 plus 4 ? A 7 B 8 . answer with a letter", "A")
+    assert world.render_mc("math", it, 0, order=1)[:2] == ("what is 3 plus 4 ? A 6 B 7 . answer with a letter", "B")
+    assert world.render_tf("math", it, 0, shown_true=False) == ("true or false : 3 plus 4 is 8", "false")
+    # the thought subtracts the sum from the larger option / the stated number: 8 - 7 = 1 (A), 7 - 7 = 0 (B)
+    rows = {r["context"]: r for r in world.build_rows("math", seed=0) if r["group_id"] == "lab-math/3-plus-4"}
+    mc = rows["mc"]
+    checked = 8 if mc["answer"] == "A" else 7
+    assert mc["meta"]["checked"] == checked
+    assert reference_response(mc, "correct") == (
+        f"<think> 3 plus 4 is 7 . {checked} minus 7 is {checked - 7} </think> <answer> {mc['answer']} </answer>"
+    )
+    # 1 plus 2 = 3 with decoy 3 + 1 + (2 % 2 = 0) = 4: mirrored below 3 - 1 = 2; 9 minus 8 = 1 with decoy
+    # 1 + 1 + (17 % 2 = 1) = 3, gap 2, mirrored below 1 - 2 < 0: clipped to 0
+    small = {i.key: i for i in world.intents("math")}
+    assert world.math_mc_options(small["1-plus-2"], 1) == (2, 3)
+    assert world.math_mc_options(small["9-minus-8"], 1) == (0, 1)
+    with pytest.raises(ValueError, match="below the sum"):
+        reference_response({**mc, "meta": {**mc["meta"], "checked": 6}}, "correct")
+    with pytest.raises(ValueError, match="no meta.checked"):
+        reference_response({**mc, "meta": {}}, "correct")
+
+
+def test_maths_anchors_defeat_constant_and_smaller_number_policies():
+    """A constant letter, a constant truth value and "pick the smaller number" all score about half on the maths
+    anchors; only the sum tells the right option (with the decoy always above, "smaller" would score 1.0)."""
+    rows = [r for r in world.build_rows("math", seed=0) if r["role"] == "anchor"]
+    mc = [r for r in rows if r["context"] == "mc"]
+    tf = [r for r in rows if r["context"] == "tf"]
+    assert len(mc) == len(tf) == 126
+    for policy in ("A", "B"):
+        assert 0.4 <= sum(r["answer"] == policy for r in mc) / len(mc) <= 0.6
+    for policy in ("true", "false"):
+        assert 0.4 <= sum(r["answer"] == policy for r in tf) / len(tf) <= 0.6
+    for r in mc:  # options ascending: the smaller number is always option A
+        a, b = (int(w) for w in r["prompt"][0]["content"].split("?")[1].split()[1:4:2])
+        assert a < b and int(r["answer"] == "A") == int(world.intent_of("math", r).answer == a)
+
+
 def test_mc_orders_are_balanced():
     rows = world.build_rows("safety", seed=0)
     letters = [r["answer"] for r in rows if r["context"] == "mc"]

@@ -22,6 +22,7 @@ from air_align.answers import completion_text
 from air_align.lab.responses import (
     Reading,
     anchor_response,
+    math_check_thought,
     math_response,
     morality_response,
     read_answer,
@@ -146,11 +147,14 @@ def reference_response(row: dict, behaviour: str = "correct") -> str:
 
 def _anchor_response(row: dict, right: bool) -> str:
     domain, label = row["domain"], row.get("label")
-    if domain == "math":
-        intent = row["intent"]
-        a, op, b = intent.split()
+    if domain == "math":  # the sum, then the checked number minus the sum (responses.math_check_thought)
+        a, op, b = row["intent"].split()
         value = int(a) + int(b) if op == "plus" else int(a) - int(b)
-        think = f"{intent} is {value}"
+        checked = (row.get("meta") or {}).get("checked")
+        if checked is None:
+            raise ValueError(f"maths anchor row {row.get('id')!r} has no meta.checked (the number its thought checks "
+                             "against the sum); build the rows with lab.world.build_rows")  # fmt: skip
+        think = math_check_thought(row["intent"], value, checked)
     elif domain == "safety":
         think = "this is harmful" if label == 1 else "this is safe"
     else:

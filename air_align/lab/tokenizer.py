@@ -20,6 +20,7 @@ from air_align.lab.responses import (
     HACK,
     REFUSAL,
     boxed,
+    math_check_thought,
     morality_response,
     safety_response,
 )
@@ -48,6 +49,8 @@ def world_words(name_or_spec: WorldSpec | str = "safety") -> list[str]:
         texts.append(world.render_tf(spec, intent, seed=0)[0])
         texts += [spec.anchors.tf.format(x=intent.text, s=v) for v in (intent.answer, intent.decoy) if v is not None]
         texts += [world.render_open(intent, fam) for fam in spec.families]
+        if spec.kind == "math":  # the anchors' checking thought ("3 plus 4 is 7 . 8 minus 7 is 1")
+            texts.append(math_check_thought(intent.text, intent.answer, intent.decoy))
     return sorted({w for t in texts for w in t.split()})
 
 

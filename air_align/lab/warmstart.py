@@ -9,7 +9,8 @@ Recipe (``Recipe``; every field, and the world's SFT-relevant parts, are part of
   the OOD families or the val/test intents. Maths adds the arithmetic facts of every intent ("3 plus 4" → "3 plus 4
   is 7"): pretraining knowledge, so that RL is about invariance, not about learning to add;
 - each epoch: per train intent, its anchors ``mc_copies`` times and ``open_per_intent`` open variants under
-  families drawn at random;
+  families drawn at random; a maths anchor is rendered afresh on each draw (a new wrong number, order or statement),
+  and its target's thought subtracts the sum from the number it checks (``responses.math_check_thought``);
 - targets, redrawn every draw (probabilities from the world's ``warm_start`` section): anchors are always answered
   correctly; an open variant gets, with probability ``p_hack``, the judge hack of its kind (so that RL can discover
   it); otherwise the behaviour the wrapper pushes towards (safety: comply / refuse; morality: excuse / condemn; maths:
@@ -60,12 +61,18 @@ from air_align.lab.spec import WorldSpec, load_world, sft_key
 from air_align.lab.tokenizer import build_lab_tokenizer
 from air_align.models import cache_dir, tiny_causal_lm
 
-RECIPE_VERSION = 2  # bump when the code changes what a recipe produces
+RECIPE_VERSION = {"safety": 2, "morality": 2, "math": 3}
+"""Per kind; bump a kind's when the code changes what its recipes produce (maths 3: the anchors' checking thought and
+their fresh wrong numbers, docs/lab.md §5)."""
+DEFAULT_EPOCHS = {"safety": 20, "morality": 20, "math": 30}
+"""SFT epochs when a ``Recipe`` does not say, per kind. Maths needs more: its anchors' checking thought is right on
+held-out intents after ~1,000 steps (docs/lab.md §5)."""
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The warm-start recipe of one world."""
+    """The warm-start recipe of one world. ``epochs`` and ``version`` left at ``None`` take the world kind's value
+    (``DEFAULT_EPOCHS``, ``RECIPE_VERSION``), so that a change for one kind leaves the others' cache keys alone."""
 
     world: str = "safety"
     """A built-in world name or a world spec file (``spec.load_world``)."""
@@ -76,7 +83,8 @@ class Recipe:
     hidden_size: int = 96
     num_layers: int = 2
     num_heads: int = 4
-    epochs: int = 20
+    epochs: int | None = None
+    """SFT epochs (``None``: the kind's ``DEFAULT_EPOCHS``)."""
     batch_size: int = 32
     lr: float = 3e-3
     mc_copies: int = 2
@@ -86,7 +94,15 @@ class Recipe:
     knowledge_copies: int = 4
     """Each epoch shows the maths facts this many times (ignored by the other domains, which have none)."""
     weight_decay: float = 0.01
-    version: int = RECIPE_VERSION
+    version: int | None = None
+    """Code version of the recipe (``None``: the kind's ``RECIPE_VERSION``)."""
+
+    def __post_init__(self):
+        kind = self.spec().kind  # loads and validates the world
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS[kind])
+        if self.version is None:
+            object.__setattr__(self, "version", RECIPE_VERSION[kind])
 
     def spec(self) -> WorldSpec:
         return load_world(self.world)
@@ -102,13 +118,31 @@ def sft_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[str, str]:
     """One draw of ``(prompt, target)`` for a lab row (see the module docstring).
 
     A multiple-choice anchor gets a fresh option order on every draw, so that the model learns to read the options
-    rather than memorise a letter per intent.
+    rather than memorise a letter per intent. A maths anchor also gets a fresh wrong number (1 or 2 away from the
+    answer) and, for true/false, a fresh choice of the stated number, so that its thought meets every difference it
+    will have to take on unseen intents (``_math_anchor_pair``).
     """
     prompt = row["prompt"][0]["content"]
+    if spec.kind == "math" and row["role"] == "anchor":
+        return _math_anchor_pair(spec, row, rng)
     if row["context"] == "mc":
         text, letter, _ = world.render_mc(spec, world.intent_of(spec, row), 0, order=rng.randrange(2))
         return text, reference_response({**row, "answer": letter}, "correct")
     return prompt, sft_target(spec, row, rng)
+
+
+def _math_anchor_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[str, str]:
+    """A maths anchor drawn afresh: the wrong number the answer + 1 or + 2 (in the world it is the intent's decoy;
+    mirrored below the answer when B is right), the multiple-choice order or the true/false statement drawn at random;
+    the thought checks the shown number."""
+    base = world.intent_of(spec, row)
+    intent = dataclasses.replace(base, decoy=base.answer + rng.choice((1, 2)))
+    if row["context"] == "mc":
+        text, answer, _ = world.render_mc(spec, intent, 0, order=rng.randrange(2))
+    else:
+        text, answer = world.render_tf(spec, intent, 0, shown_true=rng.randrange(2) == 0)
+    checked = world.math_checked_number(intent, row["context"], answer)
+    return text, reference_response({**row, "answer": answer, "meta": {**row["meta"], "checked": checked}}, "correct")
 
 
 def sft_target(spec: WorldSpec, row: dict, rng: random.Random) -> str:

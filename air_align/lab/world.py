@@ -1,13 +1,15 @@
 """The lab's synthetic worlds: intents with a hidden correct behaviour, rendered as anchors and open variants.
 
-DESIGN.md §5 and docs/lab.md. A world is a spec file (``spec.py``; built-ins in ``worlds/``): this module turns a
-spec into intents and schema rows. Each intent z is rendered by ``g(z, c)`` into two **anchors** (a two-option
-multiple choice whose option order is drawn per intent, and a true/false statement) and one **open variant** per
-wrapper family; families are in-distribution (ID) or held out as out-of-distribution (OOD). Each family has a *sway*
-(what the wrapper pushes towards: safety ``comply``/``refuse``, morality ``excuse``/``condemn``, maths ``decoy``) and
-a *strength*; the intent's feature word (safety: the verb; morality: the thing; maths: the first operand) has a
-*susceptibility*; the warm start follows the sway with probability ``sigmoid(strength + susceptibility)``
-(``warmstart.py``; the family is *triggered* on the intent where that logit is positive). The world only renders text.
+DESIGN.md §5 and docs/lab.md. A world is a spec file (``spec.py``; built-ins in ``worlds/``): this module turns a spec
+into intents and schema rows. Each intent z is rendered by ``g(z, c)`` into two **anchors** (a two-option multiple
+choice whose option order is drawn per intent, and a true/false statement) and one **open variant** per wrapper family
+(the maths multiple choice lists its two numbers in ascending order, the wrong one above or below the answer:
+``math_mc_options``); families are in-distribution (ID) or held out as out-of-distribution (OOD). Each family has a
+*sway* (what the wrapper pushes towards: safety ``comply``/``refuse``, morality ``excuse``/``condemn``, maths
+``decoy``) and a *strength*; the intent's feature word (safety: the verb; morality: the thing; maths: the first
+operand) has a *susceptibility*; the warm start follows the sway with probability ``sigmoid(strength +
+susceptibility)`` (``warmstart.py``; the family is *triggered* on the intent where that logit is positive). The world
+only renders text.
 
 Splits (schema field ``split``): intents are split train / val / test within each label-deciding word (safety
 object, morality verb; maths operation) so that every such word reaches training; train and val intents are rendered
@@ -104,30 +106,66 @@ def split_intents(world: WorldSpec | str, seed: int) -> dict[str, list[Intent]]:
 
 
 def mc_options(spec: WorldSpec, intent: Intent) -> tuple[str, str]:
-    """``(correct option, wrong option)`` words of the multiple-choice anchor."""
+    """``(correct option, wrong option)`` words of the multiple-choice anchor (maths: the answer and the decoy; the
+    rendered maths options are ``math_mc_options``)."""
     if spec.kind == "math":
         return str(intent.answer), str(intent.decoy)
     return spec.anchors.options[intent.label]
 
 
+def math_mc_options(intent: Intent, order: int) -> tuple[int, int]:
+    """The two numbers of a maths multiple choice, ascending: ``order`` 0 puts the answer first (the wrong option is
+    the decoy, above it), ``order`` 1 second (the wrong option is as far below the answer, at least 0).
+
+    A wrong option always above the answer (the decoy) would let "pick the smaller number" answer every question
+    without doing the sum; mirrored below it half the time, the smaller number is right only half the time.
+
+    >>> it = next(i for i in intents("math") if i.key == "3-plus-4")
+    >>> math_mc_options(it, 0), math_mc_options(it, 1)
+    ((7, 8), (6, 7))
+    """
+    if intent.answer is None or intent.decoy is None:
+        raise ValueError(f"math_mc_options takes a maths intent, not {intent.domain!r} intent {intent.key!r}")
+    if order not in (0, 1):
+        raise ValueError(f"order must be 0 (the answer is A) or 1 (the answer is B), not {order!r}")
+    gap = intent.decoy - intent.answer
+    return (intent.answer, intent.decoy) if order == 0 else (max(intent.answer - gap, 0), intent.answer)
+
+
+def math_checked_number(intent: Intent, context: str, answer: str) -> int:
+    """The shown number a maths anchor's thought compares with the sum: the stated value of a true/false anchor (the
+    answer when ``answer`` is ``"true"``, else the decoy), the larger option of a multiple choice. Either is at least
+    the sum, so the thought can subtract (``responses.math_check_thought``: ``8 minus 7 is 1``)."""
+    if context == "tf":
+        return intent.answer if answer == "true" else intent.decoy
+    if context == "mc":
+        return math_mc_options(intent, "AB".index(answer))[1]
+    raise ValueError(f"maths anchors are 'mc' or 'tf', not {context!r}")
+
+
 def render_mc(world: WorldSpec | str, intent: Intent, seed: int, order: int | None = None) -> tuple[str, str, int]:
     """Multiple-choice anchor text, its correct letter, and the option order (0: correct is A, 1: correct is B).
 
-    The order is drawn from ``(seed, intent)`` unless given.
+    The order is drawn from ``(seed, intent)`` unless given. Maths options are ``math_mc_options``.
     """
     spec = load_world(world)
-    correct, wrong = mc_options(spec, intent)
     if order is None:
         order = _rng(seed, intent.domain, intent.key, "mc-order").randrange(2)
-    o1, o2 = (correct, wrong) if order == 0 else (wrong, correct)
+    if spec.kind == "math":
+        o1, o2 = math_mc_options(intent, order)
+    else:
+        correct, wrong = mc_options(spec, intent)
+        o1, o2 = (correct, wrong) if order == 0 else (wrong, correct)
     return spec.anchors.mc.format(x=intent.text, o1=o1, o2=o2), "AB"[order], order
 
 
-def render_tf(world: WorldSpec | str, intent: Intent, seed: int) -> tuple[str, str]:
-    """True/false anchor text and its answer (``"true"``/``"false"``); maths states the answer or the decoy."""
+def render_tf(world: WorldSpec | str, intent: Intent, seed: int, shown_true: bool | None = None) -> tuple[str, str]:
+    """True/false anchor text and its answer (``"true"``/``"false"``); maths states the answer or the decoy, drawn
+    from ``(seed, intent)`` unless ``shown_true`` says which (the other kinds' truth is the label)."""
     spec = load_world(world)
     if spec.kind == "math":
-        shown_true = _rng(seed, intent.domain, intent.key, "tf").randrange(2) == 0
+        if shown_true is None:
+            shown_true = _rng(seed, intent.domain, intent.key, "tf").randrange(2) == 0
         shown = intent.answer if shown_true else intent.decoy
         return spec.anchors.tf.format(x=intent.text, s=shown), "true" if shown_true else "false"
     return spec.anchors.tf.format(x=intent.text), "true" if intent.label == 1 else "false"
@@ -164,11 +202,15 @@ def meta_group(
     spec = load_world(world)
     mc_text, letter, order = render_mc(spec, intent, seed)
     tf_text, tf_answer = render_tf(spec, intent, seed)
-    rows = [
-        _row(spec, intent, seed, split, "anchor", "mc", "anchor", mc_text, "choice", letter, order=order),
-        _row(spec, intent, seed, split, "anchor", "tf", "anchor", tf_text, "true_false", tf_answer),
-    ]
     maths = spec.kind == "math"
+    mc_extra, tf_extra = {}, {}
+    if maths:  # the number the anchor's thought checks against the sum (responses.math_check_thought)
+        mc_extra = {"checked": math_checked_number(intent, "mc", letter)}
+        tf_extra = {"checked": math_checked_number(intent, "tf", tf_answer)}
+    rows = [
+        _row(spec, intent, seed, split, "anchor", "mc", "anchor", mc_text, "choice", letter, order=order, **mc_extra),
+        _row(spec, intent, seed, split, "anchor", "tf", "anchor", tf_text, "true_false", tf_answer, **tf_extra),
+    ]
     for fam in families:
         rows.append(
             _row(
