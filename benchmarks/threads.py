@@ -3,7 +3,8 @@
 Each *variant* is one way of running the same command (which code, which environment, which ``--threads``); each
 *load* is a number of background busy loops (``python -c 'while True: pass'``) started before the command and
 stopped after it. Rounds interleave every variant × load, so slow drift of the machine's other work touches all
-alike. Per run: the wall time of the whole command and the trainer's own ``train_runtime``.
+alike. Per run: the wall time of the whole command, the trainer's own ``train_runtime`` and the 1-minute load
+average (mean of before and after: the machine's other jobs, the busy loops and the run itself).
 
     python benchmarks/threads.py --rounds 3 --out benchmarks/results/threads.json
 
@@ -33,11 +34,10 @@ def variants(before: str | None) -> dict[str, tuple[str, dict, list[str]]]:
     """name -> (code root, extra environment, extra train arguments)."""
     out = {}
     if before:
-        out["before: torch default threads"] = (before, {}, [])
+        out["before: default (torch's threads)"] = (before, {}, [])
         out["before: OMP_NUM_THREADS=1"] = (before, {"OMP_NUM_THREADS": "1"}, [])
-        out["before: OMP_WAIT_POLICY=PASSIVE"] = (before, {"OMP_WAIT_POLICY": "PASSIVE"}, [])
-    out["after: default"] = (str(ROOT), {}, [])
-    out["after: --threads 2"] = (str(ROOT), {}, ["--threads", "2"])
+    out["after: default (torch's threads)"] = (str(ROOT), {}, [])
+    out["after: --threads 1"] = (str(ROOT), {}, ["--threads", "1"])
     return out
 
 
@@ -48,7 +48,7 @@ def run_once(code: str, env_extra: dict, args: list[str], steps: int) -> dict:
         cmd = [sys.executable, "-m", "air_align.cli", "train", *args, "--config", str(ROOT / "configs/tiny-cpu.yaml")]
         cmd += [f"output_dir={tmp}/run", f"max_steps={steps}", "save_steps=1000"]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(cmd, env=env, cwd=code, capture_output=True, text=True)  # -m puts cwd first on the path
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd} failed:\n{proc.stderr[-2000:]}")
@@ -72,17 +72,23 @@ def main() -> None:
     args = parser.parse_args()
     loads = [int(x) for x in args.loads.split(",")]
     table = variants(args.before)
+    for name, (code, _, _) in table.items():  # each variant runs the code it names
+        probe = [sys.executable, "-c", "import air_align; print(air_align.__file__)"]
+        used = subprocess.run(probe, cwd=code, env={**os.environ, "PYTHONPATH": code}, capture_output=True, text=True)
+        assert used.stdout.startswith(str(Path(code).resolve())), (name, used.stdout, used.stderr)
     runs = []
     for r in range(args.rounds):
         for load in loads:
             for name, (code, env, extra) in table.items():
                 busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+                loadavg = os.getloadavg()[0]
                 try:
                     res = run_once(code, env, extra, args.steps)
                 finally:
                     for p in busy:
                         p.kill()
                         p.wait()
+                res["loadavg_1min"] = round((loadavg + os.getloadavg()[0]) / 2, 2)  # the machine's, ours included
                 runs.append({"round": r, "load": load, "variant": name, **res})
                 print(json.dumps(runs[-1]), flush=True)
     medians = {}
