@@ -67,6 +67,15 @@ def split_debug(argv: list[str]) -> tuple[list[str], bool]:
     return kept, len(kept) < len(argv)
 
 
+def is_override(arg: str) -> bool:
+    """A ``key=value`` command-line override (``train``'s positional arguments).
+
+    >>> is_override("max_steps=2"), is_override("--threads=2"), is_override("runs/x")
+    (True, False, False)
+    """
+    return "=" in arg and not arg.startswith("-")
+
+
 def error_message(err: BaseException) -> str:
     """The one-line (or, for a list of problems, multi-line) message of an expected error.
 
@@ -82,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     argv, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
     debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(is_override(a) for a in extra):
+        args.overrides += extra  # key=value on both sides of an option: `train … --overwrite max_steps=2`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help()
         return INPUT_ERROR

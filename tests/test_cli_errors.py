@@ -166,3 +166,10 @@ def test_results_of_a_valid_eval_file_are_unchanged_by_the_check(tmp_path, capsy
     args = ["eval", "--model", "tiny", "--data", path, "--out", str(tmp_path / "e"), "--max-new-tokens", "2"]
     assert main([*args, "--splits", "test_id", "--no-dispersion", "--bootstrap", "0", "--no-progress"]) == 0
     assert json.loads((tmp_path / "e" / "results.json").read_text())["n_prompts"] == 6
+
+
+def test_unknown_options_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as code:
+        main(["train", "--config", TINY, "--bogus", "max_steps=1"])
+    assert code.value.code == INPUT_ERROR  # argparse's usage error, with the usage line
+    assert "air-align: error: unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import re
 import subprocess
@@ -44,3 +45,18 @@ def test_trl_still_calls_the_deprecated_checkpointing_names():
     source = inspect.getsource(trl.models.utils)
     assert "unwrapped_model.is_gradient_checkpointing" in source
     assert "gradient_checkpointing_disable()" in source and "gradient_checkpointing_enable(" in source
+
+
+def test_trl_unscored_warning_is_shown_once_a_run(tmp_path, caplog):
+    # toy_reward returns None for a completion that starts with a digit: TRL warns with the whole row each time
+    from air_align.cli import main
+
+    args = ["train", "--config", str(ROOT / "configs/tiny-cpu.yaml"), f"output_dir={tmp_path}", "max_steps=4"]
+    with caplog.at_level("WARNING", logger="trl.trainer.grpo_trainer"):
+        assert main([*args, "disable_tqdm=true"]) == 0
+    shown = [r for r in caplog.records if "All reward functions returned None" in r.getMessage()]
+    assert len(shown) == 1 and shown[0].getMessage().endswith(
+        "(shown once: later completions that no reward function scored are not shown)"
+    )
+    filters = logging.getLogger("trl.trainer.grpo_trainer").filters
+    assert len(filters) == 1 and filters[0].dropped > 1  # repeats happened and were held back

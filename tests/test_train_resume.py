@@ -42,7 +42,7 @@ def test_torn_checkpoints_are_skipped_and_the_run_resumes_exactly(runs, capsys):
     weights_2.write_bytes(weights_2.read_bytes()[:1000])
     shutil.rmtree(torn / "final")
     capsys.readouterr()
-    assert train(torn, "max_steps=3", "--resume") == 0
+    assert train(torn, "--resume", "max_steps=3") == 0  # `--resume key=value`: the override is not a path
     err = capsys.readouterr().err
     assert (
         f"--resume: skipping {torn / 'checkpoint-3'}: no trainer_state.json (the run stopped while saving this "
@@ -93,7 +93,7 @@ def test_used_output_dir_needs_resume_or_overwrite(runs, tmp_path, capsys):
     assert train(out, "max_steps=1", "--resume", "--overwrite") == INPUT_ERROR
     assert "--resume continues the run in output_dir and --overwrite deletes it: choose one" in capsys.readouterr().err
     (out / "notes.txt").write_text("mine")
-    assert train(out, "max_steps=1", "--overwrite") == 0
+    assert train(out, "--overwrite", "max_steps=1") == 0  # overrides on both sides of an option
     assert "--overwrite: deleted 4 item(s) of the previous run" in capsys.readouterr().err
     kept = ["README.md", "air_align_run.yaml", "checkpoint-1", "final", "log.jsonl", "notes.txt"]
     assert sorted(p.name for p in out.iterdir()) == kept  # README.md: TRL's model card, rewritten by every save

@@ -41,7 +41,13 @@ def add_parser(subparsers) -> None:
 
 
 def _handle_train(args) -> int:
+    import os
+
     from air_align.threads import set_threads
+
+    if args.resume and "=" in args.resume and not os.path.exists(args.resume):  # `--resume max_steps=3`
+        args.overrides.append(args.resume)
+        args.resume = "auto"
 
     set_threads(args.threads)
     from transformers.utils import logging as hf_logging

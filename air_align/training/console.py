@@ -9,6 +9,7 @@ each step appears once.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -74,14 +75,43 @@ class LogToFile(ProgressCallback):
             super().on_train_end(args, state, control, **kwargs)
 
 
+class FirstOnly(logging.Filter):
+    """Let through the first record whose message contains ``text``; drop the repeats (counted in ``dropped``)."""
+
+    def __init__(self, text: str, note: str):
+        super().__init__()
+        self.text, self.note, self.dropped = text, note, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in str(record.msg):
+            return True
+        if self.dropped == 0:
+            record.msg = f"{record.msg}\n({self.note})"
+        self.dropped += 1
+        return self.dropped == 1
+
+
+UNSCORED_TEXT = "All reward functions returned None"
+"""TRL warns with the whole row for every completion no reward function scored (a toy reward does so by design, a
+judge with ``model: none`` for every open variant): :func:`log_to_file` shows it once a run, not once a completion."""
+
+
 def log_to_file(trainer, path: str | Path) -> LogToFile:
     """Give ``trainer`` a :class:`LogToFile` in place of its printing callbacks (``ProgressCallback``, which prints
-    each step's dict under the bar, and ``PrinterCallback``, which prints it when the bar is off)."""
+    each step's dict under the bar, and ``PrinterCallback``, which prints it when the bar is off), and show TRL's
+    unscored-completion warning once (:data:`UNSCORED_TEXT`; the filter is ``callback.unscored``)."""
     for callback in list(trainer.callback_handler.callbacks):
         if type(callback) in (ProgressCallback, PrinterCallback):
             trainer.callback_handler.remove_callback(callback)
     callback = LogToFile(path)
     trainer.add_callback(callback)
+    trl_logger = logging.getLogger("trl.trainer.grpo_trainer")
+    for old in [f for f in trl_logger.filters if isinstance(f, FirstOnly)]:  # one run at a time: its own count
+        trl_logger.removeFilter(old)
+    callback.unscored = FirstOnly(
+        UNSCORED_TEXT, "shown once: later completions that no reward function scored are not shown"
+    )
+    trl_logger.addFilter(callback.unscored)
     return callback
 
 
