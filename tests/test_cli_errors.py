@@ -99,6 +99,7 @@ def test_every_command_reports_bad_input_without_traceback(tmp_path, capsys):
         ("study", "--methods", "grpo,dpo", "--out", str(tmp_path / "s")): (
             "error: unknown method 'dpo'; choose one of grpo, grpo+vrex, grpo+air, gspo+air"
         ),
+        ("study", "--judge", "gpt", "--no-base", "--out", str(tmp_path / "s")): "error: unknown --judge 'gpt'",
         ("train", "--config", str(tmp_path / "nope.yaml")): f"error: --config {tmp_path / 'nope.yaml'}: no such file",
         ("train", "max_steps"): "error: override 'max_steps' is not key=value (e.g. max_steps=10)",
         ("eval", "--model", "tiny", "--data", str(tmp_path / "d.jsonl"), "--out", "x", "--threads", "0"): (
