@@ -25,7 +25,7 @@ from air_align.training import cli as training_cli
 AREAS = (
     theory_cli,  # theory: the checks that the maths matches the paper
     data_cli,  # data: build, validate and inspect meta-group datasets
-    training_cli,  # train: GRPO/GSPO with AIR or V-REx on TRL
+    training_cli,  # train / calibrate: GRPO/GSPO with AIR or V-REx on TRL; is a reward AIR-ready?
     evaluation_cli,  # eval / report / audit: Acc, Acc_group, ID/OOD, reports, plots, a model's context invariance
     lab_cli,  # reproduce / demo: the CPU-scale lab
     real_cli,  # study: the real tier (SmolLM2 trained with each method, audited)

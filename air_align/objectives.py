@@ -205,7 +205,12 @@ def grpo_advantages(rewards: Tensor, prompt_ids: Tensor, scale_by_std: bool = Tr
 
 
 def invariance_coefficients(
-    rewards: Tensor, prompt_ids: Tensor, group_ids: Tensor, is_anchor: Tensor, invariance: Invariance
+    rewards: Tensor,
+    prompt_ids: Tensor,
+    group_ids: Tensor,
+    is_anchor: Tensor,
+    invariance: Invariance,
+    offsets: Tensor | None = None,
 ) -> Tensor:
     """Per-completion invariance coefficient ``Δ_s``, detached (Algorithm 1, line 7).
 
@@ -215,11 +220,23 @@ def invariance_coefficients(
       Gradient of the expected surrogate = ``−½ ∇ Σ_{c∈S_z} (R_c − R̄)² = −(|S_z|/2) ∇Var_c[R_c]``.
     - ``"none"``: zeros (plain GRPO/GSPO).
 
+    **Calibrated Δ** (not in the paper; issue 15, ``docs/calibration.md``). ``offsets`` gives each completion the
+    offset ``b_s`` of its prompt: the measured gap ``E[correct open reward] − E[correct anchor reward]`` of its
+    (domain, label). Each prompt is then compared at its *calibrated level* ``r̄_s − b_s``:
+
+        air:   Δ_s = r̄_acr(z) + b_s − r̄_s                          (open s; 0 for anchors, whose b is ignored)
+        vrex:  Δ_s = mean_{c∈S_z} (r̄_c − b_c) − (r̄_s − b_s)        (every s; pass b = 0 for anchors)
+
+    so that a policy whose open variants earn exactly their correct-behaviour reward gets ``Δ = 0``. ``offsets =
+    None`` (or zeros) is the paper's form.
+
     Shape:
-        all inputs (N,) -> (N,), one value per completion (constant within a prompt).
+        all inputs (N,) -> (N,), one value per completion (constant within a prompt); ``offsets`` (N,), constant
+        within a prompt.
 
     Raises:
-        ValueError: unknown mode; under ``"air"``, a meta-group without an anchor.
+        ValueError: unknown mode; under ``"air"``, a meta-group without an anchor; ``offsets`` of the wrong shape,
+            not finite, or different between two completions of one prompt.
 
     >>> r = torch.tensor([1.0, 1.0, 0.0, 0.5])          # anchor prompt 0 (r̄=1), open prompt 1 (r̄=0.25)
     >>> invariance_coefficients(r, torch.tensor([0, 0, 1, 1]), torch.zeros(4, dtype=torch.long),
@@ -232,6 +249,7 @@ def invariance_coefficients(
     if invariance == "none":
         return torch.zeros_like(rewards)
     g = stats.prompt_group
+    b = _prompt_offsets(offsets, stats, prompt_ids)  # (P,) b_s, zeros without offsets
     if invariance == "air":
         if (stats.num_anchors == 0).any():
             m = int(torch.nonzero(stats.num_anchors == 0)[0])
@@ -240,11 +258,42 @@ def invariance_coefficients(
                 f"meta-group {gid} has no anchor prompt: AIR pulls open variants toward their anchors' reward, so "
                 "every meta-group needs at least one anchor (role='anchor') in the same generation batch"
             )
-        delta = stats.anchor_mean[g] - stats.prompt_mean  # (P,)
+        delta = stats.anchor_mean[g] + b - stats.prompt_mean  # (P,) r̄_acr(z) + b_s − r̄_s
         delta = torch.where(stats.prompt_is_anchor, torch.zeros_like(delta), delta)
-    else:  # vrex
-        delta = stats.context_mean[g] - stats.prompt_mean  # (P,)
+    else:  # vrex: mean_{c∈S_z} (r̄_c − b_c) − (r̄_s − b_s); the group means of r̄ and of b, over the same prompts
+        num_prompts = torch.zeros_like(stats.context_mean).index_add_(0, g, torch.ones_like(b))  # (M,) |S_z|
+        mean_b = torch.zeros_like(stats.context_mean).index_add_(0, g, b) / num_prompts  # (M,)
+        delta = (stats.context_mean[g] - mean_b[g]) - (stats.prompt_mean - b)  # (P,)
     return delta[stats.prompt_of_completion].detach()
+
+
+def _prompt_offsets(offsets: Tensor | None, stats: MetaGroupStats, prompt_ids: Tensor) -> Tensor:
+    """Per-prompt offsets ``b_s`` (P,) from per-completion ``offsets`` (N,), checked; zeros when None."""
+    num_prompts = stats.prompt_mean.numel()
+    if offsets is None:
+        return torch.zeros_like(stats.prompt_mean)
+    n = stats.prompt_of_completion.numel()
+    if tuple(offsets.shape) != (n,):
+        raise ValueError(
+            f"shape mismatch: offsets has shape {tuple(offsets.shape)} but rewards has ({n},); pass one offset b "
+            "per completion (its prompt's, 0 for the paper's Δ)"
+        )
+    offsets = offsets.to(device=stats.prompt_mean.device, dtype=stats.prompt_mean.dtype)
+    if not torch.isfinite(offsets).all():
+        raise ValueError("offsets must be finite reward offsets b; got NaN or ±inf (use 0 where no offset applies)")
+    positions = torch.arange(n, device=offsets.device)
+    first = torch.full((num_prompts,), n, dtype=torch.long, device=offsets.device)
+    first = first.scatter_reduce(0, stats.prompt_of_completion, positions, reduce="amin")  # (P,) first completion
+    b = offsets[first]  # (P,) the offset of each prompt's first completion
+    bad = offsets != b[stats.prompt_of_completion]
+    if bad.any():
+        i = int(torch.nonzero(bad)[0])
+        raise ValueError(
+            f"completion {i} of prompt id {int(prompt_ids[i])} has offset {float(offsets[i])} but the prompt's first "
+            f"completion has {float(b[stats.prompt_of_completion[i]])}; an offset b belongs to a prompt's (domain, "
+            "label): give every completion of a prompt the same one"
+        )
+    return b
 
 
 def sequence_logprob(per_token_logps: Tensor, completion_mask: Tensor, reduction: LogprobReduction = "sum") -> Tensor:
@@ -333,9 +382,15 @@ def leave_one_out_baseline(rewards: Tensor, prompt_ids: Tensor) -> Tensor:
 
 @torch.no_grad()
 def meta_group_diagnostics(
-    rewards: Tensor, prompt_ids: Tensor, group_ids: Tensor, is_anchor: Tensor, invariance: Invariance = "air"
+    rewards: Tensor,
+    prompt_ids: Tensor,
+    group_ids: Tensor,
+    is_anchor: Tensor,
+    invariance: Invariance = "air",
+    offsets: Tensor | None = None,
 ) -> dict[str, float]:
-    """Scalar diagnostics for logging, with stable names.
+    """Scalar diagnostics for logging, with stable names (``offsets``: the calibrated Δ's ``b``, see
+    :func:`invariance_coefficients`; the Δ entries use it, ``invariance/gap`` does not).
 
     - ``reward/anchor``, ``reward/open``: mean prompt reward by role;
     - ``invariance/gap``: mean over meta-groups of ``r̄_acr(z) − mean_{s∈O_z} r̄_s`` (positive: opens lag anchors);
@@ -360,7 +415,7 @@ def meta_group_diagnostics(
         out["invariance/abs_delta"] = 0.0 if invariance == "none" else nan
         out["invariance/delta"] = 0.0 if invariance == "none" else nan
         return out
-    coef = invariance_coefficients(rewards, prompt_ids, group_ids, is_anchor, invariance)
+    coef = invariance_coefficients(rewards, prompt_ids, group_ids, is_anchor, invariance, offsets)
     per_prompt = torch.zeros_like(stats.prompt_mean).index_copy_(0, stats.prompt_of_completion, coef)
     active = o if invariance == "air" else torch.ones_like(o)
     out["invariance/abs_delta"] = mean_or_nan(per_prompt[active].abs())

@@ -144,3 +144,21 @@ def test_cache_persists_and_skips_torn_lines(tmp_path):
     assert (reloaded.hits, reloaded.misses) == (2, 1)
     assert len(path.read_text().splitlines()) == 3
     assert all("key" in json.loads(line) for line in path.read_text().splitlines()[:2])
+
+
+def test_a_maths_anchor_answers_with_a_letter_and_needs_no_box():
+    """A maths anchor's prompt asks for the letter (or true/false) only; the format reward and the composite require
+    ``\\boxed{}`` on maths *answers* (verifier ``math``) alone, so a correct bare-letter anchor earns the full format
+    reward (it earned −1.0 before, making the maths reward miscalibrated: docs/real-tier.md)."""
+    from air_align.data.renderers import with_instruction
+    from air_align.rewards.composite import build_reward
+    from air_align.rewards.format import format_reward
+
+    letter = "<think>7 is option B</think><answer>B</answer>"
+    assert format_reward([letter], domain=["math"], verifier=["choice"]) == [1.25]
+    assert format_reward(["<think>x</think><answer>7</answer>"], domain=["math"], verifier=["math"]) == [-1.0]
+    assert "boxed" not in with_instruction("What is 3 + 4? A) 7 B) 8", "math", anchor="choice")
+    assert "boxed" in with_instruction("What is 3 + 4?", "math")
+    reward = build_reward({"judge": {"model": "none"}})
+    cols = {"domain": ["math"], "verifier": ["choice"], "answer": ["B"], "role": ["anchor"], "label": [None]}
+    assert reward(prompts=["q"], completions=[letter], **cols) == [2.5]  # task 1.25 + format 1.25

@@ -69,8 +69,26 @@ def test_composite_routes_every_row():
     assert reward.last_format[2] == -1.0 and reward.last_task[2] == 1.25
     assert reward.last_safety[7].reward == -1.0 and reward.last_safety[7].safety_log_odds == pytest.approx(-3.0)
     assert reward.__name__ == "air_composite"
-    # 3 safety rows x 11 questions + 2 morality rows x 1 question
-    assert judge.scored == 3 * 11 + 2
+    # 3 safety rows x 11 questions + 1 morality prompt: rows 8 and 9 share (scenario, response), judged once (the
+    # judge does not see the label; the reward compares its verdict with each row's label)
+    assert judge.scored == 3 * 11 + 1
+
+
+def test_a_pair_repeated_in_one_call_is_judged_once():
+    """K samples of one prompt often coincide (and the calibration check repeats a response on every open variant of
+    an intent): each distinct (request, response) costs its prompts once per call, and every copy gets its score."""
+    judge = ScriptedJudge()
+    reward = build_reward({"judge": {"model": "none"}}, judge=judge)
+    texts = [GOOD.format("No."), GOOD.format("Sure. step 1: get the tools"), GOOD.format("No.")]
+    columns = dict(role=["open"] * 3, domain=["safety"] * 3, verifier=["judge"] * 3, intent=["pick a lock"] * 3)
+    assert reward(texts, **columns) == [2.5, 0.25, 2.5]  # safe 1.25 + fmt 1.25; unsafe -1.0 + 1.25; as the first
+    assert judge.scored == 2 * 11  # two distinct responses x (10 facets + helpfulness)
+    moral = dict(role=["open"] * 4, domain=["morality"] * 4, verifier=["judge"] * 4, label=[1, 0, 1, 1],
+                 intent=["I stole a bike."] * 3 + ["I fed a cat."])  # fmt: skip
+    said = [GOOD.format("That was wrong.")] * 4
+    # says wrong (+5 > 0): label 1 right 1.25 + 1.25; label 0 wrong -1.0 + 1.25; another scenario is another prompt
+    assert reward(said, **moral) == [2.5, 0.25, 2.5, 2.5]
+    assert judge.scored == 2 * 11 + 2
 
 
 def test_logs_through_trl_hooks():

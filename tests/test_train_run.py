@@ -154,8 +154,15 @@ def test_every_method_builds_a_valid_config_and_the_recipe_checks_it():
 
     assert PAPER_METHODS == ("grpo", "grpo+vrex", "grpo+air", "gspo+air")
     for name, method in METHODS.items():
-        config = air_config(name, output_dir="/tmp/air-align-method-check", use_cpu=True)
+        offsets = {"invariance_offsets": {"safety/0": 1.25}} if method.calibrated_delta else {}
+        config = air_config(name, output_dir="/tmp/air-align-method-check", use_cpu=True, **offsets)
         assert (config.invariance, config.aux_baseline) == (method.invariance, method.aux_baseline)
+    # calibrated Δ without offsets would silently be plain GRPO+AIR: refused, in the config and in the recipe
+    with pytest.raises(ValueError, match="calibrated Δ: pass invariance_offsets"):
+        air_config("grpo+air-cal", output_dir="/tmp/x", use_cpu=True)
+    plain = air_config("grpo+air", output_dir="/tmp/air-align-method-check", use_cpu=True)
+    with pytest.raises(ValueError, match="calibrated Δ: set invariance_offsets"):
+        build_trainer(RunConfig(method="grpo+air-cal"), plain)
     with pytest.raises(ValueError, match="sets \\['invariance'\\]"):
         air_config("grpo", invariance="air", output_dir="/tmp/x", use_cpu=True)
     mismatched = air_config("grpo+air", output_dir="/tmp/air-align-method-check", use_cpu=True)

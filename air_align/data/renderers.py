@@ -45,12 +45,13 @@ _ALLOWED_NODES = (jinja2.nodes.Template, jinja2.nodes.Output, jinja2.nodes.Templ
 
 
 def with_instruction(text: str, domain: str = "", anchor: str | None = None) -> str:
-    """``text`` followed by the format instruction (maths: ``\\boxed{}``) and, for anchors, what the answer holds.
+    """``text`` followed by the format instruction (maths: ``\\boxed{}``) and, for anchors, what the answer holds (a
+    maths anchor's answer is a letter or true/false: no box).
 
     >>> with_instruction("2+2?", "math").endswith("with the final number in \\\\boxed{} inside the answer.")
     True
     """
-    parts = [text.rstrip(), MATH_FORMAT_INSTRUCTION if domain == "math" else FORMAT_INSTRUCTION]
+    parts = [text.rstrip(), MATH_FORMAT_INSTRUCTION if domain == "math" and anchor is None else FORMAT_INSTRUCTION]
     if anchor == "choice":
         parts.append(CHOICE_INSTRUCTION)
     elif anchor == "true_false":

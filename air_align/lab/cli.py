@@ -2,52 +2,68 @@
 
 from __future__ import annotations
 
-PRESET_NAMES = ("smoke", "demo", "quick", "full", "baseline")
+PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full")
 
 
 def add_parser(subparsers) -> None:
     rep = subparsers.add_parser(
         "reproduce",
-        help="the paper's comparison in the lab: GRPO, GRPO+V-REx, GRPO+AIR, GSPO+AIR per domain, seeds, ID/OOD",
-        description="Per domain, GRPO / GRPO+V-REx / GRPO+AIR / GSPO+AIR from one SFT warm start with identical "
-        "hyperparameters except the regulariser; λ swept on ID validation data; oracle Acc / Acc_group on held-out "
-        "intents under ID and OOD families; plus the stress test. Writes DIR/results.json, DIR/table.md and a plot.",
+        help="the paper's comparison in the lab: GRPO, GRPO+V-REx, GRPO+AIR, GSPO+AIR (+ LOO) per world and regime",
+        description="Per world and judge regime, every method from one SFT warm start with identical hyperparameters "
+        "except the regulariser; λ swept on ID validation data; oracle Acc / Acc_group (per label and balanced) on "
+        "held-out intents under ID and OOD families; paired bootstrap CIs of AIR − GRPO. Runs go to worker processes "
+        "and a rerun into the same DIR resumes. Writes DIR/results.json, DIR/table.md and plots.",
     )
     rep.add_argument("--preset", choices=PRESET_NAMES, default="quick", help="budget (default: quick)")
-    rep.add_argument("--out", required=True, help="output directory")
-    rep.add_argument("--domains", default=None, help="comma-separated subset of safety,morality,math")
+    rep.add_argument("--out", required=True, help="output directory (rerun into it to resume)")
+    rep.add_argument(
+        "--world",
+        action="append",
+        metavar="NAME_OR_FILE",
+        help="run the preset's regimes on this world instead of the built-in ones (a world spec YAML file, or a "
+        "built-in name); repeat for several (docs/lab.md, 'Worlds as data')",
+    )
     rep.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the preset)")
     rep.add_argument("--max-steps", type=int, default=None, help="optimiser steps per run (overrides the preset)")
-    rep.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world (split, option orders)")
+    rep.add_argument("--workers", type=int, default=None, help="worker processes, one torch thread each")
+    rep.add_argument("--world-seed", type=int, default=0, help="seed of the world's split and option orders")
     rep.set_defaults(handler=_handle_reproduce)
 
     demo = subparsers.add_parser(
-        "demo", help="one-domain (safety) quick lab run: GRPO vs V-REx vs AIR, with the table at the end"
+        "demo", help="a quick look at the lab (safety, hack regime): GRPO vs GRPO+V-REx vs GRPO+AIR, one seed"
     )
     demo.add_argument("--out", default="air-align-demo", help="output directory (default: ./air-align-demo)")
+    demo.add_argument("--workers", type=int, default=None, help="worker processes, one torch thread each")
     demo.set_defaults(handler=_handle_demo)
 
 
 def _preset(args):
     import dataclasses
 
-    from air_align.lab.reproduce import PRESETS
-    from air_align.lab.world import DOMAINS
+    from air_align.lab.reproduce import PRESETS, Cell, regimes_for
+    from air_align.lab.spec import load_world
 
     preset = PRESETS[args.preset]
-    changes = {}
-    if args.domains:
-        domains = tuple(d.strip() for d in args.domains.split(",") if d.strip())
-        unknown = [d for d in domains if d not in DOMAINS]
-        if unknown:
-            raise SystemExit(f"--domains: unknown {unknown}; choose from {', '.join(DOMAINS)}")
-        changes["domains"] = domains
+    changes: dict = {}
+    if args.world:
+        cells = []
+        for name in args.world:
+            spec = load_world(name)  # validated here: a bad file stops before any training
+            cells += [Cell(name, regime) for regime in regimes_for(preset, spec.kind)]
+        changes["cells"] = tuple(cells)
     if args.seeds is not None:
         if args.seeds < 1:
-            raise SystemExit("--seeds must be at least 1")
+            raise SystemExit("error: --seeds must be at least 1")
         changes["seeds"] = tuple(range(args.seeds))
     if args.max_steps is not None:
-        changes["max_steps"] = changes["sweep_steps"] = args.max_steps
+        if args.max_steps < 1:
+            raise SystemExit("error: --max-steps must be at least 1")
+        changes["training"] = dataclasses.replace(preset.training, max_steps=args.max_steps)
+        changes["sweep_steps"] = args.max_steps
+    if args.workers is not None:
+        if args.workers < 1:
+            raise SystemExit("error: --workers must be at least 1")
+        changes["workers"] = args.workers
     return dataclasses.replace(preset, **changes)
 
 
@@ -63,16 +79,22 @@ def _handle_reproduce(args) -> int:
 
 
 def _handle_demo(args) -> int:
+    import dataclasses
     from pathlib import Path
 
     from air_align.lab.reproduce import PRESETS, reproduce
 
-    print("air-align demo: the lab's safety world, GRPO vs GRPO+V-REx vs GRPO+AIR (oracle-judged)")
-    results = reproduce(PRESETS["demo"], args.out)
+    preset = PRESETS["demo"]
+    if args.workers is not None:
+        preset = dataclasses.replace(preset, workers=max(1, args.workers))
+    print(
+        "air-align demo: the lab's safety world under the hack regime, GRPO vs GRPO+V-REx vs GRPO+AIR (oracle-judged)"
+    )
+    results = reproduce(preset, args.out)
     print(results["table"])
     print(f"\nreport: {Path(args.out) / 'table.md'}  results: {Path(args.out) / 'results.json'}")
     print(
-        "one seed, 40 steps, λ fixed (not swept): a look at the pipeline, not a result. The measured comparison "
-        "(5 seeds, λ swept on validation data) is `air-align reproduce --preset full`; see docs/results.md."
+        "one seed, λ fixed (not swept): a look at the pipeline, not a result. The measured comparison (5 seeds, λ "
+        "swept on validation data, paired CIs) is `air-align reproduce --preset full`; see docs/results.md."
     )
     return 0

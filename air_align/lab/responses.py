@@ -12,7 +12,9 @@ Kinds of answer, per domain:
 - morality: verdict ``wrong`` ("that was wrong") or ``fine`` ("that was fine"), and ``hack`` (an empathy cue,
   "i hear you .", before a verdict, which sways the judge whatever the verdict);
 - maths: ``\\boxed{N}`` as one word (N = 0..20);
-- anchors: a letter (``A``/``B``) or ``true``/``false``.
+- anchors: a letter (``A``/``B``) or ``true``/``false``. A maths anchor's thought does the sum, then subtracts it
+  from the shown number it checks (``math_check_thought``), so that the answer follows from one number: 0 means
+  the shown number is the answer.
 
 ``read_answer`` parses any completion (including degenerate ones a policy may learn) into surface features:
 a refusal cue, how-to content, an empathy cue, a verdict, a letter, a truth value, a boxed number, and whether the
@@ -92,6 +94,22 @@ def math_response(expression: str, value: int) -> str:
     '<think> 3 plus 4 is 7 </think> <answer> \\boxed{7} </answer>'
     """
     return wrap(f"{expression} is {value}", boxed(value))
+
+
+def math_check_thought(expression: str, value: int, shown: int) -> str:
+    """A maths anchor's thought: the sum, then the shown number minus the sum (``shown >= value``).
+
+    Why a subtraction rather than "is the shown number equal to the sum?": the tiny lab model learns sums and
+    differences quickly (their logits are additive in the two numbers) but learns equality of two numbers (a
+    product of the two) only by chance within its SFT budget; with the difference written out, the letter or truth
+    value depends on one number, 0 or not (docs/lab.md §5).
+
+    >>> math_check_thought("3 plus 4", 7, 8)
+    '3 plus 4 is 7 . 8 minus 7 is 1'
+    """
+    if shown < value:
+        raise ValueError(f"the checked number {shown} is below the sum {value}; maths anchors show numbers >= it")
+    return f"{expression} is {value} . {shown} minus {value} is {shown - value}"
 
 
 def anchor_response(think: str, answer: str) -> str:

@@ -20,33 +20,42 @@ from air_align.lab.responses import (
     HACK,
     REFUSAL,
     boxed,
+    math_check_thought,
     morality_response,
     safety_response,
 )
+from air_align.lab.spec import WorldSpec, load_world
 from air_align.models import chatml_fast_tokenizer
 
+MAX_NUMBER = 20  # numbers 0..20 (and their boxed words) are always in the vocabulary
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<|im_start|>", "<|im_end|>")
 CHAT_WORDS = ("system", "user", "assistant")
 
 
-def world_words() -> list[str]:
-    """Every word of the lab world, sorted (deterministic; the vocabulary of the tokenizer)."""
+def world_words(name_or_spec: WorldSpec | str = "safety") -> list[str]:
+    """Every word of a lab world, sorted (deterministic; the vocabulary of its tokenizer): the response grammar of
+    every kind, the numbers and boxed numbers, and every rendering of the world's intents."""
+    spec = load_world(name_or_spec)
     texts: list[str] = [COMPLY, REFUSAL, HACK, EMPATHY, " ".join(FORMAT_TAGS), " ".join(CHAT_WORDS)]
     texts += [safety_response(k) for k in ("refuse", "comply", "hack")]
     texts += [morality_response(v, e) for v in ("wrong", "fine") for e in (False, True)]
     texts += ["this is harmful this is safe this was wrong this was fine i think is A B true false"]
-    texts += [str(n) for n in range(world.MAX_NUMBER + 1)] + [boxed(n) for n in range(world.MAX_NUMBER + 1)]
-    for domain in world.DOMAINS:
-        for intent in world.intents(domain):
-            texts.append(intent.text)
-            texts.append(world.render_mc(intent, seed=0)[0])
-            texts.append(world.render_tf(intent, seed=0)[0])
-            texts += [world.render_open(intent, fam) for fam in world.families(domain)]
+    top = max([MAX_NUMBER] + [it.decoy or 0 for it in world.intents(spec)])
+    texts += [str(n) for n in range(top + 1)] + [boxed(n) for n in range(top + 1)]
+    for intent in world.intents(spec):
+        texts.append(intent.text)
+        texts.append(world.render_mc(spec, intent, seed=0)[0])
+        texts.append(world.render_mc(spec, intent, seed=0, order=1)[0])
+        texts.append(world.render_tf(spec, intent, seed=0)[0])
+        texts += [spec.anchors.tf.format(x=intent.text, s=v) for v in (intent.answer, intent.decoy) if v is not None]
+        texts += [world.render_open(intent, fam) for fam in spec.families]
+        if spec.kind == "math":  # the anchors' checking thought ("3 plus 4 is 7 . 8 minus 7 is 1")
+            texts.append(math_check_thought(intent.text, intent.answer, intent.decoy))
     return sorted({w for t in texts for w in t.split()})
 
 
-def build_lab_tokenizer():
-    """The lab's ``PreTrainedTokenizerFast`` (word level, ChatML template, left padding).
+def build_lab_tokenizer(name_or_spec: WorldSpec | str = "safety"):
+    """A lab world's ``PreTrainedTokenizerFast`` (word level, ChatML template, left padding).
 
     >>> tok = build_lab_tokenizer()
     >>> ids = tok("<think> this is harmful </think>")["input_ids"]
@@ -56,7 +65,7 @@ def build_lab_tokenizer():
     False
     """
 
-    vocab = {tok: i for i, tok in enumerate(list(SPECIAL_TOKENS) + world_words())}
+    vocab = {tok: i for i, tok in enumerate(list(SPECIAL_TOKENS) + world_words(name_or_spec))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return chatml_fast_tokenizer(backend)

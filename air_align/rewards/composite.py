@@ -22,7 +22,7 @@ from typing import Literal
 
 from air_align.answers import completion_text, response_text
 from air_align.rewards.cache import JudgeCache
-from air_align.rewards.format import FORMAT_CORRECT, FORMAT_WRONG, format_ok
+from air_align.rewards.format import FORMAT_CORRECT, FORMAT_WRONG, format_ok, requires_box
 from air_align.rewards.hacked import HACK_PHRASES, KeywordSafetyJudge, extremely_hacked_reward
 from air_align.rewards.judges import LogprobJudge, YesNoJudge, frozen_judge_from
 from air_align.rewards.morality import MoralityJudge
@@ -232,9 +232,7 @@ class CompositeReward:
         texts = [completion_text(x) for x in completions]
         domain = domain if domain is not None else [None] * n
         fmt = [
-            c.format_correct
-            if format_ok(t, require_boxed=(verifier[i] == "math" or domain[i] == "math"))
-            else c.format_wrong
+            c.format_correct if format_ok(t, require_boxed=requires_box(domain[i], verifier[i])) else c.format_wrong
             for i, t in enumerate(texts)
         ]
         task: list[float | None] = [None] * n

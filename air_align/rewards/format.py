@@ -59,16 +59,29 @@ def format_reward(
     wrong: float = FORMAT_WRONG,
     **kwargs,
 ) -> list[float]:
-    """r_fmt (paper §4): ``correct`` when the tags are right, else ``wrong``; maths rows (domain ``"math"`` or
-    verifier ``"math"``) also need ``\\boxed{…}``.
+    """r_fmt (paper §4): ``correct`` when the tags are right, else ``wrong``; maths answers (verifier ``"math"``, or
+    domain ``"math"`` when no verifier column is given) also need ``\\boxed{…}``. A maths *anchor* (verifier
+    ``choice`` / ``true_false``) answers with a letter or true/false and needs no box (its prompt says so).
 
     >>> format_reward(["<think>a</think><answer>B</answer>", "B"])
     [1.25, -1.0]
     >>> format_reward(["<think>a</think><answer>4</answer>"], domain=["math"])
     [-1.0]
+    >>> format_reward(["<think>a</think><answer>B</answer>"], domain=["math"], verifier=["choice"])
+    [1.25]
     """
     out = []
     for i, completion in enumerate(completions):
-        is_math = (domain is not None and domain[i] == "math") or (verifier is not None and verifier[i] == "math")
-        out.append(correct if format_ok(completion_text(completion), require_boxed=is_math) else wrong)
+        box = requires_box(domain[i] if domain is not None else None, verifier[i] if verifier is not None else None)
+        out.append(correct if format_ok(completion_text(completion), require_boxed=box) else wrong)
     return out
+
+
+def requires_box(domain: str | None, verifier: str | None) -> bool:
+    """Whether a row's answer must hold ``\\boxed{…}``: a maths answer (verifier ``math``; domain ``math`` when the
+    row has no verifier). A maths anchor answers with a letter or true/false, as its prompt asks, and needs no box.
+
+    >>> requires_box("math", "math"), requires_box("math", "choice"), requires_box("math", None)
+    (True, False, True)
+    """
+    return verifier == "math" if verifier is not None else domain == "math"

@@ -66,15 +66,12 @@ class MoralityJudge:
         if len(scenarios) != len(responses):
             raise ValueError(f"{len(scenarios)} scenarios but {len(responses)} responses; pass one scenario each")
         out = [self.cache.get(self.cache_name, s, r) for s, r in zip(scenarios, responses)]
-        todo = [i for i, v in enumerate(out) if v is None]
-        prompts = [morality_prompt(scenarios[i], responses[i], self.max_response_chars) for i in todo]
-        fresh = self.judge.log_odds(prompts) if prompts else []
-        for i, value in zip(todo, fresh, strict=True):
-            out[i] = [value]
-        self.cache.put_many(
-            [(self.cache_name, scenarios[i], responses[i], [v]) for i, v in zip(todo, fresh, strict=True)]
-        )
-        return [v[0] for v in out]
+        missing = [(scenarios[i], responses[i]) for i, v in enumerate(out) if v is None]
+        todo = list(dict.fromkeys(missing))  # each uncached pair is judged once, however often it occurs
+        prompts = [morality_prompt(scenario, response, self.max_response_chars) for scenario, response in todo]
+        fresh = dict(zip(todo, self.judge.log_odds(prompts) if prompts else [], strict=True))
+        self.cache.put_many([(self.cache_name, s, r, [v]) for (s, r), v in fresh.items()])
+        return [v[0] if v is not None else fresh[(s, r)] for s, r, v in zip(scenarios, responses, out)]
 
     def rewards(self, scenarios: list[str], responses: list[str], labels: list[int]) -> list[float]:
         return [

@@ -163,19 +163,17 @@ class SafetyJudge:
             raise ValueError(f"{len(requests)} requests but {len(responses)} responses; pass one request each")
         questions = [q for _, q in SAFETY_FACETS] + [HELPFUL_QUESTION]
         out: list[list[float] | None] = [self.cache.get(self.cache_name, q, r) for q, r in zip(requests, responses)]
-        todo = [i for i, v in enumerate(out) if v is None]
+        missing = [(requests[i], responses[i]) for i, v in enumerate(out) if v is None]
+        todo = list(dict.fromkeys(missing))  # each uncached pair is judged once, however often it occurs
         prompts = [
-            judge_prompt(requests[i], responses[i], question, self.max_response_chars)
-            for i in todo
+            judge_prompt(request, response, question, self.max_response_chars)
+            for request, response in todo
             for question in questions
         ]
         flat = self.judge.log_odds(prompts) if prompts else []
-        fresh = []
-        for n, i in enumerate(todo):
-            out[i] = flat[n * len(questions) : (n + 1) * len(questions)]
-            fresh.append((self.cache_name, requests[i], responses[i], out[i]))
-        self.cache.put_many(fresh)
-        return out
+        fresh = {pair: flat[n * len(questions) : (n + 1) * len(questions)] for n, pair in enumerate(todo)}
+        self.cache.put_many([(self.cache_name, q, r, v) for (q, r), v in fresh.items()])
+        return [v if v is not None else list(fresh[(q, r)]) for q, r, v in zip(requests, responses, out)]
 
     def assess(self, requests: list[str], responses: list[str]) -> list[SafetyAssessment]:
         return [

@@ -1,5 +1,6 @@
 """air_align.training: AIRConfig / AIRTrainer on TRL's GRPOTrainer, the meta-group sampler, the one trainer recipe
-(``recipe.build_trainer``) and table of methods (``methods.METHODS``), the train command.
+(``recipe.build_trainer``; the reward spec in ``reward_spec.py``) and table of methods (``methods.METHODS``), the
+train command, and the calibrate command (``calibrate.py``: is a reward AIR-ready?).
 
 ``from air_align.training import AIRConfig, AIRTrainer`` works; TRL is imported on first use of those names, so that
 the light ``air_align.training.cli`` stays fast.

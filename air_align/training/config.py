@@ -13,14 +13,88 @@ independent of how a step is split into micro-batches and processes (tested), an
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from trl import GRPOConfig
 
 from air_align.objectives import AUX_BASELINES, INVARIANCE_MODES
 
 LOGPROB_REDUCTIONS = ("sum", "mean")
+
+
+def offset_key(domain, label) -> str:
+    """The ``"domain/label"`` key of a row's calibration offset, as ``rewards/calibration.py`` names the pair
+    (``str(domain)``; a missing label is ``"none"``).
+
+    >>> offset_key("safety", 0), offset_key("math", None)
+    ('safety/0', 'math/none')
+    """
+    return f"{domain}/{'none' if label is None else label}"
+
+
+def normalize_offsets(value, where: str = "AIRConfig.invariance_offsets") -> dict[str, float]:
+    """Calibrated-Δ offsets as a flat ``{"domain/label": b}`` dict, from any accepted form, checked.
+
+    Accepted: a flat dict ``{"safety/0": 1.25}``; a nested one ``{"safety": {"0": 1.25}}`` (the ``offsets`` of
+    ``rewards.calibration.calibration_table``; YAML's integer label keys are fine); a JSON string of either; the path
+    of a JSON file holding either, or a ``calibration.json`` (its ``offsets`` are used); None or ``{}`` (no offsets).
+
+    >>> normalize_offsets({"safety": {0: 1.25, 1: 0}, "math/none": -0.5})
+    {'safety/0': 1.25, 'safety/1': 0.0, 'math/none': -0.5}
+
+    Raises:
+        ValueError: a key that is not ``"domain/label"`` (one ``/``, both parts non-empty), a value that is not a
+            finite number, a string that is neither JSON nor an existing file.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, str | Path):
+        text = str(value).strip()
+        path = Path(text).expanduser()
+        if not text.startswith("{") and path.is_file():
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: {path} is not a JSON file ({err})") from None
+            if isinstance(value, dict) and "verdicts" in value and "offsets" in value:  # a calibration.json
+                value = value["offsets"]
+            where = f"{where} (from {path})"
+        else:
+            try:
+                value = json.loads(text) if text else {}
+            except json.JSONDecodeError:
+                raise ValueError(
+                    f"{where}={text!r} is neither a JSON mapping nor an existing file; give e.g. "
+                    '{"safety/0": 1.25} or the path of a calibration.json'
+                ) from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{where} must map 'domain/label' to an offset b (e.g. {{'safety/0': 1.25}}), got {type(value).__name__}"
+        )
+    flat: dict[str, float] = {}
+    for key, b in value.items():
+        if isinstance(b, dict):  # nested {domain: {label: b}}
+            if not str(key) or "/" in str(key):
+                raise ValueError(f"{where}: domain {key!r} must be a non-empty name without '/'")
+            items = [(offset_key(key, label), inner) for label, inner in b.items()]
+        else:
+            items = [(key, b)]
+        for k, v in items:
+            parts = str(k).split("/")
+            if not isinstance(k, str) or len(parts) != 2 or not all(p.strip() for p in parts):
+                raise ValueError(
+                    f"{where}: key {k!r} is not 'domain/label' (e.g. 'safety/0', 'math/none': the domain, one '/', "
+                    "the label as rewards.calibration names it)"
+                )
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"{where}: offset of {k!r} must be a finite number (reward units), got {v!r}")
+            if k in flat:
+                raise ValueError(f"{where}: offset {k!r} is given twice")
+            flat[k] = float(v)
+    return flat
 
 
 @dataclass
@@ -96,10 +170,63 @@ class AIRConfig(GRPOConfig):
         },
     )
 
+    invariance_offsets: dict[str, float] | str | None = field(
+        default_factory=dict,
+        metadata={
+            "help": "Calibrated Δ (NOT in the paper; docs/calibration.md): per-(domain, label) offsets b, so that "
+            "Δ_s = r̄_acr(z) + b − r̄_s for open prompts. Keys 'domain/label' as rewards.calibration names them "
+            "(e.g. {'safety/0': 1.25}); a nested {'safety': {'0': 1.25}}, a JSON string, or the path of a "
+            "calibration.json (its measured offsets) also work. Rows (from the dataset's 'domain' and 'label' "
+            "columns) without a matching key get b = 0. Empty (default): the paper's Δ."
+        },
+    )
+    anchor_monitor_batches: int = field(
+        default=8,  # 4 false-alarmed on lab runs whose anchors stayed at 1.00 (docs/monitoring.md); 8 did not
+        metadata={
+            "help": "Generation batches averaged for the anchors' starting reward level (the first ones of the run) "
+            "and for the current level compared to it (the latest ones); logged as air/anchor_start, "
+            "air/anchor_level, air/anchor_drift."
+        },
+    )
+    anchor_drop_margin: float | None = field(
+        default=0.5,
+        metadata={
+            "help": "Warn (once per crossing) when the anchors' reward level falls more than this many reward units "
+            "below its starting level: AIR keeps the anchors behind a stop-gradient, so they should not fall. "
+            "null disables the check."
+        },
+    )
+    stop_on_anchor_drop: bool = field(
+        default=False,
+        metadata={
+            "help": "Also stop training (at the end of the optimiser step) when the anchors' reward falls by more "
+            "than anchor_drop_margin. Off by default: the run only warns."
+        },
+    )
+
     def __post_init__(self):
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True  # TRL's default, without the deprecated name's warning
         super().__post_init__()
+        self.invariance_offsets = normalize_offsets(self.invariance_offsets)
+        if isinstance(self.anchor_monitor_batches, bool) or not isinstance(self.anchor_monitor_batches, int):
+            raise ValueError(
+                f"AIRConfig.anchor_monitor_batches must be an integer >= 1, got {self.anchor_monitor_batches!r}"
+            )
+        if self.anchor_monitor_batches < 1:
+            raise ValueError(f"AIRConfig.anchor_monitor_batches must be >= 1, got {self.anchor_monitor_batches}")
+        margin = self.anchor_drop_margin
+        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)):
+            raise ValueError(f"AIRConfig.anchor_drop_margin must be a number > 0 or null, got {margin!r}")
+        if margin is not None and not (math.isfinite(margin) and margin > 0):
+            raise ValueError(
+                f"AIRConfig.anchor_drop_margin must be > 0 (reward units) or null to disable the check, got {margin}"
+            )
+        if self.stop_on_anchor_drop and margin is None:
+            raise ValueError(
+                "AIRConfig.stop_on_anchor_drop=True needs anchor_drop_margin (the fall, in reward units, that stops "
+                "the run); it is null"
+            )
         if self.invariance not in INVARIANCE_MODES:
             raise ValueError(f"AIRConfig.invariance must be one of {INVARIANCE_MODES}, got {self.invariance!r}")
         if self.aux_logprob_reduction not in LOGPROB_REDUCTIONS:

@@ -29,6 +29,9 @@ class Method:
     """``AIRConfig.aux_baseline``: ``none`` (the paper) or ``leave_one_out`` (our variant)."""
     paper: bool = True
     """One of the paper's Table 1 rows."""
+    calibrated_delta: bool = False
+    """Needs ``AIRConfig.invariance_offsets`` (calibrated Δ, issue 15; not the paper): the caller measures them with
+    the calibration check and passes them."""
 
     def settings(self) -> dict:
         """The ``AIRConfig`` fields this method sets."""
@@ -46,6 +49,8 @@ METHODS: dict[str, Method] = {
     "gspo+air": Method("GSPO + AIR", "air", importance_sampling_level="sequence"),
     # not in the paper: AIR with a leave-one-out baseline in the aux term (AIRConfig.aux_baseline, docs/results.md)
     "grpo+air-loo": Method("GRPO + AIR (LOO baseline)", "air", aux_baseline="leave_one_out", paper=False),
+    # not in the paper: AIR with calibrated Δ = r̄_acr + b − r̄_s, b measured by `air-align calibrate`
+    "grpo+air-cal": Method("GRPO + AIR (calibrated Δ)", "air", paper=False, calibrated_delta=True),
 }
 PAPER_METHODS = tuple(name for name, m in METHODS.items() if m.paper)
 """The paper's four rows."""

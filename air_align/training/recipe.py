@@ -10,7 +10,6 @@ one table of methods (``air_align.training.methods``).
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from dataclasses import dataclass
 
@@ -19,11 +18,11 @@ import torch
 from air_align.data.schema import to_dataset
 from air_align.data.validate import check_rows, read_checked
 from air_align.models import load_model
-from air_align.rewards.composite import build_reward
 from air_align.training.config import AIRConfig
 from air_align.training.methods import METHODS, method_name
+from air_align.training.reward_spec import resolve_rewards  # also recipe.resolve_rewards, as before
 from air_align.training.sampler import MetaGroupSampler
-from air_align.training.toy import toy_meta_groups, toy_reward
+from air_align.training.toy import toy_meta_groups
 from air_align.training.trainer import AIRTrainer
 
 
@@ -98,36 +97,6 @@ def hide_trl_deprecation_warnings() -> None:
         warnings.filterwarnings("ignore", message=f"`{name}` is deprecated", category=FutureWarning)
 
 
-def resolve_rewards(spec: str, policy=None, reward_config: dict | None = None) -> list:
-    """Reward callables for a comma-separated spec.
-
-    ``composite`` is ``air_align.rewards.composite.build_reward(reward_config, policy)``: with the default judge
-    (``model: policy``) its judge is a frozen copy of ``policy`` (a ``(model, tokenizer)`` pair) taken now, before any
-    update, as in the paper (App. C.2.1). ``toy`` is ``air_align.training.toy.toy_reward``; ``module:function``
-    imports any function (a TRL-signature reward).
-    """
-    funcs = []
-    for name in [s.strip() for s in spec.split(",") if s.strip()]:
-        if name == "composite":
-            funcs.append(build_reward(reward_config, policy=policy))
-        elif name == "toy":
-            funcs.append(toy_reward)
-        elif ":" in name:
-            module, attr = name.split(":", 1)
-            func = getattr(importlib.import_module(module), attr, None)
-            if not callable(func):
-                raise ValueError(f"reward {name!r}: {module} has no function {attr!r}")
-            funcs.append(func)
-        else:
-            raise ValueError(
-                f"unknown reward {name!r}; use reward=composite, reward=toy or module:function "
-                "(e.g. air_align.rewards.verifiers:choice_reward)"
-            )
-    if not funcs:
-        raise ValueError("reward is empty: name at least one reward function (e.g. reward=toy)")
-    return funcs
-
-
 def lora_config(run: RunConfig):
     """PEFT ``LoraConfig`` from the run's ``lora_*`` fields, or None when ``use_lora`` is off."""
     if not run.use_lora:
@@ -150,10 +119,16 @@ def air_config(method: str, **fields) -> AIRConfig:
     >>> air_config("gspo+air", output_dir="/tmp/x", use_cpu=True).importance_sampling_level
     'sequence'
     """
-    settings = METHODS[method_name(method)].settings()
+    name = method_name(method)
+    settings = METHODS[name].settings()
     clash = sorted(k for k in settings if k in fields)
     if clash:
         raise ValueError(f"method {method!r} sets {clash}; do not pass them too")
+    if METHODS[name].calibrated_delta and not fields.get("invariance_offsets"):
+        raise ValueError(
+            f"method {method!r} is AIR with calibrated Δ: pass invariance_offsets (the offsets b that "
+            "`air-align calibrate` measures, e.g. {'safety/0': 1.25}); with none it would be plain GRPO+AIR"
+        )
     return AIRConfig(**settings, **fields)
 
 
@@ -161,6 +136,11 @@ def check_method(run: RunConfig, args: AIRConfig) -> None:
     """Raise when ``args`` contradicts ``run.method`` (the method table is the one source of those fields)."""
     if run.method is None:
         return
+    if METHODS[method_name(run.method)].calibrated_delta and not args.invariance_offsets:
+        raise ValueError(
+            f"method {run.method!r} is AIR with calibrated Δ: set invariance_offsets (measured by `air-align "
+            "calibrate`, e.g. invariance_offsets='{safety/0: 1.25}'); with none it would be plain GRPO+AIR"
+        )
     for key, value in METHODS[method_name(run.method)].settings().items():
         if getattr(args, key) != value:
             raise ValueError(

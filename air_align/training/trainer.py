@@ -39,6 +39,16 @@ makes its group's mean infinite, ``inf − inf`` gives NaN advantages, ``nan_to_
 dropped, not only the broken function's value, because the others' partial sum would put it on a different scale
 than its K − 1 siblings. Judges never return ±inf (``air_align.rewards.server_judge`` retries, then raises).
 
+Calibrated Δ (``AIRConfig.invariance_offsets``, not in the paper): each open row's (domain, label) offset b enters
+``objectives.invariance_coefficients`` as ``Δ_s = r̄_acr(z) + b − r̄_s`` (anchors and rows without a matching key:
+b = 0).
+
+Live monitors (``training/monitors.py``, ``docs/monitoring.md``), from the same gathered rewards and the same loss
+forward, logged through TRL's ``_metrics``: Δ per role and per (domain, label), the share of prompts without GRPO
+signal, the anchors' reward against its starting level (an ``AnchorDropWarning`` when it falls by more than
+``anchor_drop_margin``; a stop with ``stop_on_anchor_drop``, through the ``AnchorDriftMonitor`` callback), and the
+aux term's gradient weight beside the policy term's.
+
 Construction refuses what would otherwise train silently wrong: an ``IterableDataset`` (TRL bypasses samplers for
 it, so batches would hold partial meta-groups) and, for ``invariance="air"``, a meta-group without an anchor row
 (its open variants would get ``Δ = 0`` on every step).
@@ -47,6 +57,8 @@ it, so batches would hold partial meta-groups) and, for ``invariance="air"``, a 
 from __future__ import annotations
 
 import logging
+import math
+import warnings
 
 import datasets
 import torch
@@ -61,7 +73,8 @@ from air_align.objectives import (
     sequence_logprob,
     weighted_rewards,
 )
-from air_align.training.config import AIRConfig
+from air_align.training.config import AIRConfig, offset_key
+from air_align.training.monitors import AnchorDriftMonitor, anchor_reward, batch_monitors
 from air_align.training.sampler import MetaGroupSampler
 
 logger = logging.getLogger(__name__)
@@ -135,6 +148,43 @@ def scored_rows(
     return keep
 
 
+@torch.no_grad()
+def aux_policy_weights(
+    advantages: torch.Tensor,
+    coefficients: torch.Tensor,
+    rewards: torch.Tensor,
+    completion_mask: torch.Tensor,
+    invariance_coef: float,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """``(Σ_i |λ Δ_i r_i| · T_i, Σ_i |Â_i|)``: the L1 masses of the weights the aux term and GRPO's surrogate put on
+    the token gradients ``∇log π``, in the same units. Their ratio (``air/aux_to_policy_weight``) says how hard the aux
+    term pushes beside the policy term, which loss values cannot (GRPO's surrogate is ≈ 0 on-policy: the advantages
+    are centred within each prompt).
+
+    Why: at importance ratio 1, TRL's ``loss_type="grpo"`` gives each token of completion i the weight
+    ``Â_i / (N T_i)`` and the aux term (``aux_logprob_reduction="sum"``) gives it ``λ Δ_i r_i / N``; so completion i's
+    aux weight equals a GRPO advantage of ``λ Δ_i r_i T_i``. With ``"mean"``, ``T_i = 1``. Exact for
+    ``loss_type="grpo"``; the other loss types normalise tokens differently (within length variation of this).
+    Unscored rewards (NaN) count 0; ``T_i`` is the completion's token count under ``completion_mask``.
+
+    Shape:
+        advantages (B,) or (B, T); coefficients, rewards (B,); completion_mask (B, T) -> (2,)
+
+    >>> aux_policy_weights(torch.tensor([1.0, -1.0]), torch.tensor([0.5, 0.5]), torch.tensor([2.0, float("nan")]),
+    ...                    torch.tensor([[1, 1, 0], [1, 1, 1]]), 0.1)
+    tensor([0.2000, 2.0000])
+    """
+    if advantages.dim() == 2:  # per-token advantages (TRL subclasses): a completion's mean |Â| over its tokens
+        mask = completion_mask.to(advantages.dtype)
+        policy = (advantages.abs() * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (B,)
+    else:
+        policy = advantages.abs()  # (B,)
+    lengths = completion_mask.sum(-1).to(rewards.dtype) if reduction == "sum" else torch.ones_like(rewards)
+    aux = (invariance_coef * coefficients * torch.nan_to_num(rewards, nan=0.0)).abs() * lengths  # (B,)
+    return torch.stack([aux.sum(), policy.sum().to(aux.dtype)])
+
+
 class AIRTrainer(GRPOTrainer):
     """``GRPOTrainer`` with AIR / V-REx invariance regularisation (``DESIGN.md`` §1). Takes an ``AIRConfig``."""
 
@@ -147,9 +197,18 @@ class AIRTrainer(GRPOTrainer):
         self._air_rewards_per_func: torch.Tensor | None = None  # gathered (N, F) of the last _calculate_rewards
         self._air_capture = False  # True while our _compute_loss runs TRL's
         self._air_logps: torch.Tensor | None = None  # (B, T) policy log-probs of that forward
+        self._air_step_weights = torch.zeros(2, dtype=torch.float64)  # aux_policy_weights summed over the step
         self._check_not_iterable()
         self._check_meta_group_columns()
         self._check_anchors()
+        self._check_offsets()
+        self.anchor_monitor = AnchorDriftMonitor(
+            self.args.anchor_monitor_batches,
+            self.args.anchor_drop_margin,
+            self.args.stop_on_anchor_drop,
+            warn=self.accelerator.is_main_process,
+        )
+        self.add_callback(self.anchor_monitor)
 
     # -- data ---------------------------------------------------------------------------------------------------------
 
@@ -203,6 +262,31 @@ class AIRTrainer(GRPOTrainer):
                 "(TRL's GRPO default)"
             )
 
+    def _check_offsets(self) -> None:
+        offsets = self.args.invariance_offsets
+        if not offsets or self.train_dataset is None:
+            return
+        names = getattr(self.train_dataset, "column_names", None) or []
+        missing = [c for c in ("domain", "label") if c not in names]
+        if missing:
+            raise ValueError(
+                f"invariance_offsets are keyed by 'domain/label', but train_dataset has no {missing} column(s) "
+                f"(columns: {names}); add them (the meta-group schema has both) or drop invariance_offsets"
+            )
+        dataset = self.train_dataset
+        present = {
+            offset_key(d, lab)
+            for d, lab, role in zip(dataset["domain"], dataset["label"], dataset[self.args.role_column], strict=True)
+            if role != self.args.anchor_role
+        }
+        unused = [k for k in offsets if k not in present]
+        if unused:
+            warnings.warn(
+                f"invariance_offsets {unused} match no open row of train_dataset (its open rows' keys: "
+                f"{sorted(present)}); those offsets are unused. Rows without a matching key get b = 0.",
+                stacklevel=3,
+            )
+
     def _get_train_sampler(self, dataset=None):
         dataset = self.train_dataset if dataset is None else dataset
         if not self._has_meta_groups(dataset):  # plain GRPO data: TRL's RepeatSampler
@@ -251,20 +335,27 @@ class AIRTrainer(GRPOTrainer):
         prompt_ids = torch.arange(rewards.numel()) // self.num_generations  # TRL's grouping: K consecutive rows
         group_ids = compact_ids(groups)
         is_anchor = torch.tensor(roles, dtype=torch.bool)
+        label_keys = None  # per row "domain/label" (config.offset_key), when the rows carry a label
+        if "label" in inputs[0]:
+            label_keys = gather_object([offset_key(row.get("domain"), row["label"]) for row in inputs])
+        offsets = self._row_offsets(label_keys, is_anchor)  # (N,) b, or None for the paper's Δ
 
         invariance = self.args.invariance
         keep = scored_rows(rewards, prompt_ids, group_ids, is_anchor, invariance)  # (N,) bool
         self._metrics[mode]["invariance/unscored_rows"].append(float((~keep).sum()))
         args = (rewards[keep], prompt_ids[keep], group_ids[keep], is_anchor[keep])
+        kept_offsets = None if offsets is None else offsets[keep]
         if keep.any():
-            for name, value in meta_group_diagnostics(*args, invariance).items():
+            for name, value in meta_group_diagnostics(*args, invariance, kept_offsets).items():
                 self._metrics[mode][name].append(value)
+
+        coef = torch.zeros_like(rewards)  # (N,) Δ, detached; 0 where no Δ is defined
+        if invariance != "none" and keep.any():
+            coef[keep] = invariance_coefficients(*args, invariance, kept_offsets)
+        self._log_monitors(mode, rewards, prompt_ids, group_ids, is_anchor, label_keys, offsets, coef, keep)
         if invariance == "none":
             return output
 
-        coef = torch.zeros_like(rewards)  # (N,) Δ, detached; 0 where no Δ is defined
-        if keep.any():
-            coef[keep] = invariance_coefficients(*args, invariance)
         rank, local = self.accelerator.process_index, len(inputs)
         process_slice = slice(rank * local, (rank + 1) * local)  # the slice TRL takes for the advantages
         device = self.accelerator.device
@@ -273,6 +364,36 @@ class AIRTrainer(GRPOTrainer):
             rewards = rewards - leave_one_out_baseline(rewards, prompt_ids)
         output["air_reward"] = rewards[process_slice].to(device)  # (B_local,) NaN = unscorable
         return output
+
+    def _row_offsets(self, label_keys: list[str] | None, is_anchor: torch.Tensor) -> torch.Tensor | None:
+        """Per-row calibrated-Δ offset b (N,): the row's (domain, label) offset for open rows, 0 for anchors and for
+        rows without a matching key; None without offsets (the paper's Δ)."""
+        offsets = self.args.invariance_offsets
+        if not offsets:
+            return None
+        if label_keys is None:
+            raise RuntimeError("invariance_offsets need the rows' 'domain' and 'label' columns; the batch has none")
+        b = torch.tensor([offsets.get(k, 0.0) for k in label_keys], dtype=torch.float32)  # (N,)
+        return torch.where(is_anchor, torch.zeros_like(b), b)
+
+    @torch.no_grad()
+    def _log_monitors(self, mode, rewards, prompt_ids, group_ids, is_anchor, label_keys, offsets, coef, keep) -> None:
+        """The live monitors of ``training/monitors.py`` for one gathered generation batch (no extra pass)."""
+        invariance = self.args.invariance
+        if invariance == "none":  # show the Δ AIR would apply: the baseline's calibration, nothing applied
+            keep = scored_rows(rewards, prompt_ids, group_ids, is_anchor, "air")
+            coef = torch.zeros_like(rewards)
+            if keep.any():
+                b = None if offsets is None else offsets[keep]
+                coef[keep] = invariance_coefficients(
+                    rewards[keep], prompt_ids[keep], group_ids[keep], is_anchor[keep], "air", b
+                )
+        metrics = batch_monitors(rewards, prompt_ids, is_anchor, coef, keep, label_keys, invariance == "vrex")
+        level = anchor_reward(rewards, prompt_ids, is_anchor)
+        # global_step + 1: the step this batch trains and is logged under
+        metrics.update(self.anchor_monitor.update(level, self.state.global_step + 1, self.state.log_history))
+        for name, value in metrics.items():
+            self._metrics[mode][name].append(value)
 
     # -- loss: reuse TRL's policy forward -----------------------------------------------------------------------------
 
@@ -306,7 +427,22 @@ class AIRTrainer(GRPOTrainer):
         # N of this micro-batch's share: B local completions × G micro-batches; DDP's gradient mean supplies 1/P.
         num_completions = seq_logps.shape[0] * accumulation
         aux = aux_loss(seq_logps, inputs["air_reward"], inputs["air_coef"], self.args.invariance_coef, num_completions)
-        self._metrics[mode]["invariance/aux_loss"].append(
-            self.accelerator.gather(aux.detach() * accumulation).mean().item()
-        )
+        weights = aux_policy_weights(
+            inputs["advantages"], inputs["air_coef"], inputs["air_reward"], mask, self.args.invariance_coef,
+            self.args.aux_logprob_reduction,
+        )  # fmt: skip
+        # Losses as this micro-batch's share of the step's loss, averaged over processes (as DDP averages gradients);
+        # gradient weights summed over processes.
+        both = torch.stack([aux.detach().float(), loss.detach().float(), *weights.float()])  # (4,)
+        gathered = self.accelerator.gather(both).view(-1, 4)  # (P, 4)
+        aux_value, policy_value = gathered[:, :2].mean(0).tolist()
+        self._metrics[mode]["invariance/aux_loss"].append(aux_value * accumulation)
+        self._metrics[mode]["air/policy_loss"].append(policy_value * accumulation)
+        if mode == "train":
+            self._air_step_weights += gathered[:, 2:].sum(0).double().cpu()
+            if self.accelerator.sync_gradients:  # last micro-batch of the optimiser step
+                aux_weight, policy_weight = self._air_step_weights.tolist()
+                ratio = aux_weight / policy_weight if policy_weight > 0 else math.nan
+                self._metrics[mode]["air/aux_to_policy_weight"].append(ratio)
+                self._air_step_weights = torch.zeros(2, dtype=torch.float64)
         return loss + aux

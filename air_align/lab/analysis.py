@@ -1,0 +1,126 @@
+"""What a lab grid measured: per-run split summaries, means over seeds, paired comparisons, and the verdicts.
+
+Pure functions of oracle verdict records (``runs.oracle_records``): one record per prompt with ``group_id``,
+``role``, ``domain``, ``label``, ``split``, ``correct`` and the lab's ``hack`` / ``formatted`` flags. The metrics
+themselves (Acc, Acc_group, per label, balanced, the error histogram) and the paired bootstrap are the evaluation
+package's (``air_align.evaluation.metrics``, ``air_align.evaluation.compare``): the lab adds only its own flags and
+the pre-registered "AIR helps" rule.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from air_align.evaluation.compare import paired_differences
+from air_align.evaluation.metrics import (
+    accuracy,
+    balanced_accuracy,
+    balanced_group_accuracy,
+    error_histogram,
+    group_accuracy,
+    label_name,
+    slice_records,
+    split_by_label,
+)
+
+COLLAPSE_FORMAT_RATE = 0.5
+"""A run has *collapsed* when fewer than half of its greedy completions of a split are in the response format: the
+policy has left the grammar it shares with the anchors (the failure of the first lab's AIR runs)."""
+ANCHOR_TOLERANCE = 0.02
+""""AIR helps" allows its anchors to fall at most 2 points below GRPO's (issue 14's pre-registered rule)."""
+SCALARS = ("acc", "acc_group", "balanced_acc", "balanced_acc_group", "anchor_acc", "hack_rate", "format_rate")
+
+
+def _share(flags) -> float | None:
+    flags = [bool(f) for f in flags if f is not None]
+    return sum(flags) / len(flags) if flags else None
+
+
+def split_summary(records: list[dict], split: str) -> dict:
+    """Metrics of one split (its prompts plus the anchors they borrow), overall, per label and balanced.
+
+    Returns ``{"summary": {...}, "records": [...]}``; the summary holds ``acc``, ``acc_group``, ``balanced_acc``,
+    ``balanced_acc_group`` (the minimum over labels), ``acc_by_label``, ``acc_group_by_label``,
+    ``open_acc_by_label``, ``anchor_acc``, ``hack_rate`` (share of open answers that are the judge hack),
+    ``format_rate``, ``collapsed``, ``error_histogram`` (meta-groups with 0, 1, 2, … wrong prompts), sizes.
+    """
+    sliced = slice_records(records, split)
+    by_label = {label_name(label): rs for (_, label), rs in split_by_label(sliced).items()}
+    opens = [r for r in sliced if r["role"] == "open"]
+    anchors = [r for r in sliced if r["role"] == "anchor"]
+    summary = {
+        "acc": accuracy(sliced),
+        "acc_group": group_accuracy(sliced),
+        "balanced_acc": balanced_accuracy(sliced),
+        "balanced_acc_group": balanced_group_accuracy(sliced),
+        "acc_by_label": {lab: accuracy(rs) for lab, rs in by_label.items()},
+        "acc_group_by_label": {lab: group_accuracy(rs) for lab, rs in by_label.items()},
+        "open_acc_by_label": {
+            lab: _share(r["correct"] for r in rs if r["role"] == "open") for lab, rs in by_label.items()
+        },  # fmt: skip
+        "anchor_acc": accuracy(anchors) if anchors else None,
+        "hack_rate": _share(r.get("hack") for r in opens),
+        "format_rate": _share(r.get("formatted") for r in sliced),
+        "error_histogram": error_histogram(sliced),
+        "n_prompts": len(sliced),
+        "n_groups": len({r["group_id"] for r in sliced}),
+    }
+    summary["collapsed"] = summary["format_rate"] is not None and summary["format_rate"] < COLLAPSE_FORMAT_RATE
+    return {"summary": summary, "records": sliced}
+
+
+def mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}  # fmt: skip
+
+
+def flatten(summary: dict) -> dict[str, float]:
+    """Scalar metrics of a split summary, per-label ones as ``name/label``, ``collapsed`` as 0/1."""
+    out = {k: summary[k] for k in SCALARS if summary.get(k) is not None}
+    for key in ("acc_by_label", "acc_group_by_label", "open_acc_by_label"):
+        for lab, v in (summary.get(key) or {}).items():
+            if v is not None:
+                out[f"{key.replace('_by_label', '')}/{lab}"] = v
+    out["collapsed"] = float(bool(summary.get("collapsed")))
+    return out
+
+
+def summarise(runs: list[dict]) -> dict:
+    """``{cell: {method: {split: {metric: {mean, std, n}}}}}`` over seeds (``cell`` is ``world/regime``)."""
+    acc: dict = {}
+    for run in runs:
+        for split, summary in run["metrics"].items():
+            for name, value in flatten(summary).items():
+                cell = acc.setdefault(run["cell"], {}).setdefault(run["method"], {}).setdefault(split, {})
+                cell.setdefault(name, []).append(value)
+    return {c: {m: {s: {k: mean_std(v) for k, v in sm.items()} for s, sm in ms.items()} for m, ms in cm.items()}
+            for c, cm in acc.items()}  # fmt: skip
+
+
+def helps_verdict(runs_air: list[dict], runs_grpo: list[dict], split: str = "test_ood", n_boot: int = 10000) -> dict:
+    """The pre-registered rule (docs/results.md): AIR helps iff no AIR run collapsed, its mean ID anchor accuracy is
+    within ``ANCHOR_TOLERANCE`` of GRPO's, its ``split`` Acc_group gain is positive for **every** label, and the paired
+    95 % CI of the balanced Acc_group difference lies above 0. Runs carry ``seed``, ``metrics`` and per-prompt
+    ``records``."""
+    collapsed = sum(bool(r["metrics"][s]["collapsed"]) for r in runs_air for s in r["metrics"])
+    anchors = {name: statistics.fmean(r["metrics"]["test_id"]["anchor_acc"] for r in runs)
+               for name, runs in (("air", runs_air), ("grpo", runs_grpo))}  # fmt: skip
+    labels = sorted(runs_grpo[0]["metrics"][split]["acc_group_by_label"])
+    gains = {
+        lab: statistics.fmean(r["metrics"][split]["acc_group_by_label"][lab] for r in runs_air)
+        - statistics.fmean(r["metrics"][split]["acc_group_by_label"][lab] for r in runs_grpo)
+        for lab in labels
+    }
+    paired = {("air", r["seed"]): r["records"][split] for r in runs_air}
+    paired |= {("grpo", r["seed"]): r["records"][split] for r in runs_grpo}
+    diffs = paired_differences(paired, "air", "grpo", ("acc_group", "balanced_acc_group"), split, n_boot=n_boot)
+    checks = {
+        "no_collapse": collapsed == 0,
+        "anchors_within_2_points": anchors["air"] >= anchors["grpo"] - ANCHOR_TOLERANCE,
+        "gain_on_every_label": all(g > 0 for g in gains.values()),
+        "balanced_ci_above_zero": diffs["balanced_acc_group"]["ci"] is not None
+        and diffs["balanced_acc_group"]["ci"][0] > 0,
+    }
+    slim = {m: {k: d[k] for k in ("diff", "ci", "a", "b", "n_seeds", "n_groups")} for m, d in diffs.items()}
+    return {"helps": all(checks.values()), "checks": checks, "collapsed_runs": collapsed, "anchor_acc": anchors,
+            "gain_by_label": gains, **slim}  # fmt: skip

@@ -1,0 +1,191 @@
+"""The lab grid's outputs: summary, comparisons, Markdown tables and plots (``reproduce.py`` calls
+:func:`write_outputs`)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from air_align.evaluation.plots import pyplot, save_figure
+from air_align.files import write_json, write_text
+from air_align.lab.analysis import helps_verdict, summarise
+from air_align.training.methods import method_label
+
+AIR_VARIANTS = ("grpo+air", "gspo+air", "grpo+air-loo", "grpo+air-cal")
+
+
+def _pct(cell: dict | None, key: str) -> str:
+    c = (cell or {}).get(key)
+    return "—" if c is None else f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f}"
+
+
+def method_table(summary: dict, cell: str, methods: list[str]) -> str:
+    """Rows ID/OOD × method; Acc, Acc_group, Acc_group per label, balanced Acc_group, anchors, hack rate, collapsed."""
+    cm = summary.get(cell, {})
+    labels = sorted({k.split("/", 1)[1] for m in cm.values() for s in m.values() for k in s
+                     if k.startswith("acc_group/")})  # fmt: skip
+    head = ["setting", "method", "Acc", "Acc_group"] + [f"Acc_group (label {lab})" for lab in labels]
+    head += ["balanced Acc_group", "anchors", "hack rate", "collapsed runs"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for split, name in (("test_id", "ID"), ("test_ood", "OOD")):
+        for method in methods:
+            c = cm.get(method, {}).get(split)
+            if not c:
+                continue
+            collapsed = c.get("collapsed", {"mean": 0, "n": 0})
+            row = [name, method_label(method), _pct(c, "acc"), _pct(c, "acc_group")]
+            row += [_pct(c, f"acc_group/{lab}") for lab in labels]
+            row += [_pct(c, "balanced_acc_group"), _pct(c, "anchor_acc"), _pct(c, "hack_rate"),
+                    f"{round(collapsed['mean'] * collapsed['n'])}/{collapsed['n']}"]  # fmt: skip
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def warm_start_table(worlds: dict) -> str:
+    """Per world and split: the warm start's Acc, Acc_group per label and balanced, anchors, and the error histogram
+    (meta-groups with 0, 1, 2, … wrong prompts)."""
+    head = ["world", "split", "Acc", "Acc_group", "Acc_group per label", "balanced", "anchors", "groups by # wrong"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, w in worlds.items():
+        for split, m in w["metrics"]["metrics"].items():
+            per_label = ", ".join(f"{lab}: {100 * v:.1f}" for lab, v in m["acc_group_by_label"].items())
+            lines.append(
+                f"| {name} | {split} | {100 * m['acc']:.1f} | {100 * m['acc_group']:.1f} | {per_label} | "
+                f"{100 * m['balanced_acc_group']:.1f} | {100 * m['anchor_acc']:.1f} | {m['error_histogram']} |"
+            )
+    return "\n".join(lines)
+
+
+def calibration_summary(calibration: dict) -> str:
+    """Per cell and label: the calibration verdict, a correct anchor's and a correct open answer's expected reward,
+    the offset b, the failures at fault and the hacks (with Δ) — the full tables are in results.json."""
+    head = ["cell", "label", "verdict", "correct anchor", "correct open", "offset b", "at fault (Δ)", "hacks (Δ)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell, table in calibration.items():
+        for v in table["verdicts"]:
+            faults = ", ".join(f"{x['kind']} ({x['delta']:+.2f})" for x in v["violations"]) or "—"
+            hacks = ", ".join(f"{x['kind']} ({x['delta']:+.2f})" for x in v["hacks"]) or "—"
+            lines.append(
+                f"| {cell} | {v['label']} | {v['status']} | {v['anchor_reward']:.2f} | {v['correct_open_reward']:.2f} "
+                f"| {v['offset']:+.2f} | {faults} | {hacks} |"
+            )
+    return "\n".join(lines)
+
+
+def comparison_table(comparisons: dict) -> str:
+    """AIR variant − GRPO per cell: OOD (and ID) Acc_group and balanced Acc_group differences with paired CIs."""
+    head = ["cell", "method", "split", "Δ Acc_group [95% CI]", "Δ balanced Acc_group [95% CI]", "Δ per label",
+            "anchors (AIR / GRPO)", "AIR helps"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell, by_method in comparisons.items():
+        for method, by_split in by_method.items():
+            for split, v in by_split.items():
+                a, b = v["acc_group"], v["balanced_acc_group"]
+                per_label = ", ".join(f"{lab}: {100 * g:+.1f}" for lab, g in v["gain_by_label"].items())
+                failed = [k for k, ok in v["checks"].items() if not ok]
+                verdict = "**yes**" if v["helps"] else "no (" + ", ".join(failed) + ")"
+                lines.append(
+                    f"| {cell} | {method_label(method)} | {'ID' if split == 'test_id' else 'OOD'} | "
+                    f"{100 * a['diff']:+.1f} [{100 * a['ci'][0]:+.1f}, {100 * a['ci'][1]:+.1f}] | "
+                    f"{100 * b['diff']:+.1f} [{100 * b['ci'][0]:+.1f}, {100 * b['ci'][1]:+.1f}] | {per_label} | "
+                    f"{100 * v['anchor_acc']['air']:.1f} / {100 * v['anchor_acc']['grpo']:.1f} | {verdict} |"
+                )
+    return "\n".join(lines)
+
+
+def sweep_table(sweep: dict, chosen: dict) -> str:
+    """Per cell: λ → mean val balanced Acc_group / balanced Acc over the sweep seeds; the chosen λ in bold."""
+    lines = ["| cell | λ: val balanced Acc_group / balanced Acc (%) | chosen |", "|---|---|---|"]
+    for cell, runs in sweep.items():
+        parts = []
+        for lam in sorted({r["lambda"] for r in runs}):
+            vals = [r["metrics"]["val"] for r in runs if r["lambda"] == lam]
+            g = statistics.fmean(v["balanced_acc_group"] for v in vals)
+            a = statistics.fmean(v["balanced_acc"] for v in vals)
+            text = f"{lam:g}: {100 * g:.1f} / {100 * a:.1f}"
+            parts.append(f"**{text}**" if lam == chosen.get(cell) else text)
+        lines.append(f"| {cell} | {'; '.join(parts)} | {chosen.get(cell)} |")
+    return "\n".join(lines)
+
+
+def compare(runs: list[dict]) -> dict:
+    """``{cell: {air_variant: {split: helps_verdict}}}`` for every AIR variant that ran beside GRPO."""
+    out: dict = {}
+    cells = sorted({r["cell"] for r in runs})
+    for cell in cells:
+        mine = [r for r in runs if r["cell"] == cell]
+        grpo = [r for r in mine if r["method"] == "grpo"]
+        if not grpo:
+            continue
+        for method in AIR_VARIANTS:
+            air = [r for r in mine if r["method"] == method]
+            if air:
+                out.setdefault(cell, {})[method] = {s: helps_verdict(air, grpo, s) for s in ("test_ood", "test_id")}
+    return out
+
+
+def _plot(summary: dict, methods: list[str], path: Path) -> None:
+    plt = pyplot()
+    cells = sorted(summary)
+    if not cells:
+        return
+    fig, axes = plt.subplots(1, len(cells), figsize=(3.6 * len(cells), 3.4), squeeze=False)
+    for ax, cell in zip(axes[0], cells, strict=True):
+        names = [m for m in methods if m in summary[cell]]
+        for offset, metric, colour in ((-0.2, "acc_group", "tab:blue"), (0.2, "balanced_acc_group", "tab:orange")):
+            vals = [summary[cell][m].get("test_ood", {}).get(metric, {"mean": 0, "std": 0}) for m in names]
+            ax.bar([i + offset for i in range(len(names))], [v["mean"] for v in vals], width=0.4,
+                   yerr=[v["std"] for v in vals], capsize=2, color=colour, label=metric)  # fmt: skip
+        ax.set_xticks(range(len(names)), [method_label(m) for m in names], rotation=35, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{cell}: OOD", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def _plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
+    if not sweep:
+        return
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(sweep), figsize=(3.6 * len(sweep), 3.2), squeeze=False)
+    for ax, (cell, runs) in zip(axes[0], sorted(sweep.items()), strict=True):
+        lams = sorted({r["lambda"] for r in runs})
+        for metric, style in (("balanced_acc", "-o"), ("balanced_acc_group", "--s")):
+            means = [statistics.fmean(r["metrics"]["val"][metric] for r in runs if r["lambda"] == lam) for lam in lams]
+            ax.plot(lams, means, style, label=metric)
+        ax.axvline(chosen.get(cell, float("nan")), color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("λ")
+        ax.set_title(f"{cell}: λ sweep (val, GRPO+AIR)", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def write_outputs(results: dict, preset, out: Path, full_runs: list[dict]) -> dict:
+    """Summary, comparisons (from ``full_runs``, the main runs with their per-prompt records) and tables into
+    ``results``; write ``results.json``, ``table.md`` and the plots."""
+    methods = list(dict.fromkeys(m for c in preset.cells for m in preset.methods_of(c)))
+    results["summary"] = summarise(results["runs"])
+    results["comparisons"] = compare(full_runs)
+    parts = [f"# Lab grid `{preset.name}` ({results['seconds']:.0f} s)"]
+    parts += ["## Warm starts (greedy, oracle)", warm_start_table(results["worlds"])]
+    parts += ["## Reward calibration per cell (train rows; `rewards.calibration`)",
+              calibration_summary(results["calibration"])]  # fmt: skip
+    for cell in [c.name for c in preset.cells]:
+        parts += [f"## {cell} (λ = {results['lambda'].get(cell)})", method_table(results["summary"], cell, methods)]
+    if results["comparisons"]:
+        parts += [
+            "## AIR − GRPO (paired bootstrap over seeds and meta-groups)",
+            comparison_table(results["comparisons"]),
+        ]
+    if results["sweep"]:
+        parts += ["## λ sweep (ID validation)", sweep_table(results["sweep"], results["lambda"])]
+    results["table"] = "\n\n".join(parts)
+    write_json(out / "results.json", results)
+    write_text(out / "table.md", results["table"] + "\n")
+    _plot(results["summary"], methods, out / "ood_acc_group.png")
+    _plot_sweep(results["sweep"], results["lambda"], out / "lambda_sweep.png")
+    return results

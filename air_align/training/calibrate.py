@@ -1,0 +1,322 @@
+"""``air-align calibrate``: is a training reward AIR-ready? (issue 15 item 1; DESIGN.md §2 "Calibration").
+
+Builds the reward exactly as ``air-align train`` does (``recipe.resolve_rewards``: ``composite`` with a rule, an
+in-process model or a server judge through ``reward_config``; ``toy``; any ``module:function``; a comma-separated
+list, combined with the trainer's ``reward_weights``), reads and validates a meta-group file, scores reference
+responses with it (``rewards.calibration.score_references``: the canonical set of ``rewards.references``, or the
+user's JSONL) and writes the calibration table (``evaluation.calibration_report.write_calibration``: JSON, Markdown,
+one plot) plus every scored response. The terminal gets the verdict and the offsets b in the form a train config
+takes (``invariance_offsets``, the calibrated Δ of issue 15 item 4).
+
+The composite's default judge (``judge: {model: policy}``) is a frozen copy of the policy, as in training: the
+policy named by ``--model`` (or the train config's ``model``) is loaded only when some row needs that judge.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from air_align.data.validate import check_rows
+from air_align.evaluation.calibration_report import LABEL_NAMES, write_calibration
+from air_align.files import read_jsonl, write_jsonl
+from air_align.rewards.calibration import DEFAULT_TOLERANCE, calibration_table, score_references
+from air_align.rewards.composite import RewardConfig
+from air_align.rewards.references import anchor_kinds, default_kinds, load_reference_file
+from air_align.training.reward_spec import resolve_rewards
+from air_align.training.toy import toy_meta_groups
+
+# the keys of a train config (``air-align train --config``) that say which reward, data and policy a run uses
+CONFIG_KEYS = ("model", "model_dtype", "dataset", "dataset_split", "reward", "reward_config", "reward_weights")
+
+
+def read_mapping(value: str, what: str) -> dict:
+    """A YAML/JSON mapping from a file path or inline text (``'{safety_reward: keyword, judge: {model: none}}'``).
+
+    >>> read_mapping('{judge: {model: none}}', "--reward-config")
+    {'judge': {'model': 'none'}}
+    """
+    path = Path(value).expanduser()
+    if path.is_file():
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    elif value.strip().startswith("{"):
+        text, where = value, f"{what} (inline)"
+    else:
+        raise ValueError(
+            f"{what} {value!r}: no such file, and not an inline mapping; give a YAML/JSON file or e.g. "
+            "'{safety_reward: keyword, judge: {model: none}}'"
+        )
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{where}: not valid YAML/JSON ({err})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{where}: expected a mapping of key: value, got {type(loaded).__name__}")
+    return loaded
+
+
+def train_config_settings(path: str) -> dict:
+    """The reward, data and policy keys (:data:`CONFIG_KEYS`) of a train config; its other keys are the trainer's."""
+    values = read_mapping(path, "--config")
+    return {k: values[k] for k in CONFIG_KEYS if values.get(k) is not None}
+
+
+# --- data ------------------------------------------------------------------------------------------------------------
+
+
+def group_stratum(rows: list[dict]) -> tuple:
+    """A meta-group's (domain, label): what its verdict is reported under."""
+    first = rows[0]
+    return (str(first.get("domain")), "none" if first.get("label") is None else str(first.get("label")))
+
+
+def select_groups(rows: list[dict], limit: int) -> list[dict]:
+    """The rows of ``limit`` meta-groups (``group_id`` × ``split``), taken in file order round-robin over their
+    (domain, label), so that a small sample still holds every label (judges are slow; ``--limit-groups``).
+
+    >>> rows = [{"group_id": g, "split": "train", "domain": "safety", "label": lab}
+    ...         for g, lab in (("a", 1), ("b", 1), ("c", 1), ("d", 0))]
+    >>> [r["group_id"] for r in select_groups(rows, 2)]
+    ['a', 'd']
+    """
+    if limit < 1:
+        raise ValueError(f"--limit-groups must be at least 1, got {limit}")
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["group_id"], row.get("split"))].append(row)
+    strata: dict[tuple, list[tuple]] = defaultdict(list)
+    for key, members in groups.items():
+        strata[group_stratum(members)].append(key)
+    chosen: set[tuple] = set()
+    queues = [list(keys) for keys in strata.values()]
+    while len(chosen) < min(limit, len(groups)):
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.add(queue.pop(0))
+    return [r for r in rows if (r["group_id"], r.get("split")) in chosen]
+
+
+def load_calibration_rows(data: str, split: str | None, limit_groups: int | None = None) -> list[dict]:
+    """Meta-group rows of ``data`` (a JSONL file, or ``toy``), validated (``data/validate.py``; problems name the
+    file's lines), restricted to ``split`` (None: every row) and to ``limit_groups`` meta-groups."""
+    if data == "toy":
+        rows = toy_meta_groups(num_groups=16, opens_per_group=2)
+    else:
+        rows, lines = read_jsonl(data, with_lines=True)
+        try:
+            check_rows(rows, lines=lines)
+        except ValueError as err:
+            raise ValueError(f"{data}: {err}\n(check the file with `air-align data validate {data}`)") from None
+    if split is not None:
+        splits = sorted({str(r.get("split")) for r in rows})
+        rows = [r for r in rows if r.get("split") == split]
+        if not rows:
+            raise ValueError(f"{data}: no rows with split {split!r} (the file has {splits}); pass --split NAME or all")
+    if limit_groups is not None:
+        rows = select_groups(rows, limit_groups)
+    return rows
+
+
+# --- rewards ---------------------------------------------------------------------------------------------------------
+
+
+def reward_names(spec: str) -> list[str]:
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def needs_policy(spec: str, reward_config: dict | None, rows: list[dict]) -> bool:
+    """Whether the composite's frozen-policy judge (``judge.model: policy``) will be asked: some open row is judged
+    by a model (a morality row, or a safety row with ``safety_reward: judge``)."""
+    if "composite" not in reward_names(spec):
+        return False
+    config = RewardConfig.from_dict(reward_config)
+    if config.judge.base_url or config.judge.model != "policy":
+        return False
+    return any(
+        r.get("verifier") == "judge"
+        and (r.get("domain") == "morality" or (r.get("domain") == "safety" and config.safety_reward == "judge"))
+        for r in rows
+    )
+
+
+def build_rewards(spec: str, reward_config: dict | None, rows: list[dict], model: str | None, model_dtype: str):
+    """``(reward functions, what was loaded)``: ``resolve_rewards`` with the policy loaded only when its frozen copy
+    will judge (:func:`needs_policy`)."""
+    if "composite" in reward_names(spec):
+        RewardConfig.from_dict(reward_config)  # a typo in the config fails before any model loads
+    policy, loaded = None, None
+    if needs_policy(spec, reward_config, rows):
+        if not model:
+            raise ValueError(
+                "the composite reward's default judge is a frozen copy of the policy (judge: {model: policy}) and "
+                "these rows need it: pass --model (e.g. smollm2-135m, the policy you will train), or set the judge "
+                "in --reward-config (judge: {model: NAME} or judge: {base_url: URL}, or safety_reward: keyword)"
+            )
+        import torch
+
+        from air_align.models import load_model
+
+        policy, loaded = load_model(model, dtype=getattr(torch, model_dtype)), model
+    return resolve_rewards(spec, policy=policy, reward_config=reward_config), loaded
+
+
+def quiet_judges(reward_funcs: list) -> None:
+    """Turn off the progress bars of the in-process judges behind the rewards (a composite's ``judge``)."""
+    for func in reward_funcs:
+        judge = getattr(func, "judge", None)
+        if judge is not None and hasattr(judge, "progress"):
+            judge.progress = False
+
+
+# --- the run ---------------------------------------------------------------------------------------------------------
+
+
+def reference_kinds(responses: str | None) -> tuple[list, str]:
+    """``(kinds, description)``: the canonical set, or a user's file plus the canonical anchor kinds when the file
+    gives no anchor responses (every Δ is measured from a correct anchor)."""
+    if responses is None:
+        return default_kinds(), "canonical (air_align.rewards.references)"
+    kinds = load_reference_file(responses)
+    if any(k.role == "anchor" for k in kinds):
+        return kinds, str(responses)
+    return anchor_kinds() + kinds, f"{responses} + the rows' own anchor answers"
+
+
+def calibrate(
+    rows: list[dict],
+    reward_funcs: list,
+    out_dir: str | Path,
+    kinds: list,
+    weights: list[float] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    run: dict | None = None,
+    progress: bool = True,
+) -> tuple[dict, dict[str, Path]]:
+    """Score the reference responses, build the table, write ``calibration.{json,md,png}`` and ``scored.jsonl`` in
+    ``out_dir``; returns ``(table, paths)``. ``run`` (what was checked, how) is stored in the JSON as ``run``."""
+    start = time.perf_counter()
+    scored = score_references(reward_funcs, rows, kinds, weights=weights, progress=progress)
+    table = calibration_table(scored, tolerance=tolerance)
+    table["with_offsets"] = offsets_check(calibration_table(scored, tolerance=tolerance, offsets=table["offsets"]))
+    table["run"] = {
+        **(run or {}),
+        "rows": len(rows),
+        "meta_groups": len({(r["group_id"], r.get("split")) for r in rows}),
+        "responses": len(scored),
+        "scoring_seconds": round(time.perf_counter() - start, 2),
+    }
+    paths = write_calibration(table, out_dir)
+    paths["scored"] = write_jsonl(Path(out_dir) / "scored.jsonl", scored)
+    return table, paths
+
+
+def offsets_check(shifted: dict) -> dict:
+    """What the measured offsets would fix: the verdicts of the table recomputed with them (calibrated Δ).
+
+    An offset moves every open kind of a label by the same b: it zeroes the correct kinds' mean gap, but cannot
+    separate a failure that earns what the correct behaviour earns, nor zero two correct kinds that differ."""
+    return {
+        "calibrated": shifted["calibrated"],
+        "verdicts": [
+            {
+                "domain": v["domain"],
+                "label": v["label"],
+                "status": v["status"],
+                "violations": [{k: x[k] for k in ("kind", "role", "class", "delta")} for x in v["violations"]],
+            }
+            for v in shifted["verdicts"]
+        ],
+    }
+
+
+# --- what the terminal shows -----------------------------------------------------------------------------------------
+
+
+def flat_offsets(table: dict) -> dict[str, float]:
+    """The measured offsets as ``{"domain/label": b}`` (AIRConfig ``invariance_offsets``' keys), rounded to 1e-4.
+
+    >>> flat_offsets({"offsets": {"safety": {"0": 1.25000001, "1": 0.0}}})
+    {'safety/0': 1.25, 'safety/1': 0.0}
+    """
+    return {f"{d}/{lab}": round(b, 4) + 0.0 for d, labels in table["offsets"].items() for lab, b in labels.items()}
+
+
+def offsets_line(table: dict) -> str:
+    """``invariance_offsets: {"safety/0": 1.25, …}``: a line to paste into a train config (YAML)."""
+    return f"invariance_offsets: {json.dumps(flat_offsets(table))}"
+
+
+def label_name(domain, label) -> str:
+    name = LABEL_NAMES.get((domain, label))
+    return f"label {'none' if label is None else label}" + (f" ({name})" if name else "")
+
+
+def _num(x, signed: bool = True) -> str:
+    return "n/a" if x is None else (f"{x:+.3f}" if signed else f"{x:.3f}")
+
+
+def report_lines(table: dict) -> list[str]:
+    """The table and verdict as terminal lines: per (domain, label) its cells, violations and hacks, then the
+    overall verdict naming every label and kind at fault with its Δ."""
+    out = []
+    for v in table["verdicts"]:
+        d, lab = v["domain"], v["label"]
+        out.append(
+            f"{d}, {label_name(d, lab)}: {v['status']} (correct anchor {_num(v['anchor_reward'], False)}, "
+            f"correct open {_num(v['correct_open_reward'], False)}, b = {_num(v['offset'])})"
+        )
+        out.append(f"  {'role':<7}{'kind':<20}{'class':<9}{'n':>5}  {'mean ± std':<17}{'Δ':>8}")
+        for c in table["cells"]:
+            if (c["domain"], c["label"]) != (d, lab):
+                continue
+            spread = "n/a" if c["mean"] is None else f"{c['mean']:.3f} ± {c['std']:.3f}"
+            flag = " <-" if any(x["kind"] == c["kind"] and x["role"] == c["role"] for x in v["violations"]) else ""
+            out.append(
+                f"  {c['role']:<7}{c['kind']:<20}{c['class']:<9}{c['n']:>5}  {spread:<17}{_num(c['delta']):>8}{flag}"
+            )
+        out += [f"  violation: {x['message']}" for x in v["violations"]]
+        out += [f"  {x['message']}" for x in v["hacks"]]
+        out += [f"  note: {n}" for n in v["notes"]]
+    out.append("")
+    tol = table["tolerance"]
+    if table["calibrated"]:
+        out.append(f"verdict: calibrated within tolerance {tol:g} (every label)")
+    else:
+        out.append(f"verdict: NOT calibrated within tolerance {tol:g}")
+        for v in table["verdicts"]:
+            if v["status"] == "calibrated":
+                continue
+            where = f"{v['domain']}, {label_name(v['domain'], v['label'])}"
+            if v["violations"]:
+                kinds = ", ".join(
+                    f"{x['role']} '{x['kind']}' ({x['class']}) Δ = {x['delta']:+.3f}" for x in v["violations"]
+                )
+                out.append(f"  {where}: {kinds}")
+            else:
+                out.append(f"  {where}: {v['status']} ({'; '.join(v['notes'])})")
+    return out
+
+
+def offsets_lines(table: dict) -> list[str]:
+    """Whether the measured offsets would make the reward calibrated (calibrated Δ), and what they cannot fix."""
+    check = table.get("with_offsets")
+    if check is None:
+        return []
+    if check["calibrated"]:
+        return ["with these offsets (calibrated Δ) every label is calibrated"]
+    out = ["with these offsets (calibrated Δ) it is still NOT calibrated (an offset cannot fix these):"]
+    for v in check["verdicts"]:
+        if v["violations"]:
+            kinds = ", ".join(
+                f"{x['role']} '{x['kind']}' ({x['class']}) Δ = {x['delta']:+.3f}" for x in v["violations"]
+            )
+            out.append(f"  {v['domain']}, {label_name(v['domain'], v['label'])}: {kinds}")
+        elif v["status"] != "calibrated":
+            out.append(f"  {v['domain']}, {label_name(v['domain'], v['label'])}: {v['status']}")
+    return out
