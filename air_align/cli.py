@@ -2,14 +2,20 @@
 
 Each area owns its subcommands in a light ``cli.py`` (argparse only; heavy imports happen inside the handlers), so
 ``air-align --help`` stays fast. Every handler is ``handler(args) -> int`` (exit code).
+
+Errors: :func:`main` is the one place that turns an *expected* error (bad input: a ``ValueError`` such as
+``data.validate.ValidationError``, a missing or unreadable file, a missing optional package) into ``error: …`` on
+stderr and exit code 2, the message naming what was wrong and how to fix it. ``--debug`` (anywhere on the command
+line) or ``AIR_ALIGN_DEBUG=1`` shows the traceback instead; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from air_align import theory_cli
+from air_align import __version__, theory_cli
 from air_align.data import cli as data_cli
 from air_align.evaluation import cli as evaluation_cli
 from air_align.lab import cli as lab_cli
@@ -24,12 +30,25 @@ AREAS = (
     lab_cli,  # reproduce / demo: the CPU-scale lab
     real_cli,  # study: the real tier (SmolLM2 trained with each method, audited)
 )
+EXPECTED_ERRORS = (ValueError, OSError, ModuleNotFoundError)
+"""Bad input, reported as ``error: …`` (exit 2): ValueError and its subclasses (ValidationError, the config and
+world-spec errors), a missing / unreadable file (OSError: FileNotFoundError, IsADirectoryError, PermissionError …),
+an optional package that is not installed (the message says how to install it)."""
+INPUT_ERROR = 2
+"""Exit code of a usage or input error (argparse's own code for a bad command line)."""
+DEBUG_ENV = "AIR_ALIGN_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="air-align",
         description="Context-invariant alignment training with AIR (Anchor Invariance Regularization).",
+        epilog=f"An expected error prints `error: …` and exits {INPUT_ERROR}; add --debug (or set {DEBUG_ENV}=1) "
+        "for its traceback.",
+    )
+    parser.add_argument("--version", action="version", version=f"air-align {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (accepted anywhere on the command line)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for area in AREAS:
@@ -37,13 +56,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``argv`` without its ``--debug`` flags (before a ``--``), and whether there was one.
+
+    >>> split_debug(["train", "max_steps=1", "--debug"])
+    (['train', 'max_steps=1'], True)
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+    return kept, len(kept) < len(argv)
+
+
+def is_override(arg: str) -> bool:
+    """A ``key=value`` command-line override (``train``'s positional arguments).
+
+    >>> is_override("max_steps=2"), is_override("--threads=2"), is_override("runs/x")
+    (True, False, False)
+    """
+    return "=" in arg and not arg.startswith("-")
+
+
+def error_message(err: BaseException) -> str:
+    """The one-line (or, for a list of problems, multi-line) message of an expected error.
+
+    >>> error_message(FileNotFoundError(2, "No such file or directory", "data.jsonl"))
+    'data.jsonl: No such file or directory; check the path'
+    """
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}; check the path"
+    return str(err) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
+    debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(is_override(a) for a in extra):
+        args.overrides += extra  # key=value on both sides of an option: `train … --overwrite max_steps=2`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help()
-        return 2
-    return int(args.handler(args) or 0)
+        return INPUT_ERROR
+    try:
+        return int(args.handler(args) or 0)
+    except EXPECTED_ERRORS as err:
+        if debug:
+            raise
+        print(f"error: {error_message(err)}", file=sys.stderr)
+        return INPUT_ERROR
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

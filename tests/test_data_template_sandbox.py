@@ -70,7 +70,7 @@ def test_user_template_file_is_refused_naming_file_and_template(tmp_path):
     cli = [sys.executable, "-m", "air_align.cli", "data", "build", "--domain", "morality", "--n-intents", "8"]
     out = tmp_path / "out.jsonl"
     run = subprocess.run([*cli, "--out", str(out), "--templates", str(path)], capture_output=True, text=True)
-    assert run.returncode == 1
+    assert run.returncode == 2  # an input error (air_align.cli.INPUT_ERROR)
     assert run.stderr.startswith(f"error: {path}: template 'dan-evil': `lipsum.__globals__['os'].popen(")
     assert "Traceback" not in run.stderr
     assert not marker.exists() and not out.exists()

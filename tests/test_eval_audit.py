@@ -143,5 +143,5 @@ def test_audit_cli_tiny_model_end_to_end(tmp_path):
 
 def test_audit_cli_rejects_unknown_judge_before_loading(capsys):
     code = main(["audit", "--model", "tiny", "--domain", "morality", "--out", "/tmp/unused-audit", "--judge", "gpt"])
-    assert code == 1
+    assert code == 2
     assert "unknown --judge 'gpt'" in capsys.readouterr().err

@@ -12,7 +12,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "air_align"
 # Lowest first. ``models`` sits above ``data`` because it finds the SmolLM2 registry package with
 # ``data.sources.package_dir`` (the one place that knows the registry packages and how to install them).
 LAYERS = (
-    ("air_align", "air_align.answers", "air_align.files", "air_align.objectives", "air_align.theory"),
+    (
+        "air_align",
+        "air_align.answers",
+        "air_align.files",
+        "air_align.objectives",
+        "air_align.theory",
+        "air_align.threads",
+    ),
     ("air_align.data",),
     ("air_align.models",),
     ("air_align.rewards",),

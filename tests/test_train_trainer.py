@@ -297,7 +297,7 @@ def test_config_errors_are_clear(tmp_path):
         toy_trainer("airr", str(tmp_path))
     with pytest.raises(ValueError, match="aux_baseline must be one of"):
         toy_trainer("air", str(tmp_path), aux_baseline="mean")
-    # 2 prompts per generation batch cannot hold meta-groups of 3: the message names sizes that work.
-    trainer = toy_trainer("air", str(tmp_path), per_device_train_batch_size=6)
+    # 2 prompts per generation batch cannot hold meta-groups of 3: the message names sizes that work. The recipe
+    # checks it while building (recipe.check_batch_geometry), the sampler again when the dataloader is made.
     with pytest.raises(ValueError, match=r"generation_batch_size in \[9, 18, 27, 36\]"):
-        trainer.get_train_dataloader()
+        toy_trainer("air", str(tmp_path), per_device_train_batch_size=6)

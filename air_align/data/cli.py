@@ -54,39 +54,35 @@ def add_parser(subparsers) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from air_align.data.build import build_meta_groups
-    from air_align.data.validate import ValidationError, check_rows, format_summary, summarize
+    from air_align.data.validate import check_rows, format_summary, summarize
     from air_align.files import write_jsonl
 
     intents = templates = None
-    try:
-        if args.intents:
-            from air_align.data.external import load_intents, parse_column_map
+    if args.intents:
+        from air_align.data.external import load_intents, parse_column_map
 
-            intents = load_intents(args.intents, parse_column_map(args.column_map))
-        if args.templates:
-            from air_align.data.sources import load_templates
+        intents = load_intents(args.intents, parse_column_map(args.column_map))
+    if args.templates:
+        from air_align.data.sources import load_templates
 
-            templates = load_templates(args.templates)
-        rows = build_meta_groups(
-            args.domain,
-            n_intents=args.n_intents,
-            anchors=args.anchors,
-            opens=args.opens,
-            ood_families=args.ood_families,
-            seed=args.seed,
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-            benign_fraction=args.benign_fraction,
-            max_template_chars=args.max_template_chars or None,
-            template_source=args.template_source,
-            intents=intents,
-            extra_templates=templates,
-            progress=sys.stderr.isatty(),
-        )
-        check_rows(rows, require_equal_group_size=True)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError, ValidationError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        templates = load_templates(args.templates)
+    rows = build_meta_groups(
+        args.domain,
+        n_intents=args.n_intents,
+        anchors=args.anchors,
+        opens=args.opens,
+        ood_families=args.ood_families,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        benign_fraction=args.benign_fraction,
+        max_template_chars=args.max_template_chars or None,
+        template_source=args.template_source,
+        intents=intents,
+        extra_templates=templates,
+        progress=sys.stderr.isatty(),
+    )
+    check_rows(rows, require_equal_group_size=True)
     write_jsonl(args.out, rows)
     print(f"wrote {len(rows)} rows to {args.out}")
     print(format_summary(summarize(rows)))
@@ -150,27 +146,20 @@ def format_group(rows: list[dict], max_chars: int = 600) -> str:
 def _inspect(args: argparse.Namespace) -> int:
     from air_align.files import read_jsonl
 
-    try:
-        rows = read_jsonl(args.file)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    rows = read_jsonl(args.file)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if args.split is None or r.get("split") == args.split:
             groups.setdefault((r.get("group_id"), r.get("split")), []).append(r)
     keys = [k for k in groups if args.group is None or k[0] == args.group]
     if not keys:
-        print(
-            f"error: no meta-group matches group={args.group!r} split={args.split!r} in {args.file}", file=sys.stderr
+        raise ValueError(
+            f"no meta-group matches group={args.group!r} split={args.split!r} in {args.file}; "
+            "list them with `air-align data validate FILE`"
         )
-        return 1
     if args.group is None:
         if not 0 <= args.index < len(keys):
-            print(
-                f"error: --index {args.index} out of range; {args.file} has {len(keys)} meta-groups", file=sys.stderr
-            )
-            return 1
+            raise ValueError(f"--index {args.index} out of range; {args.file} has {len(keys)} meta-groups")
         keys = [keys[args.index]]
     for k in keys:
         print(format_group(groups[k], args.max_chars))

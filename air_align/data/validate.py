@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 
 from air_align.data.renderers import has_prompt_slot
 from air_align.data.schema import ANCHOR_VERIFIERS, REQUIRED_FIELDS, ROLES, SPLITS, VERIFIERS, prompt_text
+from air_align.files import read_jsonl
 
 _SPLIT_CLASS = {"train": "train", "val": "val", "test_id": "test", "test_ood": "test"}
 # Longest prompt a row may hold, in characters. The longest PyRIT jailbreak template is 25,496 characters, so every
@@ -30,13 +31,15 @@ _TEXT_FIELDS = tuple(k for k in REQUIRED_FIELDS if k != "prompt")  # every requi
 
 
 class ValidationError(ValueError):
-    """Rows that break the schema; ``problems`` holds one message per problem."""
+    """Rows that break the schema; ``problems`` holds one message per problem, ``source`` names the file (if any)."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], source: str | None = None):
         self.problems = list(problems)
+        self.source = source
         shown = "\n".join(f"  - {p}" for p in self.problems[:50])
         more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
-        super().__init__(f"{len(self.problems)} problem(s) in the meta-group rows:\n{shown}{more}")
+        where = source if source is not None else "the meta-group rows"
+        super().__init__(f"{len(self.problems)} problem(s) in {where}:\n{shown}{more}")
 
 
 def _where(i: int, row: dict, lines: list[int] | None) -> str:
@@ -179,11 +182,26 @@ def check_rows(
     require_equal_group_size: bool = False,
     lines: list[int] | None = None,
     max_prompt_chars: int = MAX_PROMPT_CHARS,
+    source: str | None = None,
 ) -> None:
-    """Raise :class:`ValidationError` listing every problem of ``rows``; return None when they are valid."""
+    """Raise :class:`ValidationError` listing every problem of ``rows`` (read from the file ``source``, if given);
+    return None when they are valid."""
     problems = validate_rows(rows, require_equal_group_size, lines, max_prompt_chars)
     if problems:
-        raise ValidationError(problems)
+        raise ValidationError(problems, source)
+
+
+def read_checked(path: str, require_equal_group_size: bool = False) -> list[dict]:
+    """The rows of the meta-group file ``path``, refused with :class:`ValidationError` (each problem naming its line
+    and fix) unless they pass every check of ``air-align data validate``: what ``train`` and ``eval`` read.
+
+    Raises:
+        FileNotFoundError, ValueError: the file is missing or unreadable (``air_align.files.read_jsonl``).
+        ValidationError: the rows break the schema.
+    """
+    rows, lines = read_jsonl(path, with_lines=True)
+    check_rows(rows, require_equal_group_size, lines=lines, source=str(path))
+    return rows
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -101,6 +101,7 @@ def run_audit(
         dispersion=False,
         tags=tags,
         progress=progress,
+        completions_path=out / "completions.jsonl",  # the generations, saved before the judge runs
     )
     summary = audit_summary(rows, evaluation.records, evaluation.scored)
     summary.update(

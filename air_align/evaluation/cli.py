@@ -4,7 +4,8 @@ handlers)."""
 from __future__ import annotations
 
 import argparse
-import sys
+
+from air_align.threads import add_threads_argument
 
 # Per-domain defaults sized for ~10 minutes on 2 CPU cores with SmolLM2-135M (docs/real-tier.md, "Cost").
 DEFAULT_N_INTENTS = {"safety": 8, "morality": 8, "math": 8}
@@ -39,9 +40,12 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--dispersion", action=argparse.BooleanOptionalAction, default=True)
     ev.add_argument("--dispersion-layer", type=int, default=-1, help="hidden_states index (default: last)")
     ev.add_argument("--method", default=None, help="method tag for tables, e.g. 'GRPO+AIR' (default: model name)")
-    ev.add_argument("--train-dir", default=None, help="where to look for training logs (default: --model if a dir)")
+    ev.add_argument(
+        "--train-dir", default=None, help="where to look for training logs (default: the run folder of --model)"
+    )
     ev.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     ev.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_threads_argument(ev)
     ev.set_defaults(handler=run_eval)
 
     rep = subparsers.add_parser(
@@ -80,7 +84,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="intent draw, ID/OOD family choice, template draw")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(handler=run_audit_cli)
 
@@ -91,19 +95,23 @@ def run_eval(args) -> int:
 
     import torch
 
-    from air_align.evaluation.evaluate import evaluate, read_rows, select_rows
+    from air_align.threads import set_threads
+
+    set_threads(args.threads)
+    from air_align.data.validate import read_checked
+    from air_align.evaluation.evaluate import evaluate, select_rows
     from air_align.evaluation.scoring import eval_verdict
     from air_align.models import load_model
 
     verdict = eval_verdict(args.judge)  # fail fast on a bad --judge, before loading the model
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
-    rows = read_rows(args.data)
+    rows = read_checked(args.data)  # every check of `air-align data validate`, before loading the model
     if args.limit is not None:
         rows = select_rows(rows, list(splits), limit_groups=args.limit)
     model, tokenizer = load_model(args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    train_dir = args.train_dir or (args.model if Path(args.model).is_dir() else None)
+    train_dir = args.train_dir or default_train_dir(args.model)
     evaluation = evaluate(
         model,
         tokenizer,
@@ -139,6 +147,17 @@ def run_eval(args) -> int:
     return 0
 
 
+def default_train_dir(model: str) -> str | None:
+    """Where ``eval`` looks for the training log of ``model``: the run folder of ``air-align train`` for its
+    ``final/`` model (``log.jsonl`` sits beside ``final/``), else the model's own folder, else none (a hub id)."""
+    from pathlib import Path
+
+    path = Path(model)
+    if not path.is_dir():
+        return None
+    return str(path.parent) if path.name == "final" else str(path)
+
+
 def run_report(args) -> int:
     """Handler of ``air-align report``."""
     from air_align.evaluation.report import compare_runs
@@ -154,6 +173,9 @@ def run_report(args) -> int:
 
 def run_audit_cli(args: argparse.Namespace) -> int:
     """Handler of ``air-align audit``."""
+    from air_align.threads import set_threads
+
+    set_threads(args.threads)
     import torch
 
     from air_align.data.audit_rows import audit_rows
@@ -161,23 +183,17 @@ def run_audit_cli(args: argparse.Namespace) -> int:
     from air_align.evaluation.scoring import judge_verdict
     from air_align.models import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     n_intents = args.n_intents or DEFAULT_N_INTENTS[args.domain]
     ood = int(args.ood_families) if args.ood_families.strip().isdigit() else args.ood_families
-    try:
-        judge_verdict(args.judge)  # an unknown or unavailable judge fails before the model loads
-        rows = audit_rows(
-            args.domain,
-            n_intents,
-            args.seed,
-            anchors=args.anchors,
-            ood_families=ood,
-            max_template_chars=args.max_template_chars or None,
-        )
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    judge_verdict(args.judge)  # an unknown or unavailable judge fails before the model loads
+    rows = audit_rows(
+        args.domain,
+        n_intents,
+        args.seed,
+        anchors=args.anchors,
+        ood_families=ood,
+        max_template_chars=args.max_template_chars or None,
+    )
     if args.limit is not None:
         keep = set(list(dict.fromkeys(r["group_id"] for r in rows))[: args.limit])
         rows = [r for r in rows if r["group_id"] in keep]

@@ -19,22 +19,9 @@ from air_align.evaluation.metrics import majority, slice_records, summarize
 from air_align.evaluation.plots import plot_anchor_vs_open, plot_per_family, plot_training_curves
 from air_align.evaluation.report import render_report
 from air_align.evaluation.scoring import Verdict, eval_verdict
-from air_align.files import read_jsonl, write_json, write_jsonl, write_text
+from air_align.files import write_json, write_jsonl, write_text
 
-REQUIRED_FIELDS = ("id", "group_id", "role", "domain", "split", "prompt", "verifier")
 RESULTS_VERSION = 1
-
-
-def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a meta-group JSONL file (``air_align.files.read_jsonl``), checked for the fields eval needs."""
-    rows, lines = read_jsonl(path, with_lines=True)
-    for row, lineno in zip(rows, lines, strict=True):
-        missing = [k for k in REQUIRED_FIELDS if k not in row]
-        if missing:
-            raise ValueError(f"{path}:{lineno}: row lacks field(s) {missing}; see the row schema in docs/data.md")
-    if not rows:
-        raise ValueError(f"{path}: no rows")
-    return rows
 
 
 def select_rows(rows: list[dict], splits: list[str], limit_groups: int | None = None) -> list[dict]:
@@ -46,6 +33,26 @@ def select_rows(rows: list[dict], splits: list[str], limit_groups: int | None = 
     return [r for r in rows if r["group_id"] in keep and (r["split"] in splits or r["role"] == "anchor")]
 
 
+COMPLETION_FIELDS = ("id", "group_id", "role", "family", "domain", "split")
+
+
+def generated_lines(rows: list[dict], completions: list[list[str]]) -> list[dict]:
+    """One line per completion, before any verdict: what ``completions.jsonl`` holds between generation and scoring
+    (the scored lines add ``correct``, ``score`` and ``details``)."""
+    return [
+        {
+            **{k: row.get(k) for k in COMPLETION_FIELDS},
+            "sample": k,
+            "prompt": row["prompt"],
+            "answer": row.get("answer"),
+            "label": row.get("label"),
+            "completion": completion,
+        }
+        for row, samples in zip(rows, completions, strict=True)
+        for k, completion in enumerate(samples)
+    ]
+
+
 def score_rows(rows: list[dict], completions: list[list[str]], verdict: Verdict) -> tuple[list[dict], list[dict]]:
     """``(records, scored)``: one metric record per prompt (majority over samples) and one scored line a sample."""
     flat_rows = [row for row, samples in zip(rows, completions, strict=True) for _ in samples]
@@ -53,7 +60,7 @@ def score_rows(rows: list[dict], completions: list[list[str]], verdict: Verdict)
     verdicts = verdict(flat_rows, flat)
     if len(verdicts) != len(flat):
         raise ValueError(f"the verdict function returned {len(verdicts)} results for {len(flat)} completions")
-    records, scored, pos = [], [], 0
+    records, pos = [], 0
     for row, samples in zip(rows, completions, strict=True):
         mine = verdicts[pos : pos + len(samples)]
         pos += len(samples)
@@ -66,20 +73,10 @@ def score_rows(rows: list[dict], completions: list[list[str]], verdict: Verdict)
                 "n_samples": len(samples),
             }
         )
-        for k, (completion, v) in enumerate(zip(samples, mine, strict=True)):
-            scored.append(
-                {
-                    **{k2: row.get(k2) for k2 in ("id", "group_id", "role", "family", "domain", "split")},
-                    "sample": k,
-                    "prompt": row["prompt"],
-                    "answer": row.get("answer"),
-                    "label": row.get("label"),
-                    "completion": completion,
-                    "correct": v["correct"],
-                    "score": v.get("score"),
-                    "details": v.get("details", {}),
-                }
-            )
+    scored = [
+        {**line, "correct": v["correct"], "score": v.get("score"), "details": v.get("details", {})}
+        for line, v in zip(generated_lines(rows, completions), verdicts, strict=True)
+    ]
     return records, scored
 
 
@@ -114,11 +111,16 @@ def evaluate(
     train_dir: str | Path | None = None,
     tags: dict | None = None,
     progress: bool = True,
+    completions_path: str | Path | None = None,
 ) -> Evaluation:
     """Generate, score and summarise; write every output to ``out_dir`` when given.
 
     ``verdict`` defaults to rule verifiers + the ``oracle-label`` keyword heuristic. ``tags`` (``method``, ``model``,
     ``judge``, ...) are recorded in results.json; ``method`` names the row in the paper-style table.
+
+    The generations are saved as soon as they exist, before any judge or the dispersion runs, so that a failure there
+    loses none: to ``completions_path`` (default ``out_dir/completions.jsonl``; :func:`generated_lines`), replaced by
+    the scored lines once the verdicts are in, before the dispersion pass.
     """
     splits = tuple(splits)
     selected = select_rows(rows, list(splits))
@@ -137,7 +139,13 @@ def evaluate(
         seed=seed,
         progress=progress,
     )
+    if completions_path is None and out_dir is not None:
+        completions_path = Path(out_dir) / "completions.jsonl"
+    if completions_path is not None:
+        write_jsonl(completions_path, generated_lines(selected, completions))
     records, scored = score_rows(selected, completions, verdict or eval_verdict("oracle-label"))
+    if completions_path is not None:  # the verdicts too, before the dispersion pass
+        write_jsonl(completions_path, scored)
     results = {
         "version": RESULTS_VERSION,
         **(tags or {}),

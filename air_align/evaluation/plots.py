@@ -126,8 +126,11 @@ def _read_training_log_under(d: str | Path) -> list[dict]:
     for log in sorted(d.rglob("log.jsonl")):
         entries = []
         for line in log.read_text(encoding="utf-8").splitlines():
-            if line.strip():
+            try:
                 entry = json.loads(line)
+            except json.JSONDecodeError:  # blank, or the last line of a killed run, cut short
+                continue
+            if isinstance(entry, dict):
                 entry.setdefault("step", entry.get("global_step"))
                 entries.append(entry)
         if entries:

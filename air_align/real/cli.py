@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from air_align.threads import add_threads_argument
+
 
 def add_parser(subparsers) -> None:
     """Add the ``study`` subcommand."""
@@ -37,11 +39,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--judge", default="oracle-label", help="evaluation judge of the audits (see air-align eval)")
     p.add_argument("--no-base", action="store_true", help="skip the audit of the untrained model")
     p.add_argument("--seed", type=int, default=0)
+    add_threads_argument(p)
     p.set_defaults(handler=run_study_cli)
 
 
 def run_study_cli(args: argparse.Namespace) -> int:
     """Handler of ``air-align study``."""
+    from air_align.threads import set_threads
+
+    set_threads(args.threads)
     from air_align.real.config import StudyConfig
     from air_align.real.study import run_study
 

@@ -24,6 +24,7 @@ import torch
 from air_align.data.audit_rows import audit_rows
 from air_align.evaluation.audit import run_audit
 from air_align.evaluation.report import compare_runs, percent
+from air_align.evaluation.scoring import judge_verdict
 from air_align.files import write_json, write_text
 from air_align.models import load_model
 from air_align.real.config import StudyConfig
@@ -96,6 +97,7 @@ def run_study(config: StudyConfig, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     methods = [method_name(m) for m in config.methods]  # an unknown method fails before any work
+    judge_verdict(config.judge)  # so does an unknown evaluation judge (it runs only after the first training)
     settings = {**config.as_dict(), "methods": methods, "judge(train)": "frozen policy"}
     rows = train_rows(config)
     test = audit_rows(

@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 from air_align.data.build import build_meta_groups
 from air_align.models import load_model
 from air_align.real.config import StudyConfig
+from air_align.training.console import LOG_NAME, log_to_file
 from air_align.training.methods import method_label, method_name
 from air_align.training.recipe import RunConfig, air_config, build_trainer
 
@@ -114,6 +115,7 @@ def train_real(config: StudyConfig, method: str, out_dir: str | Path, rows: list
     )
     timer = StepTimer(config.time_budget_s)
     trainer = build_trainer(run, args, model=policy, tokenizer=tokenizer, rows=train, callbacks=[timer])
+    log_to_file(trainer, Path(out_dir) / LOG_NAME)  # each step's metrics to the run's log.jsonl, not the console
     start = time.time()
     trainer.train()
     train_seconds = time.time() - start

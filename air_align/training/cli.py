@@ -1,18 +1,22 @@
-"""``air-align train --config configs/X.yaml [key=value …] [--resume [auto|PATH]]`` and ``air-align calibrate``
-(argparse only; heavy imports happen in the handlers). Multi-GPU / multi-node: ``accelerate launch --config_file
-configs/accelerate/… -m air_align.cli train …`` (see ``docs/scaling.md``). ``calibrate`` checks, before training,
-that a reward is calibrated for AIR (``air_align/training/calibrate.py``, docs/calibration.md)."""
+"""``air-align train --config configs/X.yaml [key=value …] [--resume [auto|PATH] | --overwrite] [--threads N]`` and
+``air-align calibrate`` (argparse only; heavy imports happen in the handlers). Multi-GPU / multi-node: ``accelerate
+launch --config_file configs/accelerate/… -m air_align.cli train …`` (see ``docs/scaling.md``). ``calibrate`` checks,
+before training, that a reward is calibrated for AIR (``air_align/training/calibrate.py``, docs/calibration.md)."""
 
 from __future__ import annotations
 
 import argparse
+
+from air_align.threads import add_threads_argument
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
         help="GRPO/GSPO with AIR or V-REx on TRL",
-        description="Train with AIRTrainer (TRL GRPOTrainer + AIR). Values: YAML config, then key=value overrides.",
+        description="Train with AIRTrainer (TRL GRPOTrainer + AIR). Values: YAML config, then key=value overrides. "
+        "The data file and the batch geometry are checked before the model loads; the console shows a progress "
+        "bar and each step's metrics go to OUTPUT_DIR/log.jsonl.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  air-align train --config configs/tiny-cpu.yaml output_dir=/tmp/x max_steps=2\n"
         "  air-align train --config configs/smollm2-cpu.yaml invariance=vrex --resume auto",
@@ -25,20 +29,39 @@ def add_parser(subparsers) -> None:
         const="auto",
         default=None,
         metavar="auto|PATH",
-        help="resume from the last checkpoint in output_dir (auto, the default) or from PATH",
+        help="resume from the last complete checkpoint in output_dir (auto, the default; incomplete ones are "
+        "skipped) or from PATH",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="output_dir holds a previous run: delete its checkpoints, final/ and log, and start again",
+    )
+    add_threads_argument(parser)
     parser.set_defaults(handler=_handle_train)
     add_calibrate_parser(subparsers)
 
 
 def _handle_train(args) -> int:
+    import os
+
+    from air_align.threads import set_threads
+
+    if args.resume and "=" in args.resume and not os.path.exists(args.resume):  # `--resume max_steps=3`
+        args.overrides.append(args.resume)
+        args.resume = "auto"
+
+    set_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    from air_align.training.console import end_line
     from air_align.training.run import build_configs, train
 
+    hf_logging.disable_progress_bar()  # transformers' inner bars (weights written at each save): one bar, the steps
     run, air = build_configs(args.config, args.overrides)
-    trainer = train(run, air, resume=args.resume)
+    trainer = train(run, air, resume=args.resume, overwrite=args.overwrite)
     if trainer.accelerator.is_main_process:
-        last = trainer.state.log_history[-1] if trainer.state.log_history else {}
-        print(f"trained {trainer.state.global_step} steps → {air.output_dir}/final  {last}")
+        print(end_line(trainer, air.output_dir))
     return 0
 
 

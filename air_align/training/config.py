@@ -149,6 +149,19 @@ class AIRConfig(GRPOConfig):
         default="role",
         metadata={"help": "Dataset column holding each prompt's role: `anchor_role` (A_z) or anything else (O_z)."},
     )
+    # TRL's default (gradient checkpointing on) under the name transformers 5 reads: TRL sets the deprecated
+    # `gradient_checkpointing=True`, which made every AIRConfig print a FutureWarning (issue 12, item 10).
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Recompute activations in the backward pass to save memory (~20% slower). Default (null): on, as "
+            "TRL's GRPOConfig has it, unless the deprecated `gradient_checkpointing` is set."
+        },
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of `activation_checkpointing` (transformers 5); prefer that name."},
+    )
     anchor_role: str = field(
         default="anchor",
         metadata={
@@ -192,6 +205,8 @@ class AIRConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True  # TRL's default, without the deprecated name's warning
         super().__post_init__()
         self.invariance_offsets = normalize_offsets(self.invariance_offsets)
         if isinstance(self.anchor_monitor_batches, bool) or not isinstance(self.anchor_monitor_batches, int):
@@ -221,5 +236,8 @@ class AIRConfig(GRPOConfig):
             )
         if self.aux_baseline not in AUX_BASELINES:
             raise ValueError(f"AIRConfig.aux_baseline must be one of {AUX_BASELINES}, got {self.aux_baseline!r}")
-        if self.invariance_coef < 0:
-            raise ValueError(f"AIRConfig.invariance_coef (λ) must be >= 0, got {self.invariance_coef}")
+        if not math.isfinite(self.invariance_coef) or self.invariance_coef < 0:
+            raise ValueError(
+                f"AIRConfig.invariance_coef (λ) must be a finite number >= 0, got {self.invariance_coef}; e.g. "
+                "invariance_coef=8e-4 (the paper's), or invariance=none for no invariance term"
+            )

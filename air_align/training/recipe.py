@@ -10,17 +10,18 @@ one table of methods (``air_align.training.methods``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from air_align.data.schema import to_dataset
-from air_align.data.validate import check_rows
-from air_align.files import read_jsonl
+from air_align.data.validate import check_rows, read_checked
 from air_align.models import load_model
 from air_align.training.config import AIRConfig
 from air_align.training.methods import METHODS, method_name
 from air_align.training.reward_spec import resolve_rewards  # also recipe.resolve_rewards, as before
+from air_align.training.sampler import MetaGroupSampler
 from air_align.training.toy import toy_meta_groups
 from air_align.training.trainer import AIRTrainer
 
@@ -60,16 +61,40 @@ class RunConfig:
 
 
 def load_rows(dataset: str, split: str | None) -> list[dict]:
-    """Meta-group rows from ``toy`` or a JSONL file (``air-align data build``), checked with
-    ``air_align.data.validate`` (equal meta-group sizes)."""
-    rows = toy_meta_groups(num_groups=16, opens_per_group=2) if dataset == "toy" else read_jsonl(dataset)
+    """Meta-group rows from ``toy`` or a JSONL file (``air-align data build``): the whole file passes every check of
+    ``air-align data validate`` (``data.validate.read_checked``: each problem names its line and fix), and the rows
+    of ``split`` have meta-groups of one size (the sampler's need)."""
+    rows = toy_meta_groups(num_groups=16, opens_per_group=2) if dataset == "toy" else read_checked(dataset)
     if split is not None and rows and "split" in rows[0]:
         rows = [r for r in rows if r.get("split") == split]
     if not rows:
-        raise ValueError(f"dataset {dataset!r} has no rows with split={split!r}")
+        raise ValueError(f"dataset {dataset!r} has no rows with split={split!r}; set dataset_split (null: all rows)")
     if dataset != "toy":
-        check_rows(rows, require_equal_group_size=True)
+        check_rows(rows, require_equal_group_size=True, source=f"{dataset} (split {split})")
     return rows
+
+
+def check_batch_geometry(rows: list[dict], args: AIRConfig) -> None:
+    """Raise, before any model loads, the error the meta-group sampler would raise at the first step: a generation
+    batch (``generation_batch_size / num_generations`` prompts) must hold whole meta-groups, and the data at least
+    one batch of them (the message lists batch sizes that work)."""
+    if not rows or args.group_column not in rows[0]:
+        return  # plain GRPO data: TRL's own sampler
+    MetaGroupSampler(
+        group_ids=[r[args.group_column] for r in rows],
+        mini_repeat_count=args.num_generations,
+        batch_size=args.generation_batch_size // args.num_generations,
+    )
+
+
+def hide_trl_deprecation_warnings() -> None:
+    """TRL 1.16 reads ``model.is_gradient_checkpointing`` and calls ``gradient_checkpointing_disable/enable`` around
+    every generation (``trl/models/utils.py``), names that transformers 5 deprecated for ``activation_checkpointing``;
+    no argument of ours avoids those calls. This hides exactly those three FutureWarnings
+    (``tests/test_console.py`` fails once TRL stops making the calls, so that this goes with them). The warning of our
+    own settings is fixed at its source instead: ``AIRConfig`` sets ``activation_checkpointing``."""
+    for name in ("is_gradient_checkpointing", "gradient_checkpointing_disable", "gradient_checkpointing_enable"):
+        warnings.filterwarnings("ignore", message=f"`{name}` is deprecated", category=FutureWarning)
 
 
 def lora_config(run: RunConfig):
@@ -137,14 +162,19 @@ def build_trainer(
     """The ``AIRTrainer`` of a run. ``model`` and ``tokenizer`` (together), ``rows`` and ``reward_funcs`` replace
     what ``run`` would load: ``load_model(run.model)``, ``load_rows(run.dataset, run.dataset_split)`` and
     ``resolve_rewards(run.reward)``; a ``composite`` reward's frozen-policy judge is copied from the model here,
-    before LoRA is attached (paper App. C.2.1). Seeds torch with ``args.seed`` before building."""
+    before LoRA is attached (paper App. C.2.1). Seeds torch with ``args.seed`` before building.
+
+    The data and the batch geometry are checked first (:func:`load_rows`, :func:`check_batch_geometry`), so a bad
+    file or batch size fails in a second, not after the model and the judge have loaded."""
     check_method(run, args)
     if (model is None) != (tokenizer is None):
         raise ValueError("build_trainer: pass model and tokenizer together, or neither (then run.model is loaded)")
-    if model is None:
-        model, tokenizer = load_model(run.model, dtype=getattr(torch, run.model_dtype))
     if rows is None:
         rows = load_rows(run.dataset, run.dataset_split)
+    check_batch_geometry(rows, args)  # data and geometry first: a bad file or batch fails before any model loads
+    hide_trl_deprecation_warnings()
+    if model is None:
+        model, tokenizer = load_model(run.model, dtype=getattr(torch, run.model_dtype))
     if reward_funcs is None:
         reward_funcs = resolve_rewards(run.reward, policy=(model, tokenizer), reward_config=run.reward_config)
     torch.manual_seed(args.seed)

@@ -3,8 +3,14 @@
 A config file is one flat YAML mapping. Keys of ``RunConfig`` (``air_align.training.recipe``: model, data,
 rewards, LoRA, method) are read here; every other key is an ``AIRConfig`` field (so any ``GRPOConfig`` /
 ``TrainingArguments`` option works). Values are typed by the field they set, from YAML or the command line alike
-(``learning_rate=5e-7`` is a float). ``method=grpo+air`` (the methods of ``air_align.training.methods``) sets
+(``learning_rate=5e-7`` is a float). YAML is read with YAML 1.2 booleans: only ``true`` / ``false`` are booleans, so
+``save_strategy: no`` is the string ``"no"``; a boolean field takes ``true`` / ``false`` (or ``yes`` / ``no``,
+``on`` / ``off``) and nothing else. ``method=grpo+air`` (the methods of ``air_align.training.methods``) sets
 ``invariance``, ``importance_sampling_level`` and ``aux_baseline`` at once.
+
+Before anything loads, :func:`train` checks the output folder (``checkpoints.prepare_output_dir``: a used one needs
+``--resume`` or ``--overwrite``; ``--resume`` skips an incomplete checkpoint) and the recipe checks the data and the
+batch geometry. The console shows one progress bar; each step's metrics go to ``output_dir/log.jsonl``.
 """
 
 from __future__ import annotations
@@ -13,54 +19,104 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers.trainer_utils import get_last_checkpoint
+from accelerate import PartialState
 
 from air_align.files import write_text
+from air_align.training.checkpoints import prepare_output_dir
 from air_align.training.config import AIRConfig
+from air_align.training.console import LOG_NAME, log_to_file
 from air_align.training.methods import METHODS, method_name
 from air_align.training.recipe import RunConfig, build_trainer
 
 RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 AIR_FIELDS = {f.name: f for f in dataclasses.fields(AIRConfig) if f.init}
+COMMAND_LINE = "the command line"
 
 
-def _coerce(name: str, value: Any, type_hint: Any) -> Any:
-    """Type a YAML / command-line value by its dataclass field's annotation (a string under PEP 563)."""
-    hint = str(type_hint)
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true / false (any case). YAML 1.1 also reads yes / no /
+    on / off as booleans, which turned ``save_strategy: no`` into ``False``."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``text`` parsed with :class:`ConfigLoader`; a syntax error is a ValueError naming ``source`` and the line.
+
+    >>> load_yaml("save_strategy: no\\nbf16: false", "x.yaml")
+    {'save_strategy': 'no', 'bf16': False}
+    """
+    try:
+        return yaml.load(text, Loader=ConfigLoader)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{source}: not valid YAML ({err}); a config is one flat mapping of key: value") from None
+
+
+def _hint(type_hint: Any) -> str:
+    """A field's annotation as text: ``"bool"``, ``"int | None"`` (a string under PEP 563, else a type)."""
+    return type_hint.__name__ if isinstance(type_hint, type) else str(type_hint)
+
+
+def coerce(name: str, value: Any, type_hint: Any, source: str = COMMAND_LINE) -> Any:
+    """Type a YAML / command-line value by its dataclass field's annotation; a ValueError names the key, the value,
+    where it came from (``source``) and what the field takes.
+
+    >>> coerce("use_lora", "yes", "bool"), coerce("learning_rate", "5e-7", "float"), coerce("lora_r", "8", "int")
+    (True, 5e-07, 8)
+    """
+    hint = _hint(type_hint)
+    where = f"{name}={value!r} (from {source})"
+    if re.fullmatch(r"bool( \| None)?", hint):
+        if isinstance(value, bool) or (value is None and "None" in hint):
+            return value
+        if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
+            return BOOL_WORDS[value.strip().lower()]
+        raise ValueError(f"{where}: {name} is a boolean; write {name}=true or {name}=false")
     if isinstance(value, bool):
-        return value
+        if "bool" in hint or (value is False and "Literal[False]" in hint):
+            return value
+        raise ValueError(f"{where}: {name} takes {hint}, not a boolean; e.g. save_strategy=no, not false")
     if "float" in hint and isinstance(value, int | str):
         try:
             return float(value)
         except ValueError:
             if "str" not in hint:
-                raise ValueError(f"{name}={value!r}: expected a number ({hint})") from None
+                raise ValueError(f"{where}: expected a number ({hint})") from None
     if "int" in hint and isinstance(value, str) and "str" not in hint:
         try:
             return int(value)
         except ValueError:
-            raise ValueError(f"{name}={value!r}: expected an integer ({hint})") from None
+            raise ValueError(f"{where}: expected an integer ({hint})") from None
     if hint.startswith("str") and isinstance(value, int | float):
         return str(value)
     return value
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}``, each value parsed as YAML (lists, bools, null).
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}``, each value parsed as YAML (lists, true/false, null).
 
-    >>> parse_overrides(["max_steps=2", "invariance=vrex", "bf16=false"])
-    {'max_steps': 2, 'invariance': 'vrex', 'bf16': False}
+    >>> parse_overrides(["max_steps=2", "invariance=vrex", "bf16=false", "save_strategy=no"])
+    {'max_steps': 2, 'invariance': 'vrex', 'bf16': False, 'save_strategy': 'no'}
     """
     out = {}
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not key=value (e.g. max_steps=10)")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw else ""
+        out[key.strip()] = load_yaml(raw, f"{COMMAND_LINE} ({item})") if raw else ""
     return out
 
 
@@ -68,28 +124,34 @@ def build_configs(path: str | os.PathLike | None, overrides: list[str] = ()) -> 
     """``(RunConfig, AIRConfig)`` from a YAML file (optional) and ``key=value`` overrides (they win).
 
     Raises:
-        ValueError: an unknown key (with the closest known names), a value of the wrong type.
+        ValueError: an unknown key (with the closest known names) or a value of the wrong type, naming where it came
+            from (the file or the command line); an invalid YAML file; an invalid AIRConfig (e.g. λ not finite).
+        FileNotFoundError: no such config file.
     """
     loaded: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--config {path}: no such file; the shipped configs are in configs/")
+        loaded = load_yaml(Path(path).read_text(encoding="utf-8"), str(path)) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: a training config must be a YAML mapping of key: value, got {type(loaded)}")
     cli = parse_overrides(list(overrides))
     values = {**loaded, **cli}
+    source = {key: COMMAND_LINE if key in cli else str(path) for key in values}
     if values.get("method") is not None:
         apply_method(values, from_cli="method" in cli, yaml_keys=set(loaded) - set(cli))
     run_kwargs, air_kwargs = {}, {}
     for key, value in values.items():
+        where = source.get(key, f"method={values.get('method')}")
         if key in RUN_FIELDS:
-            run_kwargs[key] = _coerce(key, value, RUN_FIELDS[key].type)
+            run_kwargs[key] = coerce(key, value, RUN_FIELDS[key].type, where)
         elif key in AIR_FIELDS:
-            air_kwargs[key] = _coerce(key, value, AIR_FIELDS[key].type)
+            air_kwargs[key] = coerce(key, value, AIR_FIELDS[key].type, where)
         else:
             close = difflib.get_close_matches(key, [*RUN_FIELDS, *AIR_FIELDS], n=3)
             raise ValueError(
-                f"unknown config key {key!r} (from {path or 'the command line'}); did you mean {close}? Keys are "
-                "RunConfig fields (model, dataset, reward, lora_*, method) or AIRConfig/GRPOConfig fields"
+                f"unknown config key {key!r} (from {where}); did you mean {close}? Keys are RunConfig fields "
+                "(model, dataset, reward, lora_*, method) or AIRConfig/GRPOConfig fields"
             )
     air_kwargs.setdefault("output_dir", "runs/air")
     return RunConfig(**run_kwargs), AIRConfig(**air_kwargs)
@@ -116,27 +178,26 @@ def apply_method(values: dict, from_cli: bool, yaml_keys: set[str]) -> None:
         values[key] = value
 
 
-def resolve_checkpoint(resume: str | None, output_dir: str) -> str | None:
-    """``None`` (fresh run), ``"auto"`` (last ``checkpoint-*`` in ``output_dir``, or fresh if none) or a path."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    if not os.path.isdir(resume):
-        raise FileNotFoundError(f"--resume {resume}: no such checkpoint directory")
-    return resume
+def train(run: RunConfig, args: AIRConfig, resume: str | None = None, overwrite: bool = False):
+    """Check the output folder, build the trainer (``recipe.build_trainer``: data and batch geometry checked before
+    the model loads) and train; returns the ``AIRTrainer`` (its ``state.log_history`` holds the metrics).
 
-
-def train(run: RunConfig, args: AIRConfig, resume: str | None = None):
-    """Build the trainer (``recipe.build_trainer``) and train; returns the ``AIRTrainer`` (its ``state.log_history``
-    holds the metrics). Writes the resolved config to ``output_dir/air_align_run.yaml`` and the model to ``final/``."""
-    trainer = build_trainer(run, args)
+    ``resume``: None (a fresh run; a folder that holds a previous run is an error unless ``overwrite``), ``"auto"``
+    (the last complete checkpoint of ``output_dir``) or a checkpoint path. Writes the resolved config to
+    ``output_dir/air_align_run.yaml``, each logged step to ``output_dir/log.jsonl`` (the console shows a progress
+    bar) and the model to ``final/``.
+    """
+    state = PartialState()  # the processes of an `accelerate launch`: all check, the main one deletes, all wait
+    checkpoint = prepare_output_dir(args.output_dir, resume, overwrite, is_main_process=state.is_main_process)
+    state.wait_for_everyone()
     output_dir = Path(args.output_dir)
+    trainer = build_trainer(run, args)
+    log_to_file(trainer, output_dir / LOG_NAME)
     output_dir.mkdir(parents=True, exist_ok=True)
     if trainer.accelerator.is_main_process:
         resolved = {**dataclasses.asdict(run), "air": json.loads(args.to_json_string())}
         write_text(output_dir / "air_align_run.yaml", yaml.safe_dump(resolved, sort_keys=True))
-    trainer.train(resume_from_checkpoint=resolve_checkpoint(resume, args.output_dir))
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output_dir / "final"))
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(str(output_dir / "final"))

@@ -1,0 +1,119 @@
+"""``air-align train``'s config (issue 12, item 4): λ finite, booleans boolean, ``save_strategy=no`` from YAML and
+the command line, an unknown or ill-typed key named with where it came from, the batch geometry checked before the
+model and the rewards load; the shipped configs hold whole meta-groups of ``air-align data build``'s default."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers.trainer_utils import SaveStrategy
+
+from air_align.cli import INPUT_ERROR, main
+from air_align.training.config import AIRConfig
+from air_align.training.run import build_configs
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = CONFIGS / "tiny-cpu.yaml"
+
+
+def config_file(tmp_path, **values) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"use_cpu": True, **values}) if values else "use_cpu: true\n")
+    return path
+
+
+@pytest.mark.parametrize("value", ["nan", ".nan", "inf", "-.inf", "-0.1"])
+def test_lambda_must_be_finite_and_non_negative(value):
+    with pytest.raises(ValueError) as err:
+        build_configs(None, [f"invariance_coef={value}", "use_cpu=true"])
+    assert str(err.value).startswith("AIRConfig.invariance_coef (λ) must be a finite number >= 0, got ")
+    assert "e.g. invariance_coef=8e-4" in str(err.value)
+
+
+def test_booleans_must_be_booleans(tmp_path):
+    with pytest.raises(ValueError) as err:
+        build_configs(None, ["use_lora=maybe", "use_cpu=true"])
+    assert str(err.value) == (
+        "use_lora='maybe' (from the command line): use_lora is a boolean; write use_lora=true or use_lora=false"
+    )
+    path = tmp_path / "run.yaml"
+    path.write_text("use_cpu: true\nbf16: 1\n")
+    with pytest.raises(ValueError) as err:
+        build_configs(path, [])
+    assert str(err.value) == f"bf16=1 (from {path}): bf16 is a boolean; write bf16=true or bf16=false"
+    # the words YAML 1.1 called booleans are accepted for a boolean field, in either place
+    run, air = build_configs(None, ["use_lora=yes", "use_cpu=on", "bf16=off"])
+    assert run.use_lora is True and air.use_cpu is True and air.bf16 is False
+    # a boolean where a field takes text
+    with pytest.raises(ValueError, match=r"save_strategy=False \(from the command line\): save_strategy takes "):
+        build_configs(None, ["save_strategy=false", "use_cpu=true"])
+
+
+def test_save_strategy_no_from_yaml_and_command_line(tmp_path):
+    _, from_yaml = build_configs(config_file(tmp_path, save_strategy="no"), [])
+    assert (tmp_path / "run.yaml").read_text().count("save_strategy: 'no'") == 1  # what safe_dump writes
+    (tmp_path / "plain.yaml").write_text("use_cpu: true\nsave_strategy: no\n")  # as a user types it
+    _, plain = build_configs(tmp_path / "plain.yaml", [])
+    _, from_cli = build_configs(None, ["save_strategy=no", "use_cpu=true"])
+    assert from_yaml.save_strategy == plain.save_strategy == from_cli.save_strategy == SaveStrategy.NO
+
+
+def test_unknown_key_names_where_it_came_from(tmp_path):
+    path = config_file(tmp_path, invariance_coeff=0.1)
+    with pytest.raises(ValueError, match=rf"unknown config key 'invariance_coeff' \(from {path}\); did you mean "):
+        build_configs(path, [])
+    with pytest.raises(ValueError, match=r"unknown config key 'lerning_rate' \(from the command line\)"):
+        build_configs(config_file(tmp_path, max_steps=2), ["lerning_rate=1e-5"])  # a file given, the typo elsewhere
+    with pytest.raises(ValueError, match=rf"max_steps='many' \(from {path}\): expected an integer"):
+        build_configs(config_file(tmp_path, max_steps="many"), [])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_steps: [1\n")
+    with pytest.raises(ValueError, match=rf"^{bad}: not valid YAML"):
+        build_configs(bad, [])
+
+
+def test_no_deprecation_warning_from_our_settings():
+    # TRL's default gradient_checkpointing=True made every AIRConfig warn; AIRConfig sets the new name instead
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = AIRConfig(output_dir="/tmp/air-align-x", use_cpu=True)
+        explicit = AIRConfig(output_dir="/tmp/air-align-x", use_cpu=True, activation_checkpointing=False)
+    assert not [w for w in caught if "checkpointing" in str(w.message)], [str(w.message) for w in caught]
+    assert config.activation_checkpointing is True and config.gradient_checkpointing is True  # TRL's default kept
+    assert explicit.activation_checkpointing is False
+    with pytest.warns(FutureWarning, match="`gradient_checkpointing` is deprecated"):  # the user's own old name
+        old = AIRConfig(output_dir="/tmp/air-align-x", use_cpu=True, gradient_checkpointing=False)
+    assert old.activation_checkpointing is False  # and honoured
+
+
+def test_batch_geometry_is_checked_before_the_model_and_rewards_load(tmp_path, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise AssertionError("loaded before the batch geometry was checked")
+
+    monkeypatch.setattr("air_align.training.recipe.load_model", refuse)
+    monkeypatch.setattr("air_align.training.recipe.resolve_rewards", refuse)
+    # toy meta-groups have 3 prompts; 12 completions / K 3 = 4 prompts per generation batch: not whole groups
+    args = ["train", "--config", str(TINY), f"output_dir={tmp_path}", "per_device_train_batch_size=12"]
+    assert main(args) == INPUT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: a generation batch holds 4 prompts (generation_batch_size 12 / num_generations 3), not a whole number "
+        "of meta-groups of 3 prompts. Use a generation_batch_size in [9, 18, 27, 36]..."
+    ), err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("name", "processes"), [("tiny-cpu.yaml", 1), ("smollm2-cpu.yaml", 1), ("paper-qwen2.5-14b.yaml", 8)]
+)
+def test_shipped_configs_hold_whole_meta_groups_of_data_build(name, processes):
+    # Issue 12, item 9: `data build` writes meta-groups of 2 anchors + 4 opens = 6 prompts (its defaults), the toy
+    # data 1 + 2 = 3. A generation batch is per_device × processes × steps_per_generation completions, / K prompts.
+    values = yaml.safe_load((CONFIGS / name).read_text())
+    steps_per_generation = values.get("steps_per_generation") or values.get("gradient_accumulation_steps", 1)
+    completions = values["per_device_train_batch_size"] * processes * steps_per_generation
+    prompts, rest = divmod(completions, values["num_generations"])
+    assert rest == 0 and prompts % 6 == 0 and prompts % 3 == 0, (name, prompts)
