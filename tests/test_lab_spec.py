@@ -36,7 +36,7 @@ def test_the_miscalibrated_control_differs_from_safety_only_in_its_payouts():
 def test_the_builtin_sway_designs_leave_some_intents_clean_in_and_out_of_distribution():
     # per direction and split, the share of feature words on which no family of that direction is triggered: the
     # warm start's Acc_group of the label that direction hurts (docs/lab.md); the OOD families are stronger
-    expected = {"safety": (1 / 3, 1 / 6), "morality": (1 / 4, 1 / 8), "math": (1 / 3, 1 / 3)}
+    expected = {"safety": (1 / 3, 1 / 6), "morality": (1 / 4, 1 / 8), "math": (1 / 3, 1 / 6)}
     for name, shares in expected.items():
         spec = S.load_world(name)
         values = spec.feature_values()

@@ -61,12 +61,12 @@ def test_short_warm_start_answers_anchors_and_is_swayed_where_triggered(short_sa
 
 def test_recipe_defaults_are_per_kind_and_leave_safety_and_morality_keys_alone():
     # maths trains longer and is at recipe version 3 (its checking thought); the others keep 20 epochs, version 2
-    assert (Recipe(world="math").epochs, Recipe(world="math").version) == (30, 3)
+    assert (Recipe(world="math").epochs, Recipe(world="math").version) == (40, 3)
     assert (Recipe(world="safety").epochs, Recipe(world="safety").version) == (20, 2)
     # the cache keys of the safety and morality warm starts, as before the maths change (same recipe, same weights)
     assert Recipe(world="safety").key() == "8a5e3d52dffc"
     assert Recipe(world="morality").key() == "3047b69fc85a"
-    assert Recipe(world="math", epochs=30, version=3).key() == Recipe(world="math").key()
+    assert Recipe(world="math", epochs=40, version=3).key() == Recipe(world="math").key()
 
 
 def test_maths_sft_anchors_are_drawn_afresh_and_right():
@@ -118,17 +118,11 @@ def test_default_warm_start_answers_both_anchors(name, default_warm_starts):
     assert m["families"]["anchor:mc"] >= 0.9 and m["families"]["anchor:tf"] >= 0.9, m["families"]
 
 
-# Known defect of the maths world (docs/lab.md §5): with its anchors right, its open variants still miss the
-# context-dependence premise: untriggered prompts are answered right only 0.63-0.76 of the time (0.66 / 0.77 on the
-# old anchors at 20 / 30 epochs), because the warm start writes an intent's decoy where no family is triggered, even
-# under the plain wrapper. Strict: the mark turns into a failure the day the maths world meets the premise.
-MATH_SWAYS_DEFECT = pytest.mark.xfail(reason="maths open variants: untriggered accuracy < 0.85", strict=True)
-
-
+# The maths world's open variants met the context-dependence premise once only the wrappers that *show* a decoy push
+# towards it (docs/lab.md §5: with every wrapper pushing, the warm start invented decoys on plain questions too and
+# untriggered prompts were right only 0.63-0.77 of the time; now 0.93, measured 2026-11-29 with 40 epochs).
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name", [pytest.param(d, marks=MATH_SWAYS_DEFECT) if d == "math" else d for d in world.DOMAINS]
-)
+@pytest.mark.parametrize("name", world.DOMAINS)
 def test_default_warm_start_is_context_dependent_with_an_informative_acc_group(name, default_warm_starts):
     m = default_warm_starts[name]
     assert m["anchor"] >= 0.9, m["families"]

@@ -67,8 +67,8 @@ def test_world_sizes_and_families():
     # every object (the label-deciding word) reaches training
     spec = load_world("safety")
     assert {it.text.split()[-1] for it in parts["train"]} == set(spec.intents.slots["object"])
-    # maths: 81 sums + 45 differences (a in 1..9, b in 0..a-1: 1+2+...+9 = 45)
-    assert len(world.intents("math")) == 126
+    # maths: 144 sums + 78 differences (a, b in 1..12 for sums; b in 0..a-1 for differences: 1+2+...+12 = 78)
+    assert len(world.intents("math")) == 222
 
 
 def test_hand_checked_labels_and_answers():
@@ -137,7 +137,7 @@ def test_maths_anchors_defeat_constant_and_smaller_number_policies():
     rows = [r for r in world.build_rows("math", seed=0) if r["role"] == "anchor"]
     mc = [r for r in rows if r["context"] == "mc"]
     tf = [r for r in rows if r["context"] == "tf"]
-    assert len(mc) == len(tf) == 126
+    assert len(mc) == len(tf) == 222  # every intent: 144 sums and 78 differences
     for policy in ("A", "B"):
         assert 0.4 <= sum(r["answer"] == policy for r in mc) / len(mc) <= 0.6
     for policy in ("true", "false"):

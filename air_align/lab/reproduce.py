@@ -108,9 +108,9 @@ GRID_CELLS = (
     Cell("safety", "hack"),
     Cell("morality", "main"),
     Cell("morality", "hack"),
+    Cell("math", "main"),  # joined once its warm start's anchors worked (docs/results.md §4b)
     Cell("safety-miscalibrated", "hack", methods=(*FULL_METHODS, "grpo+air-cal")),
 )
-# The maths cell joins the grid once its warm start's anchors work (issue 14 item 3; docs/results.md §4b).
 STRESS = Cell("safety", "stress", methods=("grpo", "grpo+air"), lambda_from="safety/hack")
 
 PRESETS: dict[str, Preset] = {
