@@ -67,11 +67,19 @@ def test_train_cli_runs_checkpoints_and_resumes(tmp_path, capsys):
     args = ["train", "--config", str(CONFIGS / "tiny-cpu.yaml"), f"output_dir={out}", "save_steps=1"]
     assert main([*args, "max_steps=1"]) == 0
     assert (out / "checkpoint-1").is_dir() and (out / "final" / "config.json").exists()
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # every run draws its curves
     assert main([*args, "max_steps=2", "--resume"]) == 0  # auto: continues from checkpoint-1
     assert (out / "checkpoint-2").is_dir()
     assert "trained 2 steps" in capsys.readouterr().out
     resolved = yaml.safe_load((out / "air_align_run.yaml").read_text())
     assert resolved["air"]["invariance"] == "air" and resolved["model"] == "tiny"
+    # the README's layout, `air-align eval --model RUN/final`: its training log (beside final/) gives eval the curves
+    data = tmp_path / "rows.jsonl"
+    assert main(["data", "build", "--domain", "safety", "--out", str(data), "--n-intents", "4"]) == 0
+    ev = tmp_path / "eval"
+    assert main(["eval", "--model", str(out / "final"), "--data", str(data), "--out", str(ev), "--max-new-tokens", "4",
+                 "--no-dispersion", "--splits", "test_id"]) == 0  # fmt: skip
+    assert (ev / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow  # a fresh interpreter importing TRL: ~20 s

@@ -16,9 +16,6 @@ from air_align.evaluation.metrics import SPLIT_LABELS, anchor_open_by_group, sli
 from air_align.files import atomic_path
 
 # Keys plotted first when present; any other numeric key starting with these prefixes follows.
-CURVE_KEYS = ("loss", "reward", "reward/anchor", "reward/open", "invariance/gap", "kl", "entropy")
-CURVE_PREFIXES = ("reward", "rewards/", "invariance/", "air/")
-MAX_PANELS = 12
 
 
 def pyplot():
@@ -145,28 +142,10 @@ def _read_training_log_under(d: str | Path) -> list[dict]:
 
 
 def plot_training_curves(dirs: list[str | Path], path: Path) -> Path | None:
-    """Training curves (loss, rewards, invariance gap, ...) vs step; None when no log is found or nothing to plot."""
-    entries = [e for e in read_training_log(dirs) if isinstance(e.get("step"), int | float)]
-    numeric = {k for e in entries for k, v in e.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    keys = [k for k in CURVE_KEYS if k in numeric]
-    keys += sorted(k for k in numeric if k.startswith(CURVE_PREFIXES) and k not in keys)
-    keys = keys[:MAX_PANELS]
-    if not keys:
-        return None
-    plt = pyplot()
-    cols = min(3, len(keys))
-    rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.8 * rows), squeeze=False)
-    for ax, key in zip(axes.flat, keys, strict=False):
-        pts = sorted((e["step"], e[key]) for e in entries if isinstance(e.get(key), int | float))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 50 else None)
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-    for ax in list(axes.flat)[len(keys) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    path = save_figure(fig, path)
-    return path
+    """A run's training curves, one PNG readable at a glance (:func:`plot_run_curves`: anchors vs open reward, Δ per
+    label, format rate, the aux term beside the policy term, the no-signal share, anchor accuracy), from the first of
+    ``dirs`` that holds a training log (:func:`read_training_log`); None when there is none."""
+    return plot_run_curves(read_training_log(dirs), path)
 
 
 # --- one run's training curves, readable at a glance (issue 15) ------------------------------------------------------

@@ -185,6 +185,11 @@ def compare_runs(run_dirs: list[str | Path]) -> str:
         )
     out += ["", paper_table(results), "With 95% bootstrap intervals over meta-groups:", "", paper_table(results, True)]
     out += ["Per label and balanced (minimum over labels):", "", label_table(results)]
+    out += ["Training curves (one PNG per run, written by `air-align train` and `air-align eval`):", ""]
+    for d in run_dirs:
+        png = Path(d) / "training_curves.png"
+        out.append(f"- `{d}`: " + (f"![training curves of {d}]({png})" if png.exists() else "no training log found"))
+    out.append("")
     disp = [(res.get("method"), res.get("dispersion")) for res in results if res.get("dispersion")]
     if disp:
         out += ["Representation dispersion (mean distance to the meta-group centroid):", ""]

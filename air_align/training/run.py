@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from accelerate import PartialState
 
+from air_align.evaluation.plots import plot_run_curves
 from air_align.files import write_text
 from air_align.training.checkpoints import prepare_output_dir
 from air_align.training.config import AIRConfig
@@ -185,7 +186,8 @@ def train(run: RunConfig, args: AIRConfig, resume: str | None = None, overwrite:
     ``resume``: None (a fresh run; a folder that holds a previous run is an error unless ``overwrite``), ``"auto"``
     (the last complete checkpoint of ``output_dir``) or a checkpoint path. Writes the resolved config to
     ``output_dir/air_align_run.yaml``, each logged step to ``output_dir/log.jsonl`` (the console shows a progress
-    bar) and the model to ``final/``.
+    bar), the model to ``final/`` and the run's training curves to ``training_curves.png`` (issue 15: anchors vs open
+    reward, Δ per label, format rate, … one PNG readable at a glance).
     """
     state = PartialState()  # the processes of an `accelerate launch`: all check, the main one deletes, all wait
     checkpoint = prepare_output_dir(args.output_dir, resume, overwrite, is_main_process=state.is_main_process)
@@ -201,4 +203,5 @@ def train(run: RunConfig, args: AIRConfig, resume: str | None = None, overwrite:
     trainer.save_model(str(output_dir / "final"))
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(str(output_dir / "final"))
+        plot_run_curves(trainer.state.log_history, output_dir / "training_curves.png", title=str(output_dir))
     return trainer
