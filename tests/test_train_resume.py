@@ -95,6 +95,14 @@ def test_used_output_dir_needs_resume_or_overwrite(runs, tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert train(out, "--overwrite", "max_steps=1") == 0  # overrides on both sides of an option
     assert "--overwrite: deleted 4 item(s) of the previous run" in capsys.readouterr().err
-    kept = ["README.md", "air_align_run.yaml", "checkpoint-1", "final", "log.jsonl", "notes.txt"]
+    kept = [
+        "README.md",
+        "air_align_run.yaml",
+        "checkpoint-1",
+        "final",
+        "log.jsonl",
+        "notes.txt",
+        "training_curves.png",
+    ]
     assert sorted(p.name for p in out.iterdir()) == kept  # README.md: TRL's model card, rewritten by every save
     assert len((out / "log.jsonl").read_text().splitlines()) == 2  # step 1 and the end-of-training entry
