@@ -145,3 +145,17 @@ def test_a_world_of_ones_own_renders_through_the_whole_pipeline(tmp_path):
     assert spec.sway_rate(spec.family("beg")) == 0.0 and spec.sway_rate(spec.family("ask")) == 1.0
     json.dumps(rows)  # JSON-able
     assert len(by_id) == len(rows)
+
+
+def test_reproduce_refuses_a_bad_world_file_before_training(tmp_path, capsys):
+    from air_align.cli import main
+
+    data = S.spec_to_dict(S.load_world("safety"))
+    data["families"][0]["sway"] = "dance"
+    bad = _write(tmp_path, data)
+    code = main(["reproduce", "--preset", "smoke", "--world", str(bad), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "error:" in err and "families[0].sway: 'dance' is not a safety sway" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()  # nothing trained, nothing written
+    assert main(["reproduce", "--preset", "smoke", "--seeds", "0", "--out", str(tmp_path / "o2")]) == 2
+    assert "--seeds 0: use at least 1 seed" in capsys.readouterr().err

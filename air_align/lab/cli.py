@@ -1,6 +1,11 @@
-"""``air-align reproduce`` and ``air-align demo``: the lab grid (argparse only; heavy imports inside handlers)."""
+"""``air-align reproduce`` and ``air-align demo``: the lab grid (argparse only; heavy imports inside handlers).
+
+``--threads`` sets the torch threads of the main process (warm-start training and scoring there); every run of the
+grid trains in a worker process with one thread (``runner.py``)."""
 
 from __future__ import annotations
+
+from air_align.threads import add_threads_argument, set_threads
 
 PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full")
 
@@ -27,6 +32,7 @@ def add_parser(subparsers) -> None:
     rep.add_argument("--max-steps", type=int, default=None, help="optimiser steps per run (overrides the preset)")
     rep.add_argument("--workers", type=int, default=None, help="worker processes, one torch thread each")
     rep.add_argument("--world-seed", type=int, default=0, help="seed of the world's split and option orders")
+    add_threads_argument(rep)
     rep.set_defaults(handler=_handle_reproduce)
 
     demo = subparsers.add_parser(
@@ -34,6 +40,7 @@ def add_parser(subparsers) -> None:
     )
     demo.add_argument("--out", default="air-align-demo", help="output directory (default: ./air-align-demo)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes, one torch thread each")
+    add_threads_argument(demo)
     demo.set_defaults(handler=_handle_demo)
 
 
@@ -53,16 +60,16 @@ def _preset(args):
         changes["cells"] = tuple(cells)
     if args.seeds is not None:
         if args.seeds < 1:
-            raise SystemExit("error: --seeds must be at least 1")
+            raise ValueError(f"--seeds {args.seeds}: use at least 1 seed")
         changes["seeds"] = tuple(range(args.seeds))
     if args.max_steps is not None:
         if args.max_steps < 1:
-            raise SystemExit("error: --max-steps must be at least 1")
+            raise ValueError(f"--max-steps {args.max_steps}: use at least 1 optimiser step")
         changes["training"] = dataclasses.replace(preset.training, max_steps=args.max_steps)
         changes["sweep_steps"] = args.max_steps
     if args.workers is not None:
         if args.workers < 1:
-            raise SystemExit("error: --workers must be at least 1")
+            raise ValueError(f"--workers {args.workers}: use at least 1 worker process")
         changes["workers"] = args.workers
     return dataclasses.replace(preset, **changes)
 
@@ -72,7 +79,9 @@ def _handle_reproduce(args) -> int:
 
     from air_align.lab.reproduce import reproduce
 
-    results = reproduce(_preset(args), args.out, world_seed=args.world_seed)
+    preset = _preset(args)  # a bad world file, preset or count stops here, before anything trains
+    set_threads(args.threads)
+    results = reproduce(preset, args.out, world_seed=args.world_seed)
     print(results["table"])
     print(f"\nresults: {Path(args.out) / 'results.json'} ({results['seconds']:.0f} s)")
     return 0
@@ -86,7 +95,10 @@ def _handle_demo(args) -> int:
 
     preset = PRESETS["demo"]
     if args.workers is not None:
-        preset = dataclasses.replace(preset, workers=max(1, args.workers))
+        if args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: use at least 1 worker process")
+        preset = dataclasses.replace(preset, workers=args.workers)
+    set_threads(args.threads)
     print(
         "air-align demo: the lab's safety world under the hack regime, GRPO vs GRPO+V-REx vs GRPO+AIR (oracle-judged)"
     )

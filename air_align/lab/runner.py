@@ -50,8 +50,10 @@ def _work(run: RunSpec, out: str) -> dict:
     return record
 
 
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _init_worker() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(1)
@@ -87,17 +89,24 @@ def run_all(
             if on_done:
                 on_done(runs[i], records[i], False)
         return records  # type: ignore[return-value]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the spawned workers before they import torch
-    context = get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)), mp_context=context, initializer=_init_worker
-    ) as pool:
-        pending = {pool.submit(_work, runs[i], str(out)): i for i in todo}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                i = pending.pop(future)
-                records[i] = future.result()  # a worker's exception surfaces here, naming the run below
-                if on_done:
-                    on_done(runs[i], records[i], False)
+    saved = {name: os.environ.get(name) for name in THREAD_ENV}
+    os.environ.update(dict.fromkeys(THREAD_ENV, "1"))  # the spawned workers start with one thread, before torch loads
+    try:
+        context = get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
+                                 initializer=_init_worker) as pool:  # fmt: skip
+            pending = {pool.submit(_work, runs[i], str(out)): i for i in todo}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = pending.pop(future)
+                    records[i] = future.result()  # a worker's exception surfaces here
+                    if on_done:
+                        on_done(runs[i], records[i], False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return records  # type: ignore[return-value]
