@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 
 import pytest
 import torch
@@ -122,3 +123,16 @@ def test_the_regime_calibration_trains_plain_grpo_only_even_for_worlds_given_on_
     assert all(preset.methods_of(c) == ("grpo",) for c in preset.cells)
     assert PRESETS["regimes"].methods_of(Cell("safety", "main", methods=("grpo+air",))) == ("grpo",)
     assert PRESETS["full"].methods_of(Cell("safety", "main")) == PRESETS["full"].methods
+
+
+def test_lambda_choice_ties_exactly_equal_means_to_the_smaller_lambda():
+    # the full grid's safety/hack sweep: per-seed val scores (balanced Acc_group, balanced Acc) whose means are equal
+    # in exact arithmetic, (2/3 + 7/8) / 2 = (23/24 + 7/12) / 2 = 37/48 and (23/24 + 63/64) / 2 = (191/192 + 91/96) / 2
+    # = 373/384, but differ in the last bit as floats; the rule then takes the smaller λ
+    seeds = {0.1: [(0.6666666666666666, 0.9583333333333334), (0.875, 0.984375)],
+             0.3: [(0.9583333333333334, 0.9947916666666666), (0.5833333333333334, 0.9479166666666666)]}  # fmt: skip
+    runs = [{"lambda": lam, "metrics": {"val": {"balanced_acc_group": g, "balanced_acc": a}}}
+            for lam, v in seeds.items() for g, a in v]  # fmt: skip
+    means = {lam: statistics.fmean(g for g, _ in v) for lam, v in seeds.items()}
+    assert means[0.3] > means[0.1]  # the float noise the rule must not read as a win
+    assert choose_lambda(runs) == 0.1

@@ -132,6 +132,10 @@ PRESETS: dict[str, Preset] = {
 }  # fmt: skip
 
 
+TIE_DIGITS = 9
+"""Digits to which ``choose_lambda`` rounds the mean scores before comparing them."""
+
+
 def choose_lambda(sweep_runs: list[dict]) -> float:
     """The λ with the best mean validation balanced Acc_group, then mean balanced Acc, then the smaller λ.
 
@@ -146,8 +150,10 @@ def choose_lambda(sweep_runs: list[dict]) -> float:
         by_lambda.setdefault(r["lambda"], []).append((val["balanced_acc_group"], val["balanced_acc"]))
     if not by_lambda:
         raise ValueError("choose_lambda got no sweep runs")
-    score = {lam: (statistics.fmean(g for g, _ in v), statistics.fmean(a for _, a in v), -lam)
-             for lam, v in by_lambda.items()}  # fmt: skip
+    # means of shares of counts: equal means must tie exactly, so round away the float noise of their order of
+    # summation ((2/3 + 7/8) / 2 and (23/24 + 7/12) / 2 are both 37/48 but differ in the last bit)
+    score = {lam: (round(statistics.fmean(g for g, _ in v), TIE_DIGITS), round(statistics.fmean(a for _, a in v),
+                   TIE_DIGITS), -lam) for lam, v in by_lambda.items()}  # fmt: skip
     return max(score, key=score.get)
 
 
