@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from air_align.threads import add_threads_argument, set_threads
 
-PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full")
+PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full", "control")
 
 
 def add_parser(subparsers) -> None:

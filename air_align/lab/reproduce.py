@@ -129,6 +129,11 @@ PRESETS: dict[str, Preset] = {
                     lambdas=(0.1,)),
     # the pre-registered comparison (docs/results.md)
     "full": Preset("full", cells=(*GRID_CELLS, STRESS)),
+    # not pre-registered, run after the full grid (docs/results.md §5): the control's AIR, paper form and calibrated
+    # Δ, at the λ the calibrated world's sweep chose (0.1), since the control's own sweep chose a λ (0.03) at which
+    # AIR does not block the hack in the calibrated world either
+    "control": Preset("control", cells=(Cell("safety-miscalibrated", "hack",
+                                             methods=("grpo", "grpo+air", "grpo+air-cal")),), lambdas=(0.1,)),
 }  # fmt: skip
 
 
