@@ -43,7 +43,8 @@ COMMAND_TIMEOUT_S = 1800
 VERDICTS = {"calibrate": "verdict: NOT calibrated"}
 """Commands whose exit status 1 is a finding, not a failure, when their output says so (`air-align calibrate --help`:
 0 calibrated, 1 not calibrated, 2 an error; a crash also exits 1, without the verdict line)."""
-PROGRESS_BAR = re.compile(r"\d+%\|")
+# a tqdm bar, "desc: 40%|███ | 4/10 [00:01<00:02]"; a message printed right after one, on its line, stays
+PROGRESS_BAR = re.compile(r"[^\r\n]*?\d+%\|[^|\r\n]*\|[^\[\r\n]*\[[^\]\r\n]*\]")
 
 MARKER = re.compile(r"^<!--\s*runnable\s*(?::\s*(?P<options>.*?))?\s*-->\s*$")
 FENCE = re.compile(r"^(?P<fence>```+)\s*(?P<lang>[\w+-]*)\s*$")
@@ -254,9 +255,14 @@ def tool_env(bin_dir: Path) -> dict:
 
 
 def last_lines(output: str, n: int = 30) -> str:
-    """The last ``n`` lines of a command's output, progress bars left out."""
-    lines = [line for line in re.split(r"[\r\n]+", output) if line.strip() and not PROGRESS_BAR.search(line)]
-    return "\n".join(lines[-n:])
+    """The last ``n`` lines of a command's output, progress bars left out (a message printed right after a bar, on
+    its line, is kept).
+
+    >>> last_lines("warm start:   0%|     | 0/256 [00:00<?, ?it/s]error: bad\\rstep: 50%|#  | 1/2 [00:01<00:01]\\n")
+    'error: bad'
+    """
+    lines = re.split(r"[\r\n]+", PROGRESS_BAR.sub("", output))
+    return "\n".join([line for line in lines if line.strip()][-n:])
 
 
 def check_ran(
@@ -410,3 +416,15 @@ def test_a_bad_marker_is_an_error_naming_the_line(tmp_path, text, problem):
     page.write_text(text)
     with pytest.raises(ValueError, match=re.escape(f"{page}:1: ") + ".*" + re.escape(problem)):
         marked_blocks(page)
+
+
+def test_exit_1_passes_only_with_the_commands_verdict_line(tmp_path):
+    # calibrate: 0 calibrated, 1 NOT calibrated (a finding), 2 an error; a Python crash exits 1 without the verdict
+    verdict = VERDICTS["calibrate"]
+    finding = f"echo '{verdict} within tolerance 0.25'; exit 1"
+    check_ran("p.md:1", "finding", ["sh", "-c", finding], tmp_path, dict(os.environ), [], verdict)
+    for script, status in [("echo Traceback; exit 1", 1), (f"echo '{verdict}'; exit 2", 2)]:
+        with pytest.raises(DocCommandFailed, match=f"p.md:1: `crash` exited {status}"):
+            check_ran("p.md:1", "crash", ["sh", "-c", script], tmp_path, dict(os.environ), [], verdict)
+    with pytest.raises(DocCommandFailed, match="p.md:1: `finding` exited 1"):  # no verdict expected: 1 fails
+        check_ran("p.md:1", "finding", ["sh", "-c", finding], tmp_path, dict(os.environ), [])
