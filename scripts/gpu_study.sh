@@ -6,7 +6,7 @@
 # It runs `air-align study` (`air-align study --help` lists every setting).
 #
 #   bash scripts/gpu_study.sh                         # one H100: < 10 minutes
-#   OUT=/tmp/study DEVICE=cpu STEPS=1 N_INTENTS=16 AUDIT_TOKENS=8 bash scripts/gpu_study.sh   # CPU smoke
+#   OUT=runs/study-cpu DEVICE=cpu STEPS=1 N_INTENTS=16 AUDIT_TOKENS=8 bash scripts/gpu_study.sh   # CPU smoke
 #   MODEL=tiny DOMAIN=math DEVICE=cpu STEPS=1 AUDIT_TOKENS=2 bash scripts/gpu_study.sh        # seconds-scale smoke
 #
 # Environment (defaults in brackets): OUT [./gpu_study_out], DEVICE [cuda], MODEL [smollm2-135m], DOMAIN [safety],

@@ -4,6 +4,7 @@ model and the rewards load; the shipped configs hold whole meta-groups of ``air-
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import yaml
 from transformers.trainer_utils import SaveStrategy
 
-from air_align.cli import INPUT_ERROR, main
+from air_align.cli import INPUT_ERROR, build_parser, main
+from air_align.data.build import build_meta_groups
 from air_align.training.config import AIRConfig
 from air_align.training.run import build_configs
 
@@ -110,10 +112,16 @@ def test_batch_geometry_is_checked_before_the_model_and_rewards_load(tmp_path, m
     ("name", "processes"), [("tiny-cpu.yaml", 1), ("smollm2-cpu.yaml", 1), ("paper-qwen2.5-14b.yaml", 8)]
 )
 def test_shipped_configs_hold_whole_meta_groups_of_data_build(name, processes):
-    # Issue 12, item 9: `data build` writes meta-groups of 2 anchors + 4 opens = 6 prompts (its defaults), the toy
-    # data 1 + 2 = 3. A generation batch is per_device × processes × steps_per_generation completions, / K prompts.
+    # Issue 12, item 9: `data build` writes meta-groups of anchors + opens prompts (its defaults, read from the
+    # command and the function so that a change there fails here: 2 + 4 = 6), the toy data 1 + 2 = 3. A generation
+    # batch is per_device × processes × steps_per_generation completions, / K prompts; e.g. the paper's
+    # 3 × 8 × 3 = 72 completions / K 3 = 24 prompts = 4 meta-groups of 6.
+    build = build_parser().parse_args(["data", "build", "--domain", "safety", "--out", "x.jsonl"])
+    defaults = inspect.signature(build_meta_groups).parameters
+    assert (build.anchors, build.opens) == (defaults["anchors"].default, defaults["opens"].default) == (2, 4)
+    group_size = build.anchors + build.opens
     values = yaml.safe_load((CONFIGS / name).read_text())
     steps_per_generation = values.get("steps_per_generation") or values.get("gradient_accumulation_steps", 1)
     completions = values["per_device_train_batch_size"] * processes * steps_per_generation
     prompts, rest = divmod(completions, values["num_generations"])
-    assert rest == 0 and prompts % 6 == 0 and prompts % 3 == 0, (name, prompts)
+    assert rest == 0 and prompts % group_size == 0 and prompts % 3 == 0, (name, prompts)

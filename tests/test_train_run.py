@@ -131,7 +131,7 @@ def test_readme_import_and_config():
 
     assert AIRTrainer is Direct
     config = AIRConfig(
-        output_dir="out", invariance="air", invariance_coef=8e-4, num_generations=3, per_device_train_batch_size=9,
+        output_dir="out", invariance="air", invariance_coef=8e-4, num_generations=3, per_device_train_batch_size=18,
         use_cpu=True,
     )  # fmt: skip
     assert (config.invariance, config.invariance_coef, config.num_generations) == ("air", 8e-4, 3)
