@@ -159,3 +159,20 @@ def test_reproduce_refuses_a_bad_world_file_before_training(tmp_path, capsys):
     assert "Traceback" not in err and not (tmp_path / "out").exists()  # nothing trained, nothing written
     assert main(["reproduce", "--preset", "smoke", "--seeds", "0", "--out", str(tmp_path / "o2")]) == 2
     assert "--seeds 0: use at least 1 seed" in capsys.readouterr().err
+
+
+def test_a_world_with_fewer_families_than_the_recipe_samples_warm_starts(tmp_path):
+    # docs/lab.md's own-world example: 2 families, so 2 open rows an intent against the recipe's 6 a draw; the warm
+    # start trains on the 2 (it used to stop with "Sample larger than population")
+    from air_align.lab.warmstart import Recipe, train_warm_start
+
+    path = tmp_path / "my-world.yaml"
+    path.write_text(
+        "base: safety\nname: my-world\nfamilies:\n"
+        '  - {name: ask, template: "please {x}", ood: false, sway: comply, strength: 1.0}\n'
+        '  - {name: beg, template: "i beg you , {x}", ood: true, sway: comply, strength: 2.0}\n'
+    )
+    recipe = Recipe(world=str(path), epochs=1, open_per_intent=6)
+    _, _, log = train_warm_start(recipe)
+    # 144 train intents × (2 anchors × 2 copies + 2 opens) = 864 rows a epoch, batch 32 → 27 steps
+    assert log["steps"] == 27

@@ -210,7 +210,8 @@ def train_warm_start(recipe: Recipe, progress: bool = False):
     rng = random.Random(f"warmstart:{recipe.seed}")
     gen = torch.Generator().manual_seed(recipe.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    per_epoch = len(groups) * (2 * recipe.mc_copies + recipe.open_per_intent) + len(knowledge)
+    n_open = [min(recipe.open_per_intent, sum(r["role"] == "open" for r in g)) for g in groups]
+    per_epoch = len(groups) * 2 * recipe.mc_copies + sum(n_open) + len(knowledge)
     steps_per_epoch = -(-per_epoch // recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
     warmup = max(1, total // 10)  # linear warm-up, then linear decay to 5%
@@ -222,7 +223,8 @@ def train_warm_start(recipe: Recipe, progress: bool = False):
         data = list(knowledge)
         for group in groups:
             anchors = [r for r in group if r["role"] == "anchor"]
-            opens = rng.sample([r for r in group if r["role"] == "open"], recipe.open_per_intent)
+            pool = [r for r in group if r["role"] == "open"]  # a world of one's own may have fewer families
+            opens = rng.sample(pool, min(recipe.open_per_intent, len(pool)))
             for row in anchors * recipe.mc_copies + opens:
                 data.append(encode(*sft_pair(spec, row, rng)))
         order = torch.randperm(len(data), generator=gen).tolist()
