@@ -108,6 +108,15 @@ def test_batch_geometry_is_checked_before_the_model_and_rewards_load(tmp_path, m
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+def test_a_batch_that_is_no_multiple_of_k_names_the_fix(tmp_path, capsys):
+    args = ["train", "--config", str(TINY), f"output_dir={tmp_path}", "per_device_train_batch_size=7"]
+    assert main(args) == INPUT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: generation_batch_size (7) must be divisible by num_generations (3).")
+    assert "set per_device_train_batch_size to a multiple of (prompts per meta-group) × K" in err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     ("name", "processes"), [("tiny-cpu.yaml", 1), ("smollm2-cpu.yaml", 1), ("paper-qwen2.5-14b.yaml", 8)]
 )

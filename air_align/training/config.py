@@ -207,7 +207,17 @@ class AIRConfig(GRPOConfig):
     def __post_init__(self):
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True  # TRL's default, without the deprecated name's warning
-        super().__post_init__()
+        try:
+            super().__post_init__()
+        except ValueError as err:
+            if "must be divisible by num_generations" not in str(err):
+                raise
+            raise ValueError(
+                f"{err} A generation batch is per_device_train_batch_size × steps_per_generation (default: "
+                f"gradient_accumulation_steps) × processes completions, K = num_generations = {self.num_generations} "
+                "per prompt, and must hold whole meta-groups: set per_device_train_batch_size to a multiple of "
+                "(prompts per meta-group) × K, e.g. 18 for `air-align data build`'s 6-prompt meta-groups with K = 3"
+            ) from None
         self.invariance_offsets = normalize_offsets(self.invariance_offsets)
         if isinstance(self.anchor_monitor_batches, bool) or not isinstance(self.anchor_monitor_batches, int):
             raise ValueError(
