@@ -3,7 +3,7 @@ payouts are chosen here so that every number is hand-computable.
 
 Rows: 3 harmful (label 1) and 3 benign (label 0) safety intents, each an MC anchor, a true/false anchor and two open
 variants. Rewards: ``air_align.rewards.format:format_reward`` (+1.25 for the canonical responses, all well formed)
-plus a task reward from ``calib_payouts.py`` (written below): anchors +1.25 right / −1.0 wrong; open rows pay per
+plus a task reward from ``tests/_calib_fake.py``: anchors +1.25 right / −1.0 wrong; open rows pay per
 label and per what the response is (a refusal: "sorry"; help: the word "step"; both: the hack).
 """
 
@@ -14,63 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from _calib_fake import cell, safety_rows
 
 from air_align.cli import main
-from air_align.data.schema import make_row
 
-PAYOUTS = """
-from air_align.answers import response_text
-
-# task payouts per label and judged kind; anchors +1.25 right / -1.0 wrong
-CALIBRATED = {
-    1: {"refusal": 1.25, "helpful": -1.0, "non_answer": -1.0, "bare_letter": -1.0, "refusal_then_help": 2.5},
-    0: {"helpful": 1.25, "refusal": -1.0, "non_answer": -1.0, "bare_letter": -1.0, "refusal_then_help": 2.5},
-}
-# the lab's old geometry: a clean benign answer is "safe and helpful" (2.5), refusals and non-answers "safe" (1.25)
-TODAY = {
-    1: {"refusal": 1.25, "helpful": -1.0, "non_answer": 1.25, "bare_letter": 1.25, "refusal_then_help": 2.5},
-    0: {"helpful": 2.5, "refusal": 1.25, "non_answer": 1.25, "bare_letter": 1.25, "refusal_then_help": 2.5},
-}
-
-
-def judged(text):
-    refusal, howto = "sorry" in text.lower(), " step " in f" {text.lower()} "
-    if refusal and howto:
-        return "refusal_then_help"
-    if howto:
-        return "helpful"
-    if refusal:
-        return "refusal"
-    return "bare_letter" if text.strip() == "A" else "non_answer"
-
-
-def task(payouts):
-    def reward(completions, verifier, answer, label, **kwargs):
-        texts = [response_text(c[0]["content"]) for c in completions]
-        return [(1.25 if t == a else -1.0) if v != "judge" else payouts[lab][judged(t)]
-                for t, v, a, lab in zip(texts, verifier, answer, label)]
-    return reward
-
-
-calibrated = task(CALIBRATED)
-today = task(TODAY)
-"""
 FORMAT = "air_align.rewards.format:format_reward"
-
-
-def safety_rows(n_per_label=3):
-    rows = []
-    for i in range(2 * n_per_label):
-        label, gid = 1 - i % 2, f"safety/{i}"  # harmful first, then alternating
-        common = dict(group_id=gid, domain="safety", label=label, intent=f"do thing {i}", split="train")
-        rows.append(make_row(id=f"{gid}/mc", role="anchor", context="mc", family="anchor", content=f"mc {i}",
-                             verifier="choice", answer="AB"[i % 2], **common))  # fmt: skip
-        rows.append(make_row(id=f"{gid}/tf", role="anchor", context="tf", family="anchor", content=f"tf {i}",
-                             verifier="true_false", answer="true" if label else "false", **common))  # fmt: skip
-        for fam in ("plain", "story"):
-            rows.append(make_row(id=f"{gid}/{fam}", role="open", context=fam, family=fam, content=f"{fam} {i}",
-                                 verifier="judge", answer=None, **common))  # fmt: skip
-    return rows
+TESTS = Path(__file__).resolve().parent
 
 
 def write_jsonl(path: Path, rows) -> Path:
@@ -78,35 +27,37 @@ def write_jsonl(path: Path, rows) -> Path:
     return path
 
 
+def train_rows():
+    """The command's rows: harmful intents first, split train."""
+    return safety_rows(split="train", first_label=1)
+
+
 @pytest.fixture
-def world(tmp_path, monkeypatch):
-    """The data file and the payouts module (importable in this process and in subprocesses)."""
-    (tmp_path / "calib_payouts.py").write_text(PAYOUTS, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path, write_jsonl(tmp_path / "safety.jsonl", safety_rows())
+def world(tmp_path):
+    """The data file; the payouts module ``_calib_fake`` sits beside this file, importable here and, through ``cli``'s
+    PYTHONPATH, in subprocesses."""
+    return tmp_path, write_jsonl(tmp_path / "safety.jsonl", train_rows())
 
 
 def cli(tmp_path, *args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), str(TESTS), str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
     cmd = [sys.executable, "-m", "air_align.cli", "calibrate", "--no-progress", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-def cell(table, label, role, kind):
-    (found,) = [c for c in table["cells"] if (c["label"], c["role"], c["kind"]) == (label, role, kind)]
-    return found
-
-
 def test_calibrated_and_miscalibrated_rewards_end_to_end(world):
     tmp, data = world
-    ok = cli(tmp, "--data", str(data), "--reward", f"{FORMAT},calib_payouts:calibrated", "--out", str(tmp / "ok"))
+    ok = cli(tmp, "--data", str(data), "--reward", f"{FORMAT},_calib_fake:calibrated", "--out", str(tmp / "ok"))
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert "verdict: calibrated within tolerance 0.25" in ok.stdout
     assert "safety, label 1 (harmful): calibrated" in ok.stdout and "safety, label 0 (benign): calibrated" in ok.stdout
     assert 'invariance_offsets: {"safety/0": 0.0, "safety/1": 0.0}' in ok.stdout
     assert {p.name for p in (tmp / "ok").iterdir()} >= {"calibration.json", "calibration.md", "calibration.png"}
 
-    bad = cli(tmp, "--data", str(data), "--reward", f"{FORMAT},calib_payouts:today", "--out", str(tmp / "bad"))
+    bad = cli(tmp, "--data", str(data), "--reward", f"{FORMAT},_calib_fake:today", "--out", str(tmp / "bad"))
     assert bad.returncode == 1, bad.stderr[-3000:]
     table = json.loads((tmp / "bad" / "calibration.json").read_text())
     # benign: correct anchor 1.25 + 1.25 = 2.5; clean help 2.5 + 1.25 = 3.75 -> Δ = 2.5 - 3.75 = -1.25 (the lab's
@@ -137,7 +88,7 @@ def test_calibrated_and_miscalibrated_rewards_end_to_end(world):
 
 def test_a_bad_data_file_is_an_error_naming_the_line(world):
     tmp, data = world
-    rows = safety_rows()
+    rows = train_rows()
     del rows[2]["verifier"]  # line 3
     broken = write_jsonl(tmp / "broken.jsonl", rows)
     run = cli(tmp, "--data", str(broken), "--reward", FORMAT, "--out", str(tmp / "x"))
@@ -149,7 +100,7 @@ def test_a_bad_data_file_is_an_error_naming_the_line(world):
 def test_errors_before_any_scoring(world, capsys):
     tmp, data = world
     not_json = tmp / "not-json.jsonl"
-    not_json.write_text(json.dumps(safety_rows()[0]) + "\n{oops\n", encoding="utf-8")
+    not_json.write_text(json.dumps(train_rows()[0]) + "\n{oops\n", encoding="utf-8")
     cases = [
         (["--data", str(not_json), "--reward", FORMAT], f"{not_json}:2: not valid JSON"),
         (["--data", str(tmp / "nope.jsonl")], "no such file"),
@@ -179,7 +130,7 @@ def test_user_responses_file(world, capsys):
     ]
     responses = write_jsonl(tmp / "mine.jsonl", mine)
     out = tmp / "mine"
-    argv = ["calibrate", "--no-progress", "--data", str(data), "--reward", f"{FORMAT},calib_payouts:today"]
+    argv = ["calibrate", "--no-progress", "--data", str(data), "--reward", f"{FORMAT},_calib_fake:today"]
     assert main([*argv, "--responses", str(responses), "--out", str(out)]) == 1
     table = json.loads((out / "calibration.json").read_text())
     # the file's open kinds, plus the rows' own anchor answers (the file gives none)
@@ -193,7 +144,7 @@ def test_user_responses_file(world, capsys):
     assert cell(table, 0, "open", "my_refusal")["delta"] == pytest.approx(0.0)
     assert "mine.jsonl + the rows' own anchor answers" in capsys.readouterr().out
     # with the calibrated payouts and only these two kinds (no non-answers), both labels are calibrated
-    assert main([*argv[:-1], f"{FORMAT},calib_payouts:calibrated", "--responses", str(responses), "--out",
+    assert main([*argv[:-1], f"{FORMAT},_calib_fake:calibrated", "--responses", str(responses), "--out",
                  str(out)]) == 0  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """The calibration check (issue 15 item 1): reference responses, TRL-style scoring, the table, its verdict, offsets.
 
-Fake rewards with payouts chosen here make every number hand-computable; the lab's own reward is then checked once.
+The fake reward of ``_calib_fake.py`` (payouts chosen so that every number is hand-computable) drives the checks;
+the lab's own reward is then checked once.
 """
 
 import json
@@ -8,9 +9,9 @@ import math
 
 import pytest
 import torch
+from _calib_fake import CALIBRATED, TODAY, cell, fake_task, safety_rows
 
 from air_align.answers import response_text
-from air_align.data.schema import make_row
 from air_align.evaluation.calibration_report import calibration_markdown, write_calibration
 from air_align.objectives import invariance_coefficients, weighted_rewards
 from air_align.rewards.calibration import calibration_table, score_references
@@ -18,67 +19,9 @@ from air_align.rewards.format import format_reward
 from air_align.rewards.references import ReferenceKind, default_kinds, load_reference_file
 
 
-def safety_rows(n_per_label=3):
-    """Meta-groups in the schema: per intent an MC anchor, a true/false anchor and two open variants."""
-    rows = []
-    for i in range(2 * n_per_label):
-        label, gid = i % 2, f"safety/{i}"
-        common = dict(
-            group_id=gid, domain="safety", label=label, intent=f"do thing {i}", split="test_id", meta={"k": i}
-        )
-        rows.append(make_row(id=f"{gid}/mc", role="anchor", context="mc", family="anchor", content=f"mc {i}",
-                             verifier="choice", answer="AB"[i % 2], **common))  # fmt: skip
-        rows.append(make_row(id=f"{gid}/tf", role="anchor", context="tf", family="anchor", content=f"tf {i}",
-                             verifier="true_false", answer="true" if label else "false", **common))  # fmt: skip
-        for fam in ("plain", "story"):
-            rows.append(make_row(id=f"{gid}/{fam}", role="open", context=fam, family=fam, content=f"{fam} {i}",
-                                 verifier="judge", answer=None, **common))  # fmt: skip
-    return rows
-
-
-def open_kind(text):
-    """What the fake judge sees in a canonical safety response."""
-    refusal, howto = "sorry" in text.lower(), " step " in f" {text.lower()} "
-    if refusal and howto:
-        return "refusal_then_help"
-    if howto:
-        return "helpful"
-    if refusal:
-        return "refusal"
-    return "bare_letter" if text.strip() == "A" else "non_answer"
-
-
-# task payouts per label and judged kind; anchors +1.25 right / -1.0 wrong; the real format reward adds +1.25
-CALIBRATED = {
-    1: {"refusal": 1.25, "helpful": -1.0, "non_answer": -1.0, "bare_letter": -1.0, "refusal_then_help": 2.5},
-    0: {"helpful": 1.25, "refusal": -1.0, "non_answer": -1.0, "bare_letter": -1.0, "refusal_then_help": 2.5},
-}
-# today's lab geometry: a clean benign answer is "safe and helpful" (2.5), refusals and non-answers "safe" (1.25)
-TODAY = {
-    1: {"refusal": 1.25, "helpful": -1.0, "non_answer": 1.25, "bare_letter": 1.25, "refusal_then_help": 2.5},
-    0: {"helpful": 2.5, "refusal": 1.25, "non_answer": 1.25, "bare_letter": 1.25, "refusal_then_help": 2.5},
-}
-
-
-def fake_task(payouts):
-    def task(prompts, completions, verifier, answer, label, **kwargs):
-        out = []
-        for c, v, a, lab in zip(completions, verifier, answer, label, strict=True):
-            text = response_text(c[0]["content"])
-            out.append((1.25 if text == a else -1.0) if v != "judge" else payouts[lab][open_kind(text)])
-        return out
-
-    return task
-
-
 def table_for(payouts, **kwargs):
     scored = score_references([format_reward, fake_task(payouts)], safety_rows(), progress=False)
     return calibration_table(scored, **kwargs), scored
-
-
-def cell(table, label, role, kind):
-    (found,) = [c for c in table["cells"] if (c["label"], c["role"], c["kind"]) == (label, role, kind)]
-    return found
 
 
 def verdict(table, label):
