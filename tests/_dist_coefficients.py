@@ -61,6 +61,15 @@ def main(out_dir: str) -> None:
         per_device_train_batch_size=18 // world,
     )
     trainer.rollout_func = deterministic_rollout
+    rewards_calls = []  # the shape of every tensor _calculate_rewards returns: TRL's gathered (N_global, F)
+    calculate_rewards = trainer._calculate_rewards
+
+    def recording_calculate_rewards(*args):
+        rewards_per_func = calculate_rewards(*args)
+        rewards_calls.append(list(rewards_per_func.shape))
+        return rewards_per_func
+
+    trainer._calculate_rewards = recording_calculate_rewards
     trainer.model.train()
     batch = next(iter(trainer.get_train_dataloader()))
     out = trainer._generate_and_score_completions(batch)
@@ -69,6 +78,7 @@ def main(out_dir: str) -> None:
         "world": trainer.accelerator.num_processes,
         "rank": rank,
         "ids": seen["ids"],
+        "rewards_calls": rewards_calls,
         "groups": [row["group_id"] for row in batch],
         "roles": [row["role"] for row in batch],
         "air_coef": out["air_coef"].tolist(),

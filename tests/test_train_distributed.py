@@ -39,6 +39,8 @@ def test_meta_group_split_across_two_processes_gets_single_process_coefficients(
     assert single["world"] == 1 and [r["world"] for r in ranks] == [2, 2] and [r["rank"] for r in ranks] == [0, 1]
     r0, r1 = ranks
     assert len(r0["ids"]) == len(r1["ids"]) == 9
+    # Each process scored its 9 rows and got all 18 back from _calculate_rewards, in one call.
+    assert single["rewards_calls"] == r0["rewards_calls"] == r1["rewards_calls"] == [[18, 1]]
 
     # Same global batch, in the same order, on both layouts.
     assert r0["ids"] + r1["ids"] == single["ids"]
