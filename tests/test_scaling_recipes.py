@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -236,6 +237,25 @@ def test_the_page_shows_recipes_and_no_launch_outside_them():
         assert "trl vllm-serve" not in path.read_text(), f"{path}: deprecated in TRL 1.16; use `vllm serve`"
 
 
+def accelerate_plan(command: Command) -> tuple[int, str | None]:
+    """(processes a machine, CUDA_VISIBLE_DEVICES) as accelerate's own launcher prepares them for ``command``
+    (machine 1 where the command names a rank, which checks no port; nothing is started)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    shell = {"$NODE_RANK": "1", "$MASTER_ADDR": "10.0.0.1"}
+    args = launch_command_parser().parse_args([shell.get(t, t) for t in command.argv[2:]])
+    with warnings.catch_warnings():  # "port 29500 in use" on a shared machine: not what is checked here
+        warnings.simplefilter("ignore")
+        args, defaults, _ = _validate_launch_command(args)
+        if args.use_deepspeed:
+            args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+            _, env = prepare_deepspeed_cmd_env(args)
+        else:
+            env = prepare_multi_gpu_env(args)
+    return int(args.nproc_per_node), env.get("CUDA_VISIBLE_DEVICES")
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.name)
 def test_gpu_split_exists(recipe):
     launch = read_launch(recipe.launches[0])
@@ -246,6 +266,9 @@ def test_gpu_split_exists(recipe):
     gpu_ids = str(acc.get("gpu_ids", "all"))
     training = list(range(recipe.gpus)) if gpu_ids == "all" else [int(g) for g in gpu_ids.split(",")]
     assert len(training) == per_machine == len(set(training)), (training, per_machine)
+    # the same, as accelerate 1.15's launcher reads the file and the command
+    visible = None if gpu_ids == "all" else ",".join(map(str, training))
+    assert accelerate_plan(recipe.launches[0]) == (per_machine, visible)
     assert all(0 <= g < recipe.gpus for g in training), training
     if not air.use_vllm or air.vllm_mode == "colocate":
         assert recipe.server is None, "no vLLM server without vllm_mode=server"
