@@ -296,13 +296,20 @@ def _prompt_offsets(offsets: Tensor | None, stats: MetaGroupStats, prompt_ids: T
     return b
 
 
-def sequence_logprob(per_token_logps: Tensor, completion_mask: Tensor, reduction: LogprobReduction = "sum") -> Tensor:
+def sequence_logprob(
+    per_token_logps: Tensor,
+    completion_mask: Tensor,
+    reduction: LogprobReduction = "sum",
+    token_weights: Tensor | None = None,
+) -> Tensor:
     """``log π(y|s)``: the masked **sum** of token log-probs (Algorithm 1), or their mean with ``"mean"``.
 
     ``"mean"`` (length-normalised) is a documented variant, not the paper's; it changes the effective λ.
+    ``token_weights`` (detached, e.g. a sampler's per-token importance ratios) multiply each token's log-prob:
+    ``Σ_t w_t log π(y_t | s, y_<t)``; the mean still divides by the number of unmasked tokens.
 
     Shape:
-        per_token_logps, completion_mask: (B, T) -> (B,)
+        per_token_logps, completion_mask, token_weights: (B, T) -> (B,)
     """
     if per_token_logps.shape != completion_mask.shape:
         raise ValueError(
@@ -310,7 +317,8 @@ def sequence_logprob(per_token_logps: Tensor, completion_mask: Tensor, reduction
             f"completion_mask {tuple(completion_mask.shape)}"
         )
     mask = completion_mask.to(per_token_logps.dtype)
-    total = (per_token_logps * mask).sum(-1)  # (B,)
+    weighted = mask if token_weights is None else mask * token_weights.detach().to(per_token_logps.dtype)
+    total = (per_token_logps * weighted).sum(-1)  # (B,)
     if reduction == "sum":
         return total
     if reduction == "mean":
@@ -319,13 +327,20 @@ def sequence_logprob(per_token_logps: Tensor, completion_mask: Tensor, reduction
 
 
 def aux_loss(
-    seq_logps: Tensor, rewards: Tensor, coefficients: Tensor, invariance_coef: float, num_completions: int | float
+    seq_logps: Tensor,
+    rewards: Tensor,
+    coefficients: Tensor,
+    invariance_coef: float,
+    num_completions: int | float,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """The auxiliary surrogate loss (Algorithm 1, line 8; ``DESIGN.md`` §1).
 
-    ``L_aux = −λ · (1/N) · Σ_i Δ_i · r_i · log π(y_i|s_i)``
+    ``L_aux = −λ · (1/N) · Σ_i ρ_i · Δ_i · r_i · log π(y_i|s_i)``
 
-    ``Δ_i r_i`` is a constant weight (stop-gradient); only ``log π`` carries gradient. NaN rewards contribute 0.
+    ``ρ_i Δ_i r_i`` is a constant weight (stop-gradient); only ``log π`` carries gradient. NaN rewards contribute 0.
+    ``ρ_i = weights`` are the importance weights of samples drawn from an older policy
+    (:func:`aux_importance_weights`); None means on-policy, ``ρ = 1`` exactly (the paper's term).
 
     Normaliser: ``N = num_completions`` is the number of completions of the **whole generation batch** (every
     prompt × K, anchors and unscorable ones included), as in the paper's ``1/N``. A trainer that evaluates the
@@ -345,8 +360,53 @@ def aux_loss(
         )
     if num_completions <= 0:
         raise ValueError(f"num_completions must be positive, got {num_completions}")
-    weight = (coefficients * torch.nan_to_num(rewards, nan=0.0)).detach().to(seq_logps.dtype)  # (B,)
+    weight = coefficients * torch.nan_to_num(rewards, nan=0.0)  # (B,)
+    if weights is not None:
+        if weights.shape != seq_logps.shape:
+            raise ValueError(f"shape mismatch: weights {tuple(weights.shape)} vs seq_logps {tuple(seq_logps.shape)}")
+        weight = weight * weights
+    weight = weight.detach().to(seq_logps.dtype)
     return -invariance_coef * (weight * seq_logps).sum() / num_completions
+
+
+def aux_importance_weights(
+    per_token_logps: Tensor, sampling_logps: Tensor, completion_mask: Tensor, cap: float
+) -> tuple[Tensor, Tensor]:
+    """Truncated sequence importance weights for the aux term on samples from an older policy μ (a replayed pass).
+
+    ``ρ_i = min(π_θ(y_i|s_i) / μ(y_i|s_i), c) = min(exp Σ_t m_t (log π_θ − log μ)_t, c)``, detached.
+
+    Why: the aux gradient is ``−λ Δ ∇_θ E_{y~π_θ}[r(y)] = −λ Δ E_{y~π_θ}[r ∇log π_θ]``; on samples from μ,
+    ``E_{y~μ}[ρ r ∇log π_θ]`` equals it exactly when ``ρ = π_θ/μ`` (untruncated), and the unweighted
+    ``E_μ[r ∇log π_θ]`` does not (``tests/test_objectives_off_policy.py`` checks both on an enumerated tabular
+    policy in float64). The ratio is over the whole sequence, not a per-token or length-normalised one, because
+    ``log π(y|s)`` is the whole sequence's. Truncation at ``c`` (truncated importance sampling, as TRL's own
+    vLLM correction ``vllm_importance_sampling_clip_max = 3``) bounds the variance; it biases only samples whose
+    ratio exceeds ``c``, which the logged ``invariance/aux_is_truncated`` counts. NaN sampling log-probs (a
+    sampler that gave none) count as ratio 1 for that token, as TRL does.
+
+    Returns ``(ρ, truncated)``: ``(B,)`` float weights and ``(B,)`` bool, ratio above ``c``.
+
+    Shape:
+        per_token_logps, sampling_logps, completion_mask: (B, T) -> (B,), (B,)
+
+    >>> w, cut = aux_importance_weights(torch.tensor([[-1.0, -2.0], [-1.0, -1.0]]),
+    ...                                 torch.tensor([[-1.5, -2.0], [-0.5, -1.0]]), torch.ones(2, 2), 1.5)
+    >>> w, cut  # ratios e^0.5 = 1.65 (truncated at 1.5) and e^-0.5 = 0.61
+    (tensor([1.5000, 0.6065]), tensor([ True, False]))
+    """
+    if not (per_token_logps.shape == sampling_logps.shape == completion_mask.shape):
+        raise ValueError(
+            f"shape mismatch: per_token_logps {tuple(per_token_logps.shape)}, sampling_logps "
+            f"{tuple(sampling_logps.shape)}, completion_mask {tuple(completion_mask.shape)}"
+        )
+    if not cap > 0:
+        raise ValueError(f"cap must be > 0, got {cap}")
+    diff = torch.nan_to_num(per_token_logps.detach() - sampling_logps.detach(), nan=0.0)  # (B, T)
+    log_ratio = (diff * completion_mask.to(diff.dtype)).sum(-1)  # (B,) log π_θ(y|s) − log μ(y|s)
+    log_cap = torch.log(torch.tensor(float(cap), dtype=log_ratio.dtype))
+    truncated = log_ratio > log_cap
+    return torch.exp(torch.minimum(log_ratio, log_cap)), truncated  # min before exp: no overflow
 
 
 AUX_BASELINES = ("none", "leave_one_out")

@@ -13,16 +13,24 @@ independent of how a step is split into micro-batches and processes (tested), an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transformers import TrainingArguments
 from trl import GRPOConfig
 
 from air_align.objectives import AUX_BASELINES, INVARIANCE_MODES
 
 LOGPROB_REDUCTIONS = ("sum", "mean")
+
+
+def trainer_reads_activation_checkpointing() -> bool:
+    """Whether the installed transformers' ``TrainingArguments`` has the ``activation_checkpointing`` field (5.20
+    on); older 5.x versions read only ``gradient_checkpointing``."""
+    return "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
 
 
 def offset_key(domain, label) -> str:
@@ -138,6 +146,14 @@ class AIRConfig(GRPOConfig):
             "choices": list(AUX_BASELINES),
         },
     )
+    aux_is_cap: float = field(
+        default=3.0,  # TRL's vllm_importance_sampling_clip_max: one bound for both corrections of a run
+        metadata={
+            "help": "Truncation c of the aux term's importance weight ρ = min(π_θ(y|s) / π_old(y|s), c) on samples "
+            "from an older policy (num_iterations > 1, or steps_per_generation > gradient_accumulation_steps), "
+            "so that the replayed aux gradient estimates the on-policy one (docs/paper-map.md). On-policy, ρ = 1."
+        },
+    )
     group_column: str = field(
         default="group_id",
         metadata={
@@ -150,7 +166,8 @@ class AIRConfig(GRPOConfig):
         metadata={"help": "Dataset column holding each prompt's role: `anchor_role` (A_z) or anything else (O_z)."},
     )
     # TRL's default (gradient checkpointing on) under the name transformers 5 reads: TRL sets the deprecated
-    # `gradient_checkpointing=True`, which made every AIRConfig print a FutureWarning (issue 12, item 10).
+    # `gradient_checkpointing=True`, which made every AIRConfig print a FutureWarning; `_resolve_checkpointing` maps it
+    # onto the field the installed transformers reads.
     activation_checkpointing: bool | None = field(
         default=None,
         metadata={
@@ -204,9 +221,47 @@ class AIRConfig(GRPOConfig):
         },
     )
 
+    def _resolve_checkpointing(self) -> None:
+        """Write the requested checkpointing into the field this transformers' ``Trainer`` reads.
+
+        transformers ≥ 5.20 reads ``activation_checkpointing`` (``gradient_checkpointing`` is its deprecated alias);
+        5.0–5.19, which the vLLM builds TRL supports require, know only ``gradient_checkpointing``. Our own
+        ``activation_checkpointing`` field exists on every version, so setting only it left checkpointing silently
+        off on 5.0–5.19 (``tests/test_train_checkpointing.py`` checks the model on both kinds of version)."""
+        requested = self.activation_checkpointing
+        if requested is None:
+            requested = True if self.gradient_checkpointing is None else self.gradient_checkpointing  # TRL's default
+        if trainer_reads_activation_checkpointing():
+            if self.gradient_checkpointing is None:  # else TrainingArguments maps the old name, with its warning
+                self.activation_checkpointing = requested
+        else:
+            self.activation_checkpointing = self.gradient_checkpointing = requested  # the name this Trainer reads
+
+    def _check_policy_masks(self) -> None:
+        """Refuse TRL's token and sequence masks that act on the policy term only.
+
+        ``top_entropy_quantile`` keeps the policy gradient on high-entropy tokens, ``off_policy_mask_threshold``
+        drops negative-advantage sequences far from the sampler: the aux term has no counterpart of either (it
+        is the gradient of ``Δ · E[r]``, on whole sequences, with no advantage sign), and applying them would make
+        it a biased estimate of that gradient; ignoring them would train the aux term on samples TRL drops."""
+        if self.invariance == "none":
+            return
+        if self.top_entropy_quantile < 1.0:
+            raise ValueError(
+                f"top_entropy_quantile={self.top_entropy_quantile} masks the policy term to high-entropy tokens, "
+                f"which the invariance term (invariance={self.invariance!r}) cannot follow: it is a gradient of "
+                "whole-sequence log-probabilities. Set top_entropy_quantile=1.0, or invariance=none"
+            )
+        if self.off_policy_mask_threshold is not None:
+            raise ValueError(
+                f"off_policy_mask_threshold={self.off_policy_mask_threshold} masks negative-advantage sequences of "
+                f"the policy term only; the invariance term (invariance={self.invariance!r}) has no advantage sign "
+                "to follow and corrects off-policy samples with importance weights instead (aux_is_cap). Unset "
+                "off_policy_mask_threshold, or use invariance=none"
+            )
+
     def __post_init__(self):
-        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
-            self.activation_checkpointing = True  # TRL's default, without the deprecated name's warning
+        self._resolve_checkpointing()
         try:
             super().__post_init__()
         except ValueError as err:
@@ -246,6 +301,14 @@ class AIRConfig(GRPOConfig):
             )
         if self.aux_baseline not in AUX_BASELINES:
             raise ValueError(f"AIRConfig.aux_baseline must be one of {AUX_BASELINES}, got {self.aux_baseline!r}")
+        if isinstance(self.aux_is_cap, bool) or not isinstance(self.aux_is_cap, int | float):
+            raise ValueError(f"AIRConfig.aux_is_cap must be a number > 0, got {self.aux_is_cap!r}")
+        if not (math.isfinite(self.aux_is_cap) and self.aux_is_cap > 0):
+            raise ValueError(
+                f"AIRConfig.aux_is_cap must be a finite number > 0 (a truncation of importance ratios; 3.0 is the "
+                f"default), got {self.aux_is_cap}"
+            )
+        self._check_policy_masks()
         if not math.isfinite(self.invariance_coef) or self.invariance_coef < 0:
             raise ValueError(
                 f"AIRConfig.invariance_coef (λ) must be a finite number >= 0, got {self.invariance_coef}; e.g. "

@@ -22,6 +22,18 @@ Scaling of the auxiliary term. Its gradient over one optimiser step is exactly
 gradients over P processes, so the step total is ``−λ Σ / (B·G·P) = −λ Σ / N``. The term is independent of TRL's
 policy normalisation (which differs between ``loss_type`` values), as it must be.
 
+Off-policy passes (not in the paper, whose Algorithm 1 is on-policy). With ``num_iterations > 1`` or
+``steps_per_generation > gradient_accumulation_steps`` (and always with vLLM) TRL passes ``old_per_token_logps``:
+the batch was sampled from an older policy π_old. The aux term of completion i is then weighted by the
+detached, truncated sequence ratio ``ρ_i = min(π_θ(y_i|s_i) / π_old(y_i|s_i), aux_is_cap)``
+(``objectives.aux_importance_weights``), so its expected gradient is the on-policy AIR gradient at the current θ
+(exact while ``ρ ≤ aux_is_cap``; proved on an enumerated tabular policy in ``tests/test_objectives_off_policy.py``);
+without ``old_per_token_logps`` every
+sample is on-policy and ``ρ = 1`` exactly. With vLLM's importance-sampling correction, TRL's
+``importance_sampling_ratio`` multiplies the aux term as it multiplies the policy term (per sequence or per token,
+as its mode says). TRL's ``top_entropy_quantile`` and ``off_policy_mask_threshold`` act on the policy term only and
+are refused by ``AIRConfig`` with an invariance term (docs/paper-map.md, "Off-policy passes").
+
 Rewards used by AIR: the weighted sum ``r = Σ_f w_f r_f`` of the reward functions (the paper's
 ``r_task + r_fmt``), NaN when no function scored the completion, as TRL computes it; unaffected by
 ``multi_objective_aggregation`` and ``scale_rewards``, which only shape the GRPO advantages. Prompts are TRL's groups
@@ -66,6 +78,7 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from air_align.objectives import (
+    aux_importance_weights,
     aux_loss,
     invariance_coefficients,
     leave_one_out_baseline,
@@ -403,6 +416,46 @@ class AIRTrainer(GRPOTrainer):
             self._air_logps = result[0]  # (B, T), carries grad: the forward of TRL's loss
         return result
 
+    def _aux_importance(self, per_token_logps, inputs, mask) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The aux term's importance weights for this micro-batch: a per-sequence ρ (B,) and per-token vLLM ratios
+        (B, T), each None when it does not apply.
+
+        ρ = min(π_θ / π_old, aux_is_cap) over the sequence when TRL passes ``old_per_token_logps`` (samples from an
+        older θ: ``num_iterations > 1``, ``steps_per_generation > gradient_accumulation_steps``, or vLLM); None when
+        it does not (on-policy: every sample is from the current θ, ρ = 1 exactly). With vLLM's importance-sampling
+        correction on, TRL's ``importance_sampling_ratio`` (π_old / π_vLLM, truncated or masked as its mode says)
+        multiplies too, as it multiplies TRL's policy term: per sequence in the ``sequence_*`` modes, per token in
+        the ``token_*`` modes. Logged as ``invariance/aux_is_ratio/{mean,min,max}`` and
+        ``invariance/aux_is_truncated``."""
+        old = inputs.get("old_per_token_logps")
+        ratio = token_ratio = None
+        truncated = torch.zeros(per_token_logps.shape[0], dtype=torch.bool, device=per_token_logps.device)
+        if old is not None:
+            ratio, truncated = aux_importance_weights(per_token_logps, old, mask, self.args.aux_is_cap)
+        vllm_ratio = inputs.get("importance_sampling_ratio")
+        if self.use_vllm and self.vllm_importance_sampling_correction and vllm_ratio is not None:
+            if self.vllm_importance_sampling_mode in ("sequence_mask", "sequence_truncate"):
+                seq = vllm_ratio.detach().reshape(-1).to(per_token_logps.dtype)  # (B, 1) -> (B,)
+                ratio = seq if ratio is None else ratio * seq
+            else:
+                token_ratio = vllm_ratio.detach()  # (B, T)
+        if ratio is None and token_ratio is None:
+            return None, None
+        shown = torch.ones_like(truncated, dtype=per_token_logps.dtype) if ratio is None else ratio.detach()
+        if token_ratio is not None:  # for the log only: the tokens' mean ratio stands for the sequence's
+            m = mask.to(shown.dtype)
+            shown = shown * (token_ratio.to(shown.dtype) * m).sum(-1) / m.sum(-1).clamp(min=1)
+        mode = "train" if self.model.training else "eval"
+        stats = torch.stack([shown.min(), shown.sum(), shown.max(), truncated.sum().to(shown.dtype)]).float()
+        count = torch.tensor([float(shown.numel())], device=stats.device)
+        gathered = self.accelerator.gather(torch.cat([stats, count])).view(-1, 5)  # (P, 5)
+        total = gathered[:, 4].sum().clamp(min=1)
+        self._metrics[mode]["invariance/aux_is_ratio/min"].append(gathered[:, 0].min().item())
+        self._metrics[mode]["invariance/aux_is_ratio/mean"].append((gathered[:, 1].sum() / total).item())
+        self._metrics[mode]["invariance/aux_is_ratio/max"].append(gathered[:, 2].max().item())
+        self._metrics[mode]["invariance/aux_is_truncated"].append((gathered[:, 3].sum() / total).item())
+        return ratio, token_ratio
+
     def _compute_loss(self, model, inputs):
         if "air_coef" not in inputs:
             return super()._compute_loss(model, inputs)
@@ -420,15 +473,19 @@ class AIRTrainer(GRPOTrainer):
         mask = inputs["completion_mask"]
         if "tool_mask" in inputs:  # tool output tokens are not sampled from π: not part of log π(y|s)
             mask = mask * inputs["tool_mask"]
-        seq_logps = sequence_logprob(per_token_logps, mask, self.args.aux_logprob_reduction)  # (B,)
+        ratio, token_ratio = self._aux_importance(per_token_logps, inputs, mask)  # (B,), (B, T) or None
+        seq_logps = sequence_logprob(per_token_logps, mask, self.args.aux_logprob_reduction, token_ratio)  # (B,)
 
         mode = "train" if self.model.training else "eval"
         accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1
         # N of this micro-batch's share: B local completions × G micro-batches; DDP's gradient mean supplies 1/P.
         num_completions = seq_logps.shape[0] * accumulation
-        aux = aux_loss(seq_logps, inputs["air_reward"], inputs["air_coef"], self.args.invariance_coef, num_completions)
+        aux = aux_loss(
+            seq_logps, inputs["air_reward"], inputs["air_coef"], self.args.invariance_coef, num_completions, ratio
+        )
+        aux_coef = inputs["air_coef"] if ratio is None else inputs["air_coef"] * ratio  # ρ Δ: the weight applied
         weights = aux_policy_weights(
-            inputs["advantages"], inputs["air_coef"], inputs["air_reward"], mask, self.args.invariance_coef,
+            inputs["advantages"], aux_coef, inputs["air_reward"], mask, self.args.invariance_coef,
             self.args.aux_logprob_reduction,
         )  # fmt: skip
         # Losses as this micro-batch's share of the step's loss, averaged over processes (as DDP averages gradients);
