@@ -209,21 +209,7 @@ class FutureAIRTrainer(AIRTrainer, FutureGRPO):
     """``AIRTrainer`` on ``FutureGRPO``: its ``super()._compute_loss`` is the simulated TRL's."""
 
 
-@pytest.mark.parametrize(
-    "ref_call",
-    [
-        "before",
-        pytest.param(
-            "after",
-            marks=pytest.mark.xfail(
-                raises=AssertionError,
-                strict=True,
-                reason="the capture keeps the last hook call, here the gradient-free one: the aux gradient is "
-                "silently 0 (fix: capture only a grad-carrying result, and refuse a second one)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("ref_call", ["before", "after"])
 def test_gradient_free_log_prob_call_in_trl_loss_never_takes_the_aux_gradient(f64_batch, ref_call):
     # Either the trainer refuses such a TRL (RuntimeError naming the pin) or it still applies the exact aux
     # gradient; never a silent aux term without gradient.
@@ -250,11 +236,6 @@ def test_gradient_free_log_prob_call_in_trl_loss_never_takes_the_aux_gradient(f6
     assert (g_air - g_none - g_aux).abs().max().item() <= REL_TOL * scale
 
 
-@pytest.mark.xfail(
-    raises=pytest.fail.Exception,  # "DID NOT RAISE"
-    strict=True,
-    reason="a second grad-carrying hook call silently replaces the first capture",
-)
 def test_second_gradient_carrying_log_prob_call_in_trl_loss_is_refused(f64_batch):
     # Two policy forwards in one TRL loss: which one feeds TRL's terms is TRL's business, so the trainer cannot know
     # that the aux term took the right one. It must say so, naming the TRL pin.

@@ -1,7 +1,7 @@
 """``AIRTrainer``: TRL's ``GRPOTrainer`` (GRPO, or GSPO with ``importance_sampling_level="sequence"``) plus AIR.
 
 Five small overrides, each on the narrowest TRL hook (TRL pinned to 1.16.0; ``tests/test_train_trainer.py`` fails
-if a signature changes):
+if a signature changes, ``tests/test_trl_contract.py`` if their behaviour does):
 
 1. ``_get_train_sampler`` → ``MetaGroupSampler``: whole meta-groups in every generation batch.
 2. ``_calculate_rewards`` → TRL's, then a completion with a ±inf reward is made unscored (see below), and the
@@ -412,8 +412,16 @@ class AIRTrainer(GRPOTrainer):
 
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
         result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
-        if self._air_capture:
-            self._air_logps = result[0]  # (B, T), carries grad: the forward of TRL's loss
+        # Only a grad-carrying result is the forward of TRL's loss: a gradient-free call (e.g. reference log-probs in
+        # a later TRL) would silently leave the aux term without gradient, and a second grad-carrying one would be
+        # ambiguous (tests/test_trl_contract.py).
+        if self._air_capture and result[0].requires_grad:
+            if self._air_logps is not None:
+                raise RuntimeError(
+                    "TRL's _compute_loss ran two gradient-carrying log-prob forwards; AIRTrainer cannot tell which is "
+                    "the policy's: the TRL version changed; AIRTrainer is pinned to trl==1.16.0"
+                )
+            self._air_logps = result[0]  # (B, T): the forward of TRL's loss
         return result
 
     def _aux_importance(self, per_token_logps, inputs, mask) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -467,8 +475,8 @@ class AIRTrainer(GRPOTrainer):
         per_token_logps, self._air_logps = self._air_logps, None
         if per_token_logps is None:
             raise RuntimeError(
-                "TRL's _compute_loss did not call _get_per_token_logps_and_entropies: the TRL version changed; "
-                "AIRTrainer is pinned to trl==1.16.0"
+                "TRL's _compute_loss did not call _get_per_token_logps_and_entropies with gradients: the TRL "
+                "version changed; AIRTrainer is pinned to trl==1.16.0"
             )
         mask = inputs["completion_mask"]
         if "tool_mask" in inputs:  # tool output tokens are not sampled from π: not part of log π(y|s)
