@@ -172,20 +172,23 @@ def _load_tokenizer(name_or_path: str, auto_tokenizer):
     return auto_tokenizer.from_pretrained(name_or_path)
 
 
-def load_model(name_or_path: str, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` for a hub id, a local directory, ``"smollm2-135m"`` or ``"tiny"``.
+def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+    """``(model, tokenizer)`` for a hub id, a local directory, ``"smollm2-135m"`` or ``"tiny"``, in ``dtype``;
+    with ``device``, the model is placed there (``from_pretrained`` loads the weights straight onto it).
 
     Raises:
         OSError: with a hint when a hub id cannot be reached offline.
     """
     if name_or_path in SMOLLM2_ALIASES:
-        return load_smollm2(dtype)
+        model, tokenizer = load_smollm2(dtype)
+        return (model if device is None else model.to(device)), tokenizer
     if name_or_path == "tiny":
         tokenizer = build_char_tokenizer()
-        return tiny_causal_lm(tokenizer), tokenizer
+        return tiny_causal_lm(tokenizer).to(device=device, dtype=dtype), tokenizer
+    placement = {} if device is None else {"device_map": device}
     try:
         tokenizer = _load_tokenizer(name_or_path, AutoTokenizer)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **placement)
     except OSError as err:
         raise OSError(
             f"could not load model {name_or_path!r}: {err}. Pass a local directory, 'smollm2-135m' (offline, from "

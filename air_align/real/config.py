@@ -21,7 +21,7 @@ class StudyConfig:
     model: str = "smollm2-135m"
     """The policy: a ``load_model`` name or path; the training judge is a frozen copy of it (paper App. C.2.1)."""
     device: str = "cpu"
-    """torch device of the policy and the judge."""
+    """torch device to train on: "cpu" (use_cpu) or a GPU ("cuda"); the recipe puts the frozen-policy judge there."""
     max_steps: int = 40
     """Optimiser steps per method (at most)."""
     time_budget_s: float | None = 100.0

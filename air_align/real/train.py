@@ -6,8 +6,8 @@
 - data: ``air_align.data.build.build_meta_groups`` (AdvBench/HarmBench + benign intents with PyRIT templates,
   ETHICS, GSM-Symbolic), the ``train`` split;
 - reward: ``composite`` — ``r = r_task + r_fmt``, anchors by rule, open safety / morality variants by a **frozen
-  copy of the initial policy** as judge (paper App. C.2.1; the copy is taken before LoRA is attached, so training
-  never reaches it); maths needs no judge;
+  copy of the initial policy** as judge (paper App. C.2.1; loaded again from ``config.model``, so LoRA and training
+  never reach it, and placed on the trainer's device by the recipe); maths needs no judge;
 - method: a row of ``air_align.training.methods.METHODS``, every other setting shared between methods (DESIGN.md §5:
   only the regulariser differs);
 - LoRA (PEFT) optional; the returned model has the adapter merged, ready to audit.
@@ -21,11 +21,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 from transformers import TrainerCallback
 
 from air_align.data.build import build_meta_groups
-from air_align.models import load_model
 from air_align.real.config import StudyConfig
 from air_align.training.console import LOG_NAME, log_to_file
 from air_align.training.methods import method_label, method_name
@@ -86,9 +84,6 @@ def train_real(config: StudyConfig, method: str, out_dir: str | Path, rows: list
         raise ValueError(f"no train rows for {config.domain}: raise n_intents (test/val take a share of the intents)")
     group_size = sum(r["group_id"] == train[0]["group_id"] for r in train)
 
-    torch.manual_seed(config.seed)
-    policy, tokenizer = load_model(config.model)
-    policy.to(config.device)
     judge = {"model": "none"} if config.domain == "math" else {"model": "policy", "batch_size": 16}
     run = RunConfig(
         model=config.model, reward="composite", reward_config={"judge": judge}, use_lora=config.use_lora,
@@ -114,7 +109,8 @@ def train_real(config: StudyConfig, method: str, out_dir: str | Path, rows: list
         disable_tqdm=not config.progress,
     )
     timer = StepTimer(config.time_budget_s)
-    trainer = build_trainer(run, args, model=policy, tokenizer=tokenizer, rows=train, callbacks=[timer])
+    # the recipe loads config.model and places the frozen-policy judge beside the policy, on the trainer's device
+    trainer = build_trainer(run, args, rows=train, callbacks=[timer])
     log_to_file(trainer, Path(out_dir) / LOG_NAME)  # each step's metrics to the run's log.jsonl, not the console
     start = time.time()
     trainer.train()
@@ -127,7 +123,7 @@ def train_real(config: StudyConfig, method: str, out_dir: str | Path, rows: list
     later = sorted(steps[1:]) or steps
     return {
         "model": trained,
-        "tokenizer": tokenizer,
+        "tokenizer": trainer.processing_class,
         "method": method,
         "label": method_label(method),
         "steps": len(steps),

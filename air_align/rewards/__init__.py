@@ -4,7 +4,8 @@ Every reward has TRL's signature ``(completions, **kwargs) -> list[float | None]
 (``role``, ``domain``, ``verifier``, ``answer``, ``label``, ``intent``) from kwargs. Answers are read by
 ``air_align.answers``, and anchors / maths are checked by ``verifiers.check_answer``, the same check the evaluation
 metric calls (with ``require_tag=False``). Modules: ``format`` (tags), ``verifiers`` (choice, true/false,
-math_verify), ``judges`` (in-process log-prob judge, frozen-policy copy), ``server_judge`` (OpenAI-compatible server),
+math_verify), ``judges`` (in-process log-prob judge, frozen-policy copy), ``training_judge`` (the training judge
+placed on the trainer's device), ``server_judge`` (OpenAI-compatible server),
 ``safety`` (ten facets, three tiers), ``morality`` (YES/NO), ``hacked`` (stress tests), ``cache``, ``composite``
 (``CompositeReward``, ``build_reward``, ``build_judge``). See docs/rewards.md.
 

@@ -7,7 +7,8 @@ judge's *user message* and the result is ``log p(yes) − log p(no)`` for the ju
 - :class:`LogprobJudge`: any Hugging Face causal LM in process, under its chat template, batched with left padding.
 - :class:`air_align.rewards.server_judge.ServerJudge`: the same over an OpenAI-compatible server (vLLM at scale).
 - :func:`frozen_judge_from`: the paper's training judge, a frozen copy of the initial policy (App. C.2.1, as the
-  unofficial reproduction reports it).
+  unofficial reproduction reports it); ``build_trainer`` builds it on the trainer's device instead
+  (:mod:`air_align.rewards.training_judge`).
 
 Probabilities are summed over the spelling variants of each answer ("YES", "Yes", "yes", …), so that a judge that
 prefers "Yes" to "YES" is not read as uncertain.

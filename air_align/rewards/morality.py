@@ -59,7 +59,12 @@ class MoralityJudge:
         self.cache = cache if cache is not None else JudgeCache()
         self.max_response_chars = max_response_chars
         self.name = f"{QUESTION_SET}/{judge.name}"
-        self.cache_name = f"{QUESTION_SET}/{judge_identity(judge)}"  # the judge's identity, not its label
+
+    @property
+    def cache_name(self) -> str:
+        """The cache key's judge part: the judge's identity, not its label, read when scoring (a judge placed
+        after this object is built, ``rewards.training_judge.DeferredJudge``, has its identity only then)."""
+        return f"{QUESTION_SET}/{judge_identity(self.judge)}"
 
     def log_odds(self, scenarios: list[str], responses: list[str]) -> list[float]:
         """``log p(YES) − log p(NO)`` that each response calls the action wrong."""

@@ -155,7 +155,12 @@ class SafetyJudge:
         self.cache = cache if cache is not None else JudgeCache()
         self.max_response_chars = max_response_chars
         self.name = f"{QUESTION_SET}/{judge.name}"
-        self.cache_name = f"{QUESTION_SET}/{judge_identity(judge)}"  # the judge's identity, not its label
+
+    @property
+    def cache_name(self) -> str:
+        """The cache key's judge part: the judge's identity, not its label, read when scoring (a judge placed
+        after this object is built, ``rewards.training_judge.DeferredJudge``, has its identity only then)."""
+        return f"{QUESTION_SET}/{judge_identity(self.judge)}"
 
     def scores(self, requests: list[str], responses: list[str]) -> list[list[float]]:
         """Raw log-odds per response: 10 facets then the helpfulness question (11 floats)."""

@@ -18,6 +18,8 @@ import torch
 from air_align.data.schema import to_dataset
 from air_align.data.validate import check_rows, read_checked
 from air_align.models import load_model
+from air_align.rewards.composite import RewardConfig
+from air_align.rewards.training_judge import DeferredJudge, training_judge
 from air_align.training.config import AIRConfig
 from air_align.training.methods import METHODS, method_name
 from air_align.training.reward_spec import resolve_rewards  # also recipe.resolve_rewards, as before
@@ -149,6 +151,20 @@ def check_method(run: RunConfig, args: AIRConfig) -> None:
             )
 
 
+def reward_names(spec: str) -> list[str]:
+    """The reward functions a ``reward`` spec names, in order (``"composite, toy"`` → ``["composite", "toy"]``)."""
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def composite_training_judge(run: RunConfig, policy, source: str | None) -> DeferredJudge | None:
+    """The in-process judge of the run's ``composite`` reward, to be placed on the trainer's device once the trainer
+    exists (``air_align.rewards.training_judge``); None when the run has no composite reward or its judge is not
+    a model in this process (a server, ``model: none``)."""
+    if "composite" not in reward_names(run.reward):
+        return None
+    return training_judge(RewardConfig.from_dict(run.reward_config).judge, policy=policy, source=source)
+
+
 def build_trainer(
     run: RunConfig,
     args: AIRConfig,
@@ -161,8 +177,13 @@ def build_trainer(
 ) -> AIRTrainer:
     """The ``AIRTrainer`` of a run. ``model`` and ``tokenizer`` (together), ``rows`` and ``reward_funcs`` replace
     what ``run`` would load: ``load_model(run.model)``, ``load_rows(run.dataset, run.dataset_split)`` and
-    ``resolve_rewards(run.reward)``; a ``composite`` reward's frozen-policy judge is copied from the model here,
-    before LoRA is attached (paper App. C.2.1). Seeds torch with ``args.seed`` before building.
+    ``resolve_rewards(run.reward)``. Seeds torch with ``args.seed`` before building.
+
+    A ``composite`` reward's model judge (the frozen initial policy, paper App. C.2.1, or a named model) is placed
+    once the trainer's accelerator exists: on ``trainer.accelerator.device``, in the policy's dtype, frozen
+    (``air_align.rewards.training_judge``). The frozen-policy judge is loaded again from ``run.model`` when the
+    policy was loaded here; a ``model`` passed in is copied before LoRA is attached (under DeepSpeed ZeRO-3, loaded
+    from its path instead, or refused when it has none).
 
     The data and the batch geometry are checked first (:func:`load_rows`, :func:`check_batch_geometry`), so a bad
     file or batch size fails in a second, not after the model and the judge have loaded."""
@@ -173,12 +194,17 @@ def build_trainer(
         rows = load_rows(run.dataset, run.dataset_split)
     check_batch_geometry(rows, args)  # data and geometry first: a bad file or batch fails before any model loads
     hide_trl_deprecation_warnings()
+    source = None  # a name or path that loads the policy's exact weights again
     if model is None:
         model, tokenizer = load_model(run.model, dtype=getattr(torch, run.model_dtype))
+        source = run.model
+    judge = None
     if reward_funcs is None:
-        reward_funcs = resolve_rewards(run.reward, policy=(model, tokenizer), reward_config=run.reward_config)
+        judge = composite_training_judge(run, (model, tokenizer), source)  # before LoRA is attached
+        reward_funcs = resolve_rewards(run.reward, (model, tokenizer), run.reward_config, judge=judge)
+    policy_dtype = next(model.parameters()).dtype
     torch.manual_seed(args.seed)
-    return AIRTrainer(
+    trainer = AIRTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=args,
@@ -187,3 +213,6 @@ def build_trainer(
         peft_config=lora_config(run),
         callbacks=callbacks,
     )
+    if judge is not None:
+        judge.bind(trainer.accelerator.device, policy_dtype)  # TRL moves only the policy; the judge follows it
+    return trainer
