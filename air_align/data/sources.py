@@ -78,11 +78,10 @@ def _file(package: str, relative: str) -> Path:
     return path
 
 
-def _yaml(path: Path):
-    import yaml
+def _yaml(path: Path, hint: str = ""):
+    from air_align.safe_yaml import read_yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+    return read_yaml(path, hint=hint)
 
 
 def _intent(id_: str, text: str, label: int | None, source: str, **meta) -> dict:
@@ -250,7 +249,7 @@ def load_templates(path: str | Path) -> list[dict]:
     elif path.suffix == ".json":
         items = json.loads(path.read_text(encoding="utf-8"))
     else:
-        items = _yaml(path)
+        items = _yaml(path, hint="templates are a list of {name, family, template} mappings")
     if not isinstance(items, list):
         raise ValueError(f"{path}: expected a list of {{name, family, template}} objects")
     out = []

@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from air_align.rewards.verifiers import TASK_CORRECT, TASK_WRONG
+from air_align.safe_yaml import YAMLInputError, brief, read_yaml
 
 KINDS: tuple[str, ...] = ("safety", "morality", "math")
 SWAYS: dict[str, tuple[str, ...]] = {
@@ -205,11 +204,13 @@ def raw_world(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[d
     if path in _seen:
         raise WorldSpecError(f"{path}: 'base' chain loops back to itself ({' -> '.join(map(str, _seen))})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise WorldSpecError(f"{path}: not a readable YAML file: {err}") from None
+        data = read_yaml(path, hint="a world spec is a mapping (name, kind, intents, ...)")
+    except YAMLInputError as err:
+        raise WorldSpecError(str(err)) from None
     if not isinstance(data, dict):
-        raise WorldSpecError(f"{path}: a world spec is a YAML mapping (name, kind, intents, ...), got {type(data)}")
+        raise WorldSpecError(
+            f"{path}: a world spec is a YAML mapping (name, kind, intents, ...), got {type(data).__name__}"
+        )
     base = data.pop("base", None)
     if base is not None:
         parent, _ = raw_world(base, (*_seen, path))
@@ -239,13 +240,14 @@ class _Problems:
         self.source, self.items = source, []
 
     def add(self, path: str, message: str) -> None:
-        self.items.append(f"{path}: {message}")
+        line = f"{path}: {message}"  # a path holds keys of the file: a long one is cut
+        self.items.append(line if len(line) <= 500 else line[:480] + " … (cut)")
 
     def unknown(self, path: str, mapping: dict, allowed: tuple[str, ...]) -> None:
         for key in mapping:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = f"did you mean {brief(close[0])}? " if close else ""
                 self.add(f"{path}.{key}".lstrip("."), f"unknown key; {hint}allowed: {', '.join(allowed)}")
 
     def raise_if_any(self) -> None:
@@ -264,19 +266,19 @@ def _get(d: dict, key: str, kind: type | tuple, path: str, problems: _Problems, 
         value = float(value)
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        problems.add(f"{path}{key}", f"expected {names}, got {type(value).__name__} {value!r}")
+        problems.add(f"{path}{key}", f"expected {names}, got {type(value).__name__} {brief(value)}")
         return None if default is ... else default
     return value
 
 
 def _words(value, path: str, problems: _Problems) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        problems.add(path, f"expected a non-empty list of words, got {value!r}")
+        problems.add(path, f"expected a non-empty list of words, got {brief(value)}")
         return ()
     out = []
     for i, v in enumerate(value):
         if isinstance(v, bool) or not isinstance(v, str | int) or not str(v).strip() or " " in str(v).strip():
-            problems.add(f"{path}[{i}]", f"expected one word (no spaces), got {v!r}")
+            problems.add(f"{path}[{i}]", f"expected one word (no spaces), got {brief(v)}")
         else:
             out.append(str(v).strip())
     if len(set(out)) != len(out):
@@ -304,7 +306,7 @@ def _finite(d: dict, key: str, path: str, problems: _Problems, default: float, m
 
 def _labels(value, path: str, problems: _Problems) -> dict[int, Any]:
     if not isinstance(value, dict):
-        problems.add(path, f"expected a mapping from label (1, 0) to values, got {value!r}")
+        problems.add(path, f"expected a mapping from label (1, 0) to values, got {brief(value)}")
         return {}
     out = {}
     for k, v in value.items():
@@ -320,7 +322,7 @@ def _labels(value, path: str, problems: _Problems) -> dict[int, Any]:
 
 def _intents(d, kind: str, problems: _Problems) -> Intents | None:
     if not isinstance(d, dict):
-        problems.add("intents", f"expected a mapping, got {d!r}")
+        problems.add("intents", f"expected a mapping, got {brief(d)}")
         return None
     if kind == "math":
         problems.unknown("intents", d, ("operations", "max_operand", "feature_slot", "template", "susceptibility"))
@@ -347,12 +349,12 @@ def _intents(d, kind: str, problems: _Problems) -> Intents | None:
                 problems.add("intents.template", f"slot {{{n}}} has no values under intents.slots")
         for s in slots:
             if s not in names:
-                problems.add(f"intents.slots.{s}", f"not used in intents.template {template!r}")
+                problems.add(f"intents.slots.{s}", f"not used in intents.template {brief(template)}")
     label_slot = _get(d, "label_slot", str, "intents.", problems)
     feature_slot = _get(d, "feature_slot", str, "intents.", problems)
     for key, slot in (("label_slot", label_slot), ("feature_slot", feature_slot)):
         if slot is not None and slot not in slots:
-            problems.add(f"intents.{key}", f"{slot!r} is not one of the slots {list(slots)}")
+            problems.add(f"intents.{key}", f"{brief(slot)} is not one of the slots {list(slots)}")
     if label_slot is not None and label_slot == feature_slot:
         problems.add("intents.feature_slot", "must differ from label_slot (a sway that depends on the label is bias)")
     labels = {k: _words(v, f"intents.labels.{k}", problems) for k, v in _labels(d.get("labels"), "intents.labels",
@@ -362,7 +364,7 @@ def _intents(d, kind: str, problems: _Problems) -> Intents | None:
         if sorted(given) != sorted(slots[label_slot]):
             problems.add(
                 "intents.labels",
-                f"must give every value of slot {label_slot!r} exactly one label; missing "
+                f"must give every value of slot {brief(label_slot)} exactly one label; missing "
                 f"{sorted(set(slots[label_slot]) - set(given))}, extra {sorted(set(given) - set(slots[label_slot]))}",
             )
     susceptibility = _susceptibility(d.get("susceptibility"), slots.get(feature_slot or "", ()), problems)
@@ -373,7 +375,7 @@ def _susceptibility(value, features: tuple[str, ...], problems: _Problems) -> di
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.add("intents.susceptibility", f"expected a mapping feature value: logit offset, got {value!r}")
+        problems.add("intents.susceptibility", f"expected a mapping feature value: logit offset, got {brief(value)}")
         return {}
     out = {}
     for k in value:
@@ -385,7 +387,7 @@ def _susceptibility(value, features: tuple[str, ...], problems: _Problems) -> di
 
 def _anchors(d, kind: str, problems: _Problems) -> Anchors | None:
     if not isinstance(d, dict):
-        problems.add("anchors", f"expected a mapping with mc, tf, options, got {d!r}")
+        problems.add("anchors", f"expected a mapping with mc, tf, options, got {brief(d)}")
         return None
     problems.unknown("anchors", d, ("mc", "tf", "options"))
     mc = _get(d, "mc", str, "anchors.", problems)
@@ -396,13 +398,13 @@ def _anchors(d, kind: str, problems: _Problems) -> Anchors | None:
     ):
         for slot in slots if text is not None else ():
             if slot not in text:
-                problems.add(f"anchors.{key}", f"must contain {slot} ({text!r})")
+                problems.add(f"anchors.{key}", f"must contain {slot} ({brief(text)})")
     options: dict[int, tuple[str, str]] = {}
     if kind != "math":
         for label, pair in _labels(d.get("options"), "anchors.options", problems).items():
             words = _words(pair, f"anchors.options.{label}", problems)
             if len(words) != 2:
-                problems.add(f"anchors.options.{label}", f"expected [correct, wrong], got {pair!r}")
+                problems.add(f"anchors.options.{label}", f"expected [correct, wrong], got {brief(pair)}")
             else:
                 options[label] = words
     return Anchors(mc or "", tf or "", options)
@@ -416,7 +418,7 @@ def _families(value, spec_kind: str, problems: _Problems) -> tuple[Family, ...]:
     for i, d in enumerate(value):
         path = f"families[{i}]."
         if not isinstance(d, dict):
-            problems.add(f"families[{i}]", f"expected a mapping, got {d!r}")
+            problems.add(f"families[{i}]", f"expected a mapping, got {brief(d)}")
             continue
         problems.unknown(f"families[{i}]", d, ("name", "template", "ood", "sway", "strength"))
         name = _get(d, "name", str, path, problems)
@@ -424,9 +426,9 @@ def _families(value, spec_kind: str, problems: _Problems) -> tuple[Family, ...]:
         ood = _get(d, "ood", bool, path, problems)
         sway = _get(d, "sway", str, path, problems)
         if template is not None and "{x}" not in template:
-            problems.add(f"{path}template", f"must contain {{x}} (the intent), got {template!r}")
+            problems.add(f"{path}template", f"must contain {{x}} (the intent), got {brief(template)}")
         if sway is not None and sway not in SWAYS.get(spec_kind, ()):
-            problems.add(f"{path}sway", f"{sway!r} is not a {spec_kind} sway; choose from {SWAYS.get(spec_kind)}")
+            problems.add(f"{path}sway", f"{brief(sway)} is not a {spec_kind} sway; choose from {SWAYS.get(spec_kind)}")
         strength = _finite(d, "strength", path, problems, 0.0)
         out.append(Family(name or f"family{i}", template or "", bool(ood), sway or "", strength))
     names = [f.name for f in out]
@@ -446,7 +448,7 @@ def _rewards(d, kind: str, problems: _Problems) -> dict[int, dict[str, float]]:
     for label, table in _labels(d, "rewards", problems).items():
         path = f"rewards.{label}"
         if not isinstance(table, dict):
-            problems.add(path, f"expected a mapping category: reward, got {table!r}")
+            problems.add(path, f"expected a mapping category: reward, got {brief(table)}")
             continue
         allowed = CATEGORIES[kind] if (kind == "safety" and label == 1) else tuple(c for c in CATEGORIES[kind]
                                                                                   if c != "evasive")  # fmt: skip
@@ -469,7 +471,7 @@ def spec_from_dict(data: dict, source: str = "<dict>") -> WorldSpec:
     name = _get(data, "name", str, "", problems)
     kind = _get(data, "kind", str, "", problems)
     if kind is not None and kind not in KINDS:
-        problems.add("kind", f"{kind!r} is not a lab kind; choose from {', '.join(KINDS)}")
+        problems.add("kind", f"{brief(kind)} is not a lab kind; choose from {', '.join(KINDS)}")
     kind = kind if kind in KINDS else "safety"
     intents = _intents(data.get("intents"), kind, problems) if "intents" in data else None
     if intents is None and "intents" not in data:
@@ -496,7 +498,7 @@ def spec_from_dict(data: dict, source: str = "<dict>") -> WorldSpec:
     rewards = _rewards(data.get("rewards"), kind, problems)
     ar = data.get("anchor_rewards", {"right": TASK_CORRECT, "wrong": TASK_WRONG})
     if not isinstance(ar, dict):
-        problems.add("anchor_rewards", f"expected a mapping with right and wrong, got {ar!r}")
+        problems.add("anchor_rewards", f"expected a mapping with right and wrong, got {brief(ar)}")
         ar = {}
     problems.unknown("anchor_rewards", ar, ("right", "wrong"))
     anchor_rewards = (_finite(ar, "right", "anchor_rewards.", problems, TASK_CORRECT),

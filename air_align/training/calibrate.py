@@ -19,14 +19,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
-
 from air_align.data.validate import check_rows
 from air_align.evaluation.calibration_report import LABEL_NAMES, write_calibration
 from air_align.files import read_jsonl, write_jsonl
 from air_align.rewards.calibration import DEFAULT_TOLERANCE, calibration_table, score_references
 from air_align.rewards.composite import RewardConfig
 from air_align.rewards.references import anchor_kinds, default_kinds, load_reference_file
+from air_align.safe_yaml import load_yaml, read_yaml
 from air_align.training.reward_spec import resolve_rewards
 from air_align.training.toy import toy_meta_groups
 
@@ -41,19 +40,17 @@ def read_mapping(value: str, what: str) -> dict:
     {'judge': {'model': 'none'}}
     """
     path = Path(value).expanduser()
+    hint = "give a mapping of key: value"
     if path.is_file():
-        text, where = path.read_text(encoding="utf-8"), str(path)
+        loaded, where = read_yaml(path, hint=hint), str(path)
     elif value.strip().startswith("{"):
-        text, where = value, f"{what} (inline)"
+        where = f"{what} (inline)"
+        loaded = load_yaml(value, where, hint=hint)
     else:
         raise ValueError(
             f"{what} {value!r}: no such file, and not an inline mapping; give a YAML/JSON file or e.g. "
             "'{safety_reward: keyword, judge: {model: none}}'"
         )
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{where}: not valid YAML/JSON ({err})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

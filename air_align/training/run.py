@@ -26,8 +26,10 @@ from typing import Any
 import yaml
 from accelerate import PartialState
 
+from air_align import safe_yaml
 from air_align.evaluation.plots import plot_run_curves
 from air_align.files import write_text
+from air_align.safe_yaml import BoundedLoader, brief
 from air_align.training.checkpoints import prepare_output_dir
 from air_align.training.config import AIRConfig
 from air_align.training.console import LOG_NAME, log_to_file
@@ -39,14 +41,15 @@ AIR_FIELDS = {f.name: f for f in dataclasses.fields(AIRConfig) if f.init}
 COMMAND_LINE = "the command line"
 
 
-class ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 booleans: only true / false (any case). YAML 1.1 also reads yes / no /
-    on / off as booleans, which turned ``save_strategy: no`` into ``False``."""
+class ConfigLoader(BoundedLoader):
+    """The project's YAML loader (no aliases, bounded depth and size) with YAML 1.2 booleans: only true / false
+    (any case). YAML 1.1 also reads yes / no / on / off as booleans, which turned ``save_strategy: no`` into
+    ``False``."""
 
 
 ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in BoundedLoader.yaml_implicit_resolvers.items()
 }
 ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
@@ -54,16 +57,17 @@ ConfigLoader.add_implicit_resolver(
 BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 
+CONFIG_HINT = "a config is one flat mapping of key: value"
+
+
 def load_yaml(text: str, source: str) -> Any:
-    """``text`` parsed with :class:`ConfigLoader`; a syntax error is a ValueError naming ``source`` and the line.
+    """``text`` parsed with :class:`ConfigLoader`; a syntax error, an alias or deep nesting is a ValueError naming
+    ``source`` and the line (``air_align.safe_yaml.load_yaml``).
 
     >>> load_yaml("save_strategy: no\\nbf16: false", "x.yaml")
     {'save_strategy': 'no', 'bf16': False}
     """
-    try:
-        return yaml.load(text, Loader=ConfigLoader)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{source}: not valid YAML ({err}); a config is one flat mapping of key: value") from None
+    return safe_yaml.load_yaml(text, source, ConfigLoader, CONFIG_HINT)
 
 
 def _hint(type_hint: Any) -> str:
@@ -79,7 +83,7 @@ def coerce(name: str, value: Any, type_hint: Any, source: str = COMMAND_LINE) ->
     (True, 5e-07, 8)
     """
     hint = _hint(type_hint)
-    where = f"{name}={value!r} (from {source})"
+    where = f"{name}={brief(value)} (from {source})"
     if re.fullmatch(r"bool( \| None)?", hint):
         if isinstance(value, bool) or (value is None and "None" in hint):
             return value
@@ -133,9 +137,10 @@ def build_configs(path: str | os.PathLike | None, overrides: list[str] = ()) -> 
     if path is not None:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--config {path}: no such file; the shipped configs are in configs/")
-        loaded = load_yaml(Path(path).read_text(encoding="utf-8"), str(path)) or {}
+        loaded = safe_yaml.read_yaml(path, ConfigLoader, CONFIG_HINT) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a training config must be a YAML mapping of key: value, got {type(loaded)}")
+            got = type(loaded).__name__
+            raise ValueError(f"{path}: a training config must be a YAML mapping of key: value, got {got}")
     cli = parse_overrides(list(overrides))
     values = {**loaded, **cli}
     source = {key: COMMAND_LINE if key in cli else str(path) for key in values}
@@ -173,7 +178,7 @@ def apply_method(values: dict, from_cli: bool, yaml_keys: set[str]) -> None:
         overridden = from_cli and key in yaml_keys
         if key in values and values[key] != value and not overridden:
             raise ValueError(
-                f"method={values['method']} sets {key}={value!r} but the config also sets {key}={values[key]!r}; "
+                f"method={values['method']} sets {key}={value!r} but the config also sets {key}={brief(values[key])}; "
                 "drop one of them"
             )
         values[key] = value
