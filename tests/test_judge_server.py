@@ -122,7 +122,7 @@ def test_retries_with_exponential_backoff_then_succeeds(make_stub):
 
 
 def test_retries_exhausted_names_the_url(make_stub):
-    stub = make_stub(by_prompt, fail_first=10, fail_code=429)
+    stub = make_stub(by_prompt, fail_first=10, fail_code=503)  # 429 has its own message: test_judge_transport.py
     sleeps = []
     judge = ServerJudge(stub.url, max_retries=2, backoff_s=0.1, sleep=sleeps.append)
     with pytest.raises(JudgeServerError, match=f"judge server {stub.url}/v1/chat/completions unreachable after 3"):

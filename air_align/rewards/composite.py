@@ -47,9 +47,11 @@ class JudgeConfig:
     batch_size: int = 8
     """In-process judge: prompts per forward pass."""
     timeout_s: float = 60.0
-    """Server judge: per-request timeout."""
+    """Server judge: the deadline of one request, connect to last byte (also the longest ``Retry-After`` waited)."""
     max_retries: int = 4
     """Server judge: retries with exponential backoff after a failed request."""
+    max_response_bytes: int = 1 << 20
+    """Server judge: the largest answer read (1 MiB); a larger one is an error, not retried."""
     cache_path: str | None = None
     """JSONL file for the judge cache (kept in memory only when unset)."""
 
@@ -132,6 +134,7 @@ def build_judge(config: JudgeConfig | dict | None = None, policy=None) -> YesNoJ
             endpoint=config.endpoint,
             timeout_s=config.timeout_s,
             max_retries=config.max_retries,
+            max_response_bytes=config.max_response_bytes,
         )
     if config.model == "none":
         return None
