@@ -214,5 +214,53 @@ def test_cache_refuses_and_skips_non_finite_values(tmp_path):
     cache.put("j", "p", "ok", [1.0])
     with open(path, "a", encoding="utf-8") as f:  # a NaN line written by an older version
         f.write(json.dumps({"key": "abc", "value": [math.nan]}) + "\n")
-    reloaded = JudgeCache(path)
-    assert len(reloaded) == 1 and reloaded.get("j", "p", "ok") == [1.0]
+    with pytest.warns(UserWarning, match=r"skipped 1 unusable line\(s\) \(first: line 2: value not finite\)"):
+        reloaded = JudgeCache(path)
+    assert len(reloaded) == 1 and reloaded.get("j", "p", "ok") == [1.0] and reloaded.skipped == 1
+
+
+def test_cache_skips_and_counts_every_unusable_line_naming_the_file(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    cache = JudgeCache(path)
+    cache.put("j", "p", "good", [0.5, -1.0])
+    good_key = next(iter(cache._data))
+    bad_lines = [
+        b'{"value": [1.0]}\n',  # no key: was a KeyError
+        b'{"key": ["a", "b"], "value": [1.0]}\n',  # a list as key: was "unhashable type: 'list'"
+        b'{"key": "k12", "value": "12"}\n',  # was read as [1.0, 2.0]
+        b'{"key": "kd", "value": {"a": 1}}\n',  # was read as [float("a")] -> skipped by luck
+        b'{"key": "kb", "value": [true]}\n',  # a boolean is not a score
+        b'{"key": "kn", "value": [NaN]}\n',  # as before
+        b'{"key": "kx", "value": [1.0], "note": "caf\xe9"}\n',  # latin-1: was a UnicodeDecodeError without the file
+        b'["key", "value"]\n',  # not an object
+        b'{"key": "kt", "val',  # a torn last line
+    ]
+    with open(path, "ab") as f:
+        f.write(b"".join(bad_lines))
+    with pytest.warns(UserWarning) as caught:
+        reloaded = JudgeCache(path)
+    assert reloaded.skipped == len(bad_lines) == 9
+    assert reloaded._data == {good_key: [0.5, -1.0]} and reloaded.get("j", "p", "good") == [0.5, -1.0]
+    assert [str(w.message) for w in caught] == [
+        f"judge cache {path}: skipped 9 unusable line(s) (first: line 2: no string key); their entries will be "
+        "scored again"
+    ]
+    # each line's reason, in order
+    from air_align.rewards.cache import parse_cache_line
+
+    reasons = []
+    for line in bad_lines:
+        with pytest.raises(ValueError) as err:
+            parse_cache_line(line)
+        reasons.append(str(err.value))
+    assert reasons == [
+        "no string key",
+        "no string key",
+        "value is not a list of numbers",
+        "value is not a list of numbers",
+        "value is not a list of numbers",
+        "value not finite",
+        "not UTF-8",
+        "no string key",
+        "not JSON (a torn line?)",
+    ]
