@@ -30,6 +30,10 @@ class DeadlineExceeded(TimeoutError):
     """No complete answer within the total deadline."""
 
 
+class NoConnection(ConnectionError):
+    """No connection could be made within the deadline (nothing answers at that address)."""
+
+
 class AnswerTooLarge(ValueError):
     """An answer body over the size cap."""
 
@@ -81,7 +85,10 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float, max_b
     timer.daemon = True
     timer.start()
     try:
-        connection.connect()  # bounded by timeout_s on its own
+        try:
+            connection.connect()  # bounded by timeout_s on its own
+        except TimeoutError:  # nothing answers at that address: unreachable rather than slow
+            raise NoConnection(f"no connection within {timeout_s:g} s") from None
         sockets.append(connection.sock)
         if expired.is_set():
             raise DeadlineExceeded()
@@ -109,7 +116,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float, max_b
         if announced is not None and announced.strip().isdigit() and len(data) < int(announced):
             raise CutShort(f"a body cut short ({len(data)} of {int(announced)} bytes)")
         return HTTPAnswer(response.status, response.headers, data)
-    except (AnswerTooLarge, CutShort):
+    except (AnswerTooLarge, CutShort, NoConnection, ConnectionRefusedError):
         raise
     except (OSError, http.client.HTTPException) as err:
         if expired.is_set() or isinstance(err, TimeoutError):

@@ -305,6 +305,12 @@ class ServerJudge:
                 f"judge server {self.url} is still rate limiting after {self.max_retries + 1} tries ({last_error}): "
                 f"lower the judge's concurrency ({self.concurrency}), or raise max_retries or backoff_s to wait longer"
             )
+        if isinstance(last_error, TimeoutError):
+            raise JudgeServerError(
+                f"judge server {self.url} too slow: {last_error}, on each of {self.max_retries + 1} tries. Raise "
+                f"timeout_s ({self.timeout_s:g} s) if the server is busy, or lower the judge's concurrency "
+                f"({self.concurrency})"
+            )
         raise JudgeServerError(
             f"judge server {self.url} unreachable after {tries}: {last_error}. Is the server running at "
             f"{self.base_url}? Start one (e.g. `vllm serve MODEL` or "
