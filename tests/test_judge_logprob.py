@@ -123,6 +123,19 @@ def test_tiny_batched_equals_single_and_matches_definition(tiny):
     assert batched[1] == pytest.approx(expected, abs=1e-4)
 
 
+def test_the_judge_computes_logits_of_the_last_position_only(tiny):
+    # docs/scaling.md's judge row counts B × V logits a forward, not B × T × V (5 GB for a 14B judge in bf16)
+    model, tokenizer = tiny
+    judge = LogprobJudge(model, tokenizer, batch_size=3, name="tiny")
+    shapes = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape)))
+    try:
+        judge.log_odds(PROMPTS[:3])
+    finally:
+        hook.remove()
+    assert shapes == [(3, 1, model.config.vocab_size)]
+
+
 def test_tiny_safety_and_morality_judges(tiny):
     model, tokenizer = tiny
     judge = frozen_judge_from(model, tokenizer, batch_size=11)

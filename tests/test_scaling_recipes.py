@@ -10,7 +10,8 @@ page, the accelerate file and the training config (with the command's ``key=valu
 - the batch geometry, with the project's own check (``check_batch_geometry``) and the number of processes, on
   meta-groups of ``air-align data build``'s defaults;
 - the memory tables under the block: every number recomputed here from the model's shape (its ``config.json``,
-  written below with its source) and the configs, and the total within the GPU;
+  written below with its source) and the configs, and the total within the GPU, the composite reward's in-process
+  judge included (a whole copy of the initial policy, or of the named judge model, on every training GPU);
 - the vLLM server command: ``vllm serve`` with every setting TRL's deprecated ``trl vllm-serve`` would add.
 
 The page is the source: a recipe added there is checked here, and a launch outside a recipe block fails.
@@ -18,6 +19,7 @@ The page is the source: a recipe added there is checked here, and a launch outsi
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import shlex
@@ -30,7 +32,9 @@ import pytest
 import yaml
 
 from air_align.cli import build_parser
-from air_align.training.recipe import check_batch_geometry
+from air_align.rewards.composite import JudgeConfig, RewardConfig
+from air_align.rewards.judges import LogprobJudge
+from air_align.training.recipe import check_batch_geometry, reward_names
 from air_align.training.run import build_configs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +89,8 @@ MAX_PROMPT_TOKENS = 1024  # `data build` caps a jailbreak template at 2000 chara
 CUDA_CONTEXT_GB = 2.0  # CUDA context, NCCL buffers, allocator slack of a training process
 ZERO3_LIVE_PARAMETERS = 1e9  # DeepSpeed's stage3_max_live_parameters default: gathered bf16 parameters
 VLLM_WORKING_GB = 4.0  # vLLM's activations (TRL caps a pass at 4096 tokens), sampler and CUDA graphs
+# an in-process judge keeps the last max_length tokens of a prompt (LogprobJudge's default, which the reward uses)
+JUDGE_MAX_TOKENS = inspect.signature(LogprobJudge).parameters["max_length"].default
 
 # `vllm serve` settings that TRL's build_command spells out at vLLM's own defaults (vLLM's model-impl "auto" picks
 # vLLM's implementation for Qwen2); every other flag it builds must be in the page's server command.
@@ -221,7 +227,18 @@ def read_launch(command: Command) -> Launch:
     overrides = [t for t in train[1:] if "=" in t and not t.startswith("-")]
     # use_cpu only lets the config build on this machine; the geometry below counts the launch's processes
     run, air = build_configs(ROOT / option(train, "--config"), [*overrides, "use_cpu=true"])
+    RewardConfig.from_dict(run.reward_config)  # what the trainer reads: unknown keys fail here
     return Launch(accelerate, run, air)
+
+
+def in_process_judge(run) -> JudgeConfig | None:
+    """The judge config of the run's composite reward when its model lives in every training process (the
+    frozen initial policy or a named model), as ``air_align.rewards.training_judge.training_judge`` decides; None
+    for no composite reward, ``model: none`` or a served judge (``base_url``)."""
+    if "composite" not in reward_names(run.reward):
+        return None
+    judge = RewardConfig.from_dict(run.reward_config).judge
+    return None if judge.base_url or judge.model == "none" else judge
 
 
 def test_the_page_shows_recipes_and_no_launch_outside_them():
@@ -334,6 +351,25 @@ def training_memory(model: Decoder, launch: Launch) -> dict:
     }
 
 
+def judge_memory(policy: Decoder, launch: Launch) -> dict:
+    """GB per training GPU of the composite reward's in-process judge ({} without one): its whole weights in the
+    policy's dtype (never sharded: ranks call it different numbers of times, docs/rewards.md, "Where the training
+    judge lives"), and one forward under ``no_grad`` of ``batch_size`` prompts of ``JUDGE_MAX_TOKENS`` tokens: one
+    layer's working set (the MLP's gate, up and their product, 3 × intermediate, and about 4 × hidden of residual,
+    norm and attention a token), the padding mask (1 B a query-key pair) and the last position's logits with their
+    fp32 log-softmax (``LogprobJudge`` asks for ``logits_to_keep=1``)."""
+    judge = in_process_judge(launch.run)
+    if judge is None:
+        return {}
+    assert judge.model == "policy" or judge.model in MODELS, f"judge {judge.model}: add its config.json shape here"
+    model = policy if judge.model == "policy" else MODELS[judge.model]  # the frozen copy is the policy's shape
+    size = {"bfloat16": 2, "float32": 4}[launch.run.model_dtype]  # the judge takes the policy's dtype
+    b, t = judge.batch_size, JUDGE_MAX_TOKENS
+    layer = b * t * (3 * model.intermediate + 4 * model.hidden) * size
+    forward = layer + b * t * t + b * model.vocab * (size + 4)
+    return {"judge: weights": size * model.parameters() / GB, "judge: forward (estimate)": forward / GB}
+
+
 def vllm_memory(model: Decoder, recipe: Recipe, launch: Launch) -> dict:
     """GB of vLLM's share of a GPU (utilization × GPU memory): weights / TP, working memory, the KV cache."""
     utilization, tp, max_len = vllm_settings(recipe, launch.air)
@@ -358,7 +394,11 @@ def vllm_memory(model: Decoder, recipe: Recipe, launch: Launch) -> dict:
 def test_memory_tables_add_up_and_fit(recipe):
     launch = read_launch(recipe.launches[0])
     model = MODELS[launch.run.model]
-    train = training_memory(model, launch)
+    if "composite" in reward_names(launch.run.reward):
+        assert not RewardConfig.from_dict(launch.run.reward_config).judge.base_url, (
+            f"recipe {recipe.name}: a served judge's GPUs are not counted here yet; count them before showing one"
+        )
+    train = {**training_memory(model, launch), **judge_memory(model, launch)}
     expected = {}
     if recipe.server is not None:
         expected["training GPU"] = {**train, "total": sum(train.values())}
@@ -444,3 +484,34 @@ def test_parameter_count_matches_transformers_models():
     assert 134e6 <= SMOLLM2_135M.parameters() < 136e6
     # bf16 weights of the 14B model, 2 B a parameter: the ≈ 29.5 GB vLLM must hold
     assert 2 * QWEN25_14B.parameters() / GB == pytest.approx(29.54, abs=0.005)
+
+
+# `reward_config='…'` overrides the page offers in its prose (a smaller judge batch, a served judge), with what it
+# says of them: "…`: 0.52 GB instead of 2.07`" for an in-process judge's forward.
+PROSE = " ".join(TEXT.splitlines())
+REWARD_OVERRIDES = re.findall(r"`reward_config='([^'`]*)'`(?::\s*([\d.]+) GB instead of ([\d.]+))?", PROSE)
+
+
+def test_the_page_offers_judge_overrides():
+    assert len(REWARD_OVERRIDES) >= 2, REWARD_OVERRIDES
+
+
+@pytest.mark.parametrize("override", REWARD_OVERRIDES, ids=lambda o: o[0])
+def test_judge_overrides_on_the_page_build_and_say_what_they_cost(override):
+    from air_align.rewards.composite import build_judge
+    from air_align.rewards.server_judge import ServerJudge
+
+    value, claimed, before = override
+    shipped = ROOT / "configs" / "paper-qwen2.5-14b.yaml"
+    run, air = build_configs(shipped, [f"reward_config={value}", "use_cpu=true"])
+    judge = RewardConfig.from_dict(run.reward_config).judge
+    launch = Launch({}, run, air)
+    if judge.base_url:  # served: no weights in the training processes; the page names the served model
+        assert in_process_judge(run) is None and judge_memory(QWEN25_14B, launch) == {}
+        assert isinstance(build_judge(judge), ServerJudge)  # a client only: nothing is sent
+        assert f"--served-model-name {judge.server_model}" in PROSE, "the server must answer to the name sent"
+        return
+    forward = judge_memory(QWEN25_14B, launch)["judge: forward (estimate)"]
+    default = judge_memory(QWEN25_14B, Launch({}, *build_configs(shipped, ["use_cpu=true"])))
+    default = default["judge: forward (estimate)"]
+    assert (float(claimed), float(before)) == (pytest.approx(forward, abs=0.006), pytest.approx(default, abs=0.006))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import math
 from typing import Protocol
@@ -96,6 +97,13 @@ def answer_token_ids(tokenizer, yes_tokens, no_tokens) -> tuple[list[int], list[
     return yes_ids, no_ids
 
 
+def accepts_logits_to_keep(model) -> bool:
+    """Whether ``model``'s forward takes ``logits_to_keep`` (every transformers 5 causal LM; a wrapper passing
+    ``**kwargs`` on is taken to)."""
+    parameters = inspect.signature(model.forward).parameters.values()
+    return any(p.name == "logits_to_keep" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 class LogprobJudge:
     """A Hugging Face causal LM as a yes/no judge: ``log p(yes) − log p(no)`` of its first answer token.
 
@@ -137,6 +145,9 @@ class LogprobJudge:
         self.identity = "hf:" + json.dumps(parts)
         """What the scores depend on, for the cache key: model path, a fingerprint of the weights (a frozen copy of
         a different policy under the same path differs), answer token ids, system prompt and truncation."""
+        # the lm_head on the last position only: all of them would be B × T × V values (5 GB in bf16 for a 14B
+        # judge, 8 prompts of 2048 tokens), which the GPU memory tables of docs/scaling.md do not have room for
+        self._last_position_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
 
     def render(self, prompt: str) -> str:
         """The judge's input text: ``prompt`` as the user turn, then the assistant's generation prompt."""
@@ -168,7 +179,10 @@ class LogprobJudge:
                 mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
                 logits = self.model(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    **self._last_position_only,
                 ).logits[:, -1, :]  # (B, V)
                 logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
                 yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)  # (B,)
