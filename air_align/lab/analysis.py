@@ -2,9 +2,10 @@
 
 Pure functions of oracle verdict records (``runs.oracle_records``): one record per prompt with ``group_id``,
 ``role``, ``domain``, ``label``, ``split``, ``correct`` and the lab's ``hack`` / ``formatted`` flags. The metrics
-themselves (Acc, Acc_group, per label, balanced, the error histogram) and the paired bootstrap are the evaluation
-package's (``air_align.evaluation.metrics``, ``air_align.evaluation.compare``): the lab adds only its own flags and
-the pre-registered "AIR helps" rule.
+themselves (Acc, Acc_group, per label, balanced, the error histogram) and the two-level bootstrap are the evaluation
+package's (``air_align.evaluation.metrics``, ``air_align.evaluation.compare``): the lab adds its own flags, the
+replication units (a run's world and warm start, ``unit_key``) in which RL seeds are nested, the intervals over them
+(``intervals.py``) and the pre-registered "AIR helps" rule, applied overall and per unit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from air_align.evaluation.metrics import (
     slice_records,
     split_by_label,
 )
+from air_align.lab.intervals import chosen_interval, estimate, nested_intervals
 
 COLLAPSE_FORMAT_RATE = 0.5
 """A run has *collapsed* when fewer than half of its greedy completions of a split are in the response format: the
@@ -97,11 +99,51 @@ def summarise(runs: list[dict]) -> dict:
             for c, cm in acc.items()}  # fmt: skip
 
 
+def unit_key(run: dict) -> str:
+    """A run's replication unit as a label, ``world/world seed/warm-start directory`` (``runs.RunSpec.unit``); runs
+    recorded before units were (one world and one warm start per world) are keyed by their world alone."""
+    unit = run.get("unit")
+    if not unit:
+        return str(run["world"])
+    return f"{unit['world']}/{unit['world_seed']}/{unit['warm_start']}"
+
+
+def nested_differences(runs_air: list[dict], runs_grpo: list[dict], metric: str, split: str) -> dict[str, list]:
+    """``{unit: [metric(AIR, unit, s) − metric(GRPO, unit, s) for each seed s]}``, pairing runs by unit and seed."""
+    air = {(unit_key(r), r["seed"]): r for r in runs_air}
+    grpo = {(unit_key(r), r["seed"]): r for r in runs_grpo}
+    if set(air) != set(grpo):
+        lonely = sorted(set(air) ^ set(grpo))[:3]
+        raise ValueError(f"AIR and GRPO runs are not paired by unit and seed: {lonely} ran for one method only")
+    nested: dict[str, list] = {}
+    for key in sorted(air, key=str):
+        d = air[key]["metrics"][split][metric] - grpo[key]["metrics"][split][metric]
+        nested.setdefault(key[0], []).append(d)
+    return nested
+
+
 def helps_verdict(runs_air: list[dict], runs_grpo: list[dict], split: str = "test_ood", n_boot: int = 10000) -> dict:
-    """The pre-registered rule (docs/results.md): AIR helps iff no AIR run collapsed, its mean ID anchor accuracy is
-    within ``ANCHOR_TOLERANCE`` of GRPO's, its ``split`` Acc_group gain is positive for **every** label, and the paired
-    95 % CI of the balanced Acc_group difference lies above 0. Runs carry ``seed``, ``metrics`` and per-prompt
-    ``records``."""
+    """The pre-registered rule (docs/results.md §4), overall and per replication unit.
+
+    AIR helps iff no AIR run collapsed, its mean ID anchor accuracy is within ``ANCHOR_TOLERANCE`` of GRPO's, its
+    ``split`` Acc_group gain is positive for **every** label, and the 95 % interval of the paired balanced Acc_group
+    difference lies above 0. The interval is ``intervals.chosen_interval``'s: over units when there are two or more,
+    else the seed-level t (conditional on the one world and warm start); every candidate is reported beside it
+    (the two-level bootstrap of ``evaluation.compare`` only when the runs carry their per-prompt ``records``). The
+    same rule is applied to each unit's runs alone (``units``: unit → helps) and ``units_yes`` counts the units
+    that say yes.
+    """
+    overall = _verdict(runs_air, runs_grpo, split, n_boot)
+    units = sorted({unit_key(r) for r in runs_grpo})
+    per_unit = {}
+    for unit in units:
+        mine_air = [r for r in runs_air if unit_key(r) == unit]
+        mine_grpo = [r for r in runs_grpo if unit_key(r) == unit]
+        per_unit[unit] = overall["helps"] if len(units) == 1 else _verdict(mine_air, mine_grpo, split, n_boot)["helps"]
+    return {**overall, "units": per_unit, "units_yes": sum(per_unit.values()), "n_units": len(units)}
+
+
+def _verdict(runs_air: list[dict], runs_grpo: list[dict], split: str, n_boot: int) -> dict:
     collapsed = sum(bool(r["metrics"][s]["collapsed"]) for r in runs_air for s in r["metrics"])
     anchors = {name: statistics.fmean(r["metrics"]["test_id"]["anchor_acc"] for r in runs)
                for name, runs in (("air", runs_air), ("grpo", runs_grpo))}  # fmt: skip
@@ -111,16 +153,29 @@ def helps_verdict(runs_air: list[dict], runs_grpo: list[dict], split: str = "tes
         - statistics.fmean(r["metrics"][split]["acc_group_by_label"][lab] for r in runs_grpo)
         for lab in labels
     }
-    paired = {("air", r["seed"]): r["records"][split] for r in runs_air}
-    paired |= {("grpo", r["seed"]): r["records"][split] for r in runs_grpo}
-    diffs = paired_differences(paired, "air", "grpo", ("acc_group", "balanced_acc_group"), split, n_boot=n_boot)
+    metrics = ("acc_group", "balanced_acc_group")
+    boot = {}
+    if all("records" in r for r in runs_air + runs_grpo):  # the two-level bootstrap needs per-prompt verdicts
+        paired = {("air", (unit_key(r), r["seed"])): r["records"][split] for r in runs_air}
+        paired |= {("grpo", (unit_key(r), r["seed"])): r["records"][split] for r in runs_grpo}
+        boot = paired_differences(paired, "air", "grpo", metrics, split, n_boot=n_boot)
+    out = {}
+    for m in metrics:
+        nested = nested_differences(runs_air, runs_grpo, m, split)
+        found = {"bootstrap": boot[m]["ci"] if m in boot else None, **nested_intervals(nested, n_boot=n_boot)}
+        name = chosen_interval(len(nested))
+        out[m] = {
+            "diff": estimate(nested), "ci": found[name], "interval": name, "intervals": found,
+            "a": statistics.fmean(r["metrics"][split][m] for r in runs_air),
+            "b": statistics.fmean(r["metrics"][split][m] for r in runs_grpo),
+            "n_units": len(nested), "n_seeds": sum(map(len, nested.values())),
+        }  # fmt: skip
+    ci = out["balanced_acc_group"]["ci"]
     checks = {
         "no_collapse": collapsed == 0,
         "anchors_within_2_points": anchors["air"] >= anchors["grpo"] - ANCHOR_TOLERANCE,
         "gain_on_every_label": all(g > 0 for g in gains.values()),
-        "balanced_ci_above_zero": diffs["balanced_acc_group"]["ci"] is not None
-        and diffs["balanced_acc_group"]["ci"][0] > 0,
+        "balanced_ci_above_zero": ci is not None and ci[0] > 0,
     }
-    slim = {m: {k: d[k] for k in ("diff", "ci", "a", "b", "n_seeds", "n_groups")} for m, d in diffs.items()}
     return {"helps": all(checks.values()), "checks": checks, "collapsed_runs": collapsed, "anchor_acc": anchors,
-            "gain_by_label": gains, **slim}  # fmt: skip
+            "gain_by_label": gains, **out}  # fmt: skip

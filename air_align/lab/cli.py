@@ -43,6 +43,36 @@ def add_parser(subparsers) -> None:
     add_threads_argument(demo)
     demo.set_defaults(handler=_handle_demo)
 
+    lab = subparsers.add_parser(
+        "lab", help="the lab's analysis: rebuild a grid's tables, check its intervals' coverage"
+    )
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
+    analyse = lab_sub.add_parser(
+        "analyse",
+        help="rebuild a grid's table.md and intervals from its results.json and outcomes.json.gz",
+        description="Recompute every run's metrics from the grid's per-prompt outcomes (checked against "
+        "results.json), then the summary, the paired AIR − GRPO intervals and the verdicts per unit and overall; "
+        "writes results.json, table.md and the plots (docs/lab.md §6).",
+    )
+    analyse.add_argument("dir", metavar="DIR", help="a grid's directory (the --out of `air-align reproduce`)")
+    analyse.add_argument("--out", default=None, help="write there instead of into DIR")
+    analyse.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 unless DIR/table.md rebuilds exactly"
+    )
+    analyse.set_defaults(handler=_handle_analyse)
+    coverage = lab_sub.add_parser(
+        "coverage",
+        help="how often each candidate 95%% interval of AIR − GRPO contains 0 under null comparisons",
+        description="Simulated null comparisons (a hierarchical model with zero effect: units, seeds, meta-groups) "
+        "and null comparisons from a committed grid's GRPO runs; prints the coverage of the two-level bootstrap, "
+        "the seed-level t, the unit-level t and the hierarchical bootstrap (docs/results.md §6).",
+    )
+    coverage.add_argument("--sims", type=int, default=1000, help="null comparisons per scenario (default: 1000)")
+    coverage.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: 0)")
+    coverage.add_argument("--grid", default=None, help="a grid's results.json for the null from its GRPO runs")
+    coverage.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
+    coverage.set_defaults(handler=_handle_coverage)
+
 
 def _preset(args):
     import dataclasses
@@ -109,4 +139,34 @@ def _handle_demo(args) -> int:
         "one seed, λ fixed (not swept): a look at the pipeline, not a result. The measured comparison (5 seeds, λ "
         "swept on validation data, paired CIs) is `air-align reproduce --preset full`; see docs/results.md."
     )
+    return 0
+
+
+def _handle_analyse(args) -> int:
+    import sys
+
+    from air_align.lab.analyse import analyse, check
+
+    if args.check:
+        diff = check(args.dir)
+        if diff:
+            print(f"{args.dir}/table.md does not rebuild exactly:", *diff[:20], sep="\n", file=sys.stderr)
+            return 1
+        print(f"{args.dir}/table.md rebuilds exactly from results.json and the outcomes")
+        return 0
+    results = analyse(args.dir, args.out)
+    print(results["table"])
+    return 0
+
+
+def _handle_coverage(args) -> int:
+    from air_align.files import write_json
+    from air_align.lab.coverage import coverage_report, render
+
+    if args.sims < 10:
+        raise ValueError(f"--sims {args.sims}: use at least 10 null comparisons per scenario")
+    report = coverage_report(sims=args.sims, seed=args.seed, grid=args.grid)
+    print(render(report))
+    if args.json:
+        write_json(args.json, report)
     return 0

@@ -1,5 +1,5 @@
 """The lab grid's outputs: summary, comparisons, Markdown tables and plots (``reproduce.py`` calls
-:func:`write_outputs`)."""
+:func:`write_outputs`; ``analyse.py`` calls :func:`rebuild` on a grid's committed files)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from air_align.evaluation.plots import pyplot, save_figure
 from air_align.files import write_json, write_text
+from air_align.lab import outcomes
 from air_align.lab.analysis import helps_verdict, summarise
 from air_align.training.methods import method_label
 
@@ -72,10 +73,20 @@ def calibration_summary(calibration: dict) -> str:
     return "\n".join(lines)
 
 
+INTERVAL_NAMES = {"unit_t": "t over units", "seed_t": "t over seeds", "hier_bootstrap": "bootstrap over units",
+                  "bootstrap": "bootstrap over seeds and groups"}  # fmt: skip
+
+
+def _ci(v: dict) -> str:
+    ci = v["ci"]
+    return f"{100 * v['diff']:+.1f} " + ("[—]" if ci is None else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+
+
 def comparison_table(comparisons: dict) -> str:
-    """AIR variant − GRPO per cell: OOD (and ID) Acc_group and balanced Acc_group differences with paired CIs."""
-    head = ["cell", "method", "split", "Δ Acc_group [95% CI]", "Δ balanced Acc_group [95% CI]", "Δ per label",
-            "anchors (AIR / GRPO)", "AIR helps"]  # fmt: skip
+    """AIR variant − GRPO per cell: OOD (and ID) Acc_group and balanced Acc_group differences with the chosen paired
+    interval (``intervals.chosen_interval``), the units, the verdict and how many units say yes."""
+    head = ["cell", "method", "split", "Δ Acc_group [95% CI]", "Δ balanced Acc_group [95% CI]", "interval",
+            "Δ per label", "anchors (AIR / GRPO)", "AIR helps", "units yes"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell, by_method in comparisons.items():
         for method, by_split in by_method.items():
@@ -84,11 +95,13 @@ def comparison_table(comparisons: dict) -> str:
                 per_label = ", ".join(f"{lab}: {100 * g:+.1f}" for lab, g in v["gain_by_label"].items())
                 failed = [k for k, ok in v["checks"].items() if not ok]
                 verdict = "**yes**" if v["helps"] else "no (" + ", ".join(failed) + ")"
+                units = f"{b['n_units']} unit" + ("s" if b["n_units"] != 1 else "")
+                interval = f"{INTERVAL_NAMES[b['interval']]} ({units}, {b['n_seeds']} pairs)"
                 lines.append(
-                    f"| {cell} | {method_label(method)} | {'ID' if split == 'test_id' else 'OOD'} | "
-                    f"{100 * a['diff']:+.1f} [{100 * a['ci'][0]:+.1f}, {100 * a['ci'][1]:+.1f}] | "
-                    f"{100 * b['diff']:+.1f} [{100 * b['ci'][0]:+.1f}, {100 * b['ci'][1]:+.1f}] | {per_label} | "
-                    f"{100 * v['anchor_acc']['air']:.1f} / {100 * v['anchor_acc']['grpo']:.1f} | {verdict} |"
+                    f"| {cell} | {method_label(method)} | {'ID' if split == 'test_id' else 'OOD'} | {_ci(a)} | "
+                    f"{_ci(b)} | {interval} | {per_label} | "
+                    f"{100 * v['anchor_acc']['air']:.1f} / {100 * v['anchor_acc']['grpo']:.1f} | {verdict} | "
+                    f"{v['units_yes']}/{v['n_units']} |"
                 )
     return "\n".join(lines)
 
@@ -164,25 +177,46 @@ def _plot_sweep(sweep: dict, chosen: dict, path: Path) -> None:
     save_figure(fig, path, dpi=120)
 
 
-def write_outputs(results: dict, preset, out: Path, full_runs: list[dict]) -> dict:
-    """Summary, comparisons (from ``full_runs``, the main runs with their per-prompt records) and tables into
-    ``results``; write ``results.json``, ``table.md`` and the plots."""
-    methods = list(dict.fromkeys(m for c in preset.cells for m in preset.methods_of(c)))
+def write_outputs(results: dict, out: Path, full_runs: list[dict], sweep_runs: list[dict] = ()) -> dict:
+    """Write a finished grid: ``outcomes.json.gz`` (every run's per-prompt outcomes, ``outcomes.py``), the code
+    hashes the grid mixes, then :func:`rebuild`'s analysis (results.json, table.md, plots). ``full_runs`` are the
+    main runs with their per-prompt ``records``, ``sweep_runs`` the sweep's."""
+    outcomes.write(out / outcomes.FILENAME, [*full_runs, *sweep_runs])
+    hashes = {(r.get("code") or {}).get("hash", "unrecorded") for r in [*full_runs, *sweep_runs]}
+    results["code_hashes"] = sorted(hashes)
+    return rebuild(results, out, full_runs)
+
+
+def _layout(preset: dict) -> tuple[list[str], list[str]]:
+    """(cell names, methods in order) of a grid from its ``results.json`` preset (``reproduce._jsonable``)."""
+    cells = [f"{Path(c['world']).stem}/{c['regime']}" for c in preset["cells"]]
+    per_cell = [
+        ("grpo",) if preset.get("grpo_only") else (c.get("methods") or preset["methods"]) for c in preset["cells"]
+    ]
+    return cells, list(dict.fromkeys(m for ms in per_cell for m in ms))
+
+
+def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
+    """Summary, comparisons and tables of ``results`` into it; write ``results.json``, ``table.md`` and the plots.
+
+    ``full_runs``: the main runs with their per-prompt ``records`` (for the two-level bootstrap), or None to compare
+    from the per-run metrics of ``results["runs"]`` alone (grids from before ``outcomes.json.gz``)."""
+    cells, methods = _layout(results["preset"])
     results["summary"] = summarise(results["runs"])
-    results["comparisons"] = compare(full_runs)
-    parts = [f"# Lab grid `{preset.name}` ({results['seconds']:.0f} s)"]
+    results["comparisons"] = compare(full_runs if full_runs is not None else results["runs"])
+    parts = [f"# Lab grid `{results['preset']['name']}` ({results['seconds']:.0f} s)"]
     parts += ["## Warm starts (greedy, oracle)", warm_start_table(results["worlds"])]
     parts += ["## Reward calibration per cell (train rows; `rewards.calibration`)",
               calibration_summary(results["calibration"])]  # fmt: skip
-    for cell in [c.name for c in preset.cells]:
+    for cell in cells:
         parts += [f"## {cell} (λ = {results['lambda'].get(cell)})", method_table(results["summary"], cell, methods)]
     if results["comparisons"]:
-        parts += [
-            "## AIR − GRPO (paired bootstrap over seeds and meta-groups)",
-            comparison_table(results["comparisons"]),
-        ]
+        parts += ["## AIR − GRPO (paired by replication unit and seed; the verdict per unit and overall)",
+                  comparison_table(results["comparisons"])]  # fmt: skip
     if results["sweep"]:
         parts += ["## λ sweep (ID validation)", sweep_table(results["sweep"], results["lambda"])]
+    hashes = results.get("code_hashes")
+    parts += [f"Code: {', '.join(h[:12] for h in hashes)}" if hashes else "Code: not recorded"]
     results["table"] = "\n\n".join(parts)
     write_json(out / "results.json", results)
     write_text(out / "table.md", results["table"] + "\n")

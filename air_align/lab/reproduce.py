@@ -14,8 +14,8 @@ method from the same warm start with identical hyperparameters except the regula
    minus GRPO; the pre-registered "AIR helps" verdicts.
 
 Runs go to worker processes (``runner.py``; ``workers``), each finished run is saved under ``DIR/runs/<run>/`` and a
-rerun into the same ``DIR`` resumes. Outputs in ``--out DIR``: ``results.json``, ``table.md``, ``lambda_sweep.png``,
-``ood_acc_group.png``.
+rerun into the same ``DIR`` resumes. Outputs in ``--out DIR``: ``results.json``, ``outcomes.json.gz`` (every run's
+per-prompt outcomes), ``table.md``, ``lambda_sweep.png``, ``ood_acc_group.png``.
 """
 
 from __future__ import annotations
@@ -212,8 +212,10 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
         bar.update(1)
 
     flat = [r for runs in sweeps.values() for r in runs]
-    for run, record in zip(flat, run_all(flat, out, preset.workers, on_done=done), strict=True):
-        results["sweep"].setdefault(run.extra["cell"], []).append(_slim({**record, "cell": run.extra["cell"]}))
+    swept = run_all(flat, out, preset.workers, on_done=done)
+    sweep_full = [{**record, "cell": run.extra["cell"]} for run, record in zip(flat, swept, strict=True)]
+    for record in sweep_full:
+        results["sweep"].setdefault(record["cell"], []).append(_slim(record))
     for cell in preset.cells:
         if cell.name in sweeps:
             results["lambda"][cell.name] = choose_lambda(results["sweep"][cell.name])
@@ -230,7 +232,7 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
     results["runs"] = [_slim(r) for r in full]
     bar.close()
     results["seconds"] = round(time.time() - start, 1)
-    return write_outputs(results, preset, out, full)
+    return write_outputs(results, out, full, sweep_full)
 
 
 def warm_start_metrics(path: str | Path, world_name: str, world_seed: int = 0) -> dict:
@@ -247,7 +249,8 @@ def warm_start_metrics(path: str | Path, world_name: str, world_seed: int = 0) -
 
 
 def _slim(record: dict) -> dict:
-    """A run's record without its per-prompt verdicts (they stay in its own result.json; per-group outcomes stay)."""
+    """A run's record without its per-prompt verdicts (they stay in its own result.json and, compactly, in the grid's
+    ``outcomes.json.gz``, from which ``air-align lab analyse`` recomputes every table and interval)."""
     return {k: v for k, v in record.items() if k != "records"}
 
 

@@ -7,7 +7,8 @@ run in parallel worker processes (``runner.py``) and resume: :func:`execute` is 
 floating-point reproducibility, which one torch thread per run makes exact.
 
 The record holds, per scored split, the summary metrics (``score``) and the per-prompt oracle verdicts (``records``:
-the paired bootstrap of ``analysis.py`` resamples them), and the training log.
+the paired bootstrap of ``analysis.py`` resamples them; ``outcomes.py`` keeps them compactly in a grid's directory),
+the run's replication unit (``RunSpec.unit``) and the code that ran it (``codeversion.code_version``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from air_align.evaluation.plots import plot_run_curves
 from air_align.files import write_json
 from air_align.lab import world
 from air_align.lab.analysis import split_summary
+from air_align.lab.codeversion import code_version
 from air_align.lab.judge import lab_rewards
 from air_align.lab.oracle import oracle_verdict
 from air_align.lab.spec import WorldSpec, load_world, with_judge
@@ -84,11 +86,23 @@ class RunSpec:
         return f"{self.tag}-{world_name}-{regime}-{self.method}-lam{self.lam:g}-seed{self.seed}"
 
     def key(self) -> dict:
-        """The run's identity for resuming (JSON-able)."""
+        """The run's identity for resuming (JSON-able): the spec, the world's content and the hash of the code that
+        trains it (``codeversion.code_version``), so a run finished by other code is trained again."""
         d = dataclasses.asdict(self)
         d.pop("extra")
         d["world_spec"] = json.loads(json.dumps(load_world(self.world).key()))
+        d["code"] = code_version()["hash"]
         return json.loads(json.dumps(d))
+
+    def unit(self) -> dict:
+        """The replication unit the run belongs to: its world (name and split seed) and its warm start (the cache
+        directory's name, which carries the recipe's hash). RL seeds are nested in it; the analysis pairs methods
+        within a unit and estimates intervals over units (``analysis.unit_key``)."""
+        return {
+            "world": Path(self.world).stem,
+            "world_seed": self.world_seed,
+            "warm_start": Path(self.warm_start).name,
+        }
 
 
 def score(model, tokenizer, rows: list[dict], splits: tuple[str, ...], max_new_tokens: int = 32) -> dict:
@@ -172,6 +186,8 @@ def execute(run: RunSpec, out_dir: str | Path) -> dict:
         "lambda": run.lam,
         "seed": run.seed,
         "tag": run.tag,
+        "unit": run.unit(),
+        "code": code_version(),
         "train_seconds": round(seconds, 1),
         "param_checksum": checksum,
         "metrics": {s: m["summary"] for s, m in metrics.items()},
