@@ -61,7 +61,11 @@ def test_outcomes_round_trip_every_field_the_metrics_read(tmp_path):
 def test_the_committed_small_grid_rebuilds_its_table_exactly(tmp_path):
     grid = tmp_path / "grid"
     shutil.copytree(GRID, grid)
-    assert check(grid) == []
+    diff = check(grid)
+    assert diff == [], (
+        "the committed grid's table does not rebuild; if the table's format changed on purpose, rebuild it with "
+        "`air-align lab analyse tests/data/lab-grid-smoke && rm tests/data/lab-grid-smoke/*.png`:\n" + "\n".join(diff)
+    )
     rebuilt = analyse(grid, tmp_path / "out")
     assert (tmp_path / "out" / "table.md").read_text(encoding="utf-8") == (GRID / "table.md").read_text("utf-8")
     saved = json.loads((GRID / "results.json").read_text(encoding="utf-8"))

@@ -90,3 +90,14 @@ def test_coverage_direction_on_a_small_simulation():
     # ... an interval over six units does
     six = model_coverage(Model(units=6, seeds=3), sims=80, seed=0, n_boot=400)["coverage"]
     assert six["unit_t"]["coverage"] >= 0.9 > six["seed_t"]["coverage"]
+
+
+def test_coverage_refuses_a_grid_without_a_null_before_simulating(capsys):
+    from pathlib import Path
+
+    from air_align.cli import main
+
+    grid = Path(__file__).parent / "data" / "lab-grid-smoke" / "results.json"  # 3 seeds: too few for two pairs
+    assert main(["lab", "coverage", "--sims", "10", "--grid", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no cell of the grid has 4 or more GRPO seeds") and "5 seeds a cell" in err

@@ -47,6 +47,7 @@ def add_parser(subparsers) -> None:
         "lab", help="the lab's analysis: rebuild a grid's tables, check its intervals' coverage"
     )
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
+    lab.set_defaults(handler=lambda args: _lab_usage(lab))
     analyse = lab_sub.add_parser(
         "analyse",
         help="rebuild a grid's table.md and intervals from its results.json and outcomes.json.gz",
@@ -170,3 +171,9 @@ def _handle_coverage(args) -> int:
     if args.json:
         write_json(args.json, report)
     return 0
+
+
+def _lab_usage(parser) -> int:
+    """``air-align lab`` without a subcommand: its own help, exit 2 (as the bare ``air-align``)."""
+    parser.print_help()
+    return 2

@@ -147,6 +147,9 @@ def grid_null(results: dict, sims: int, seed: int = 0, split: str = "test_ood", 
         if run["method"] == "grpo":
             by_cell.setdefault(run["cell"], {})[run["seed"]] = run["metrics"][split][metric]
     cells = sorted(c for c, v in by_cell.items() if len(v) >= 4 and len(set(v.values())) > 1)
+    if not cells:
+        raise ValueError(f"no cell of the grid has 4 or more GRPO seeds whose {split} {metric} varies; a null from "
+                         "GRPO against GRPO needs them (the v2 full grid has 5 seeds a cell)")  # fmt: skip
     rng = np.random.default_rng(seed)
     one, many = [], []
     for i in range(sims):
@@ -162,15 +165,19 @@ def grid_null(results: dict, sims: int, seed: int = 0, split: str = "test_ood", 
 
 
 def coverage_report(sims: int = 1000, seed: int = 0, grid: str | Path | None = None) -> dict:
-    """Every scenario of ``SCENARIOS`` (and ``grid_null`` of ``grid``'s results.json when given)."""
-    report = {"sims": sims, "seed": seed, "scenarios": {}}
-    for k, (name, model) in enumerate(SCENARIOS):
-        report["scenarios"][name] = model_coverage(replace(model), sims, seed=seed + k)
+    """Every scenario of ``SCENARIOS`` (and ``grid_null`` of ``grid``'s results.json when given; read and checked
+    before anything is simulated)."""
+    results = None
     if grid is not None:
         path = Path(grid)
         results = json.loads(path.read_text(encoding="utf-8"))
         if "runs" not in results:
             raise ValueError(f"{path}: not a lab grid's results.json (no 'runs'); give `air-align reproduce`'s")
+        grid_null(results, sims=1)  # a grid without a usable cell stops here, before minutes of simulation
+    report = {"sims": sims, "seed": seed, "scenarios": {}}
+    for k, (name, model) in enumerate(SCENARIOS):
+        report["scenarios"][name] = model_coverage(replace(model), sims, seed=seed + k)
+    if results is not None:
         report["grid"] = {"path": str(grid), **grid_null(results, sims, seed=seed)}
     return report
 
