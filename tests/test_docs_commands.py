@@ -157,7 +157,7 @@ def subcommand(words: list[str]) -> str | None:
     """``"data build"``, ``"train"``, … for an ``air-align`` command; None for any other program."""
     if not words or words[0] != "air-align" or len(words) < 2:
         return None
-    return " ".join(words[1:3]) if words[1] == "data" else words[1]
+    return " ".join(words[1:3]) if words[1] in ("data", "lab") else words[1]
 
 
 def substitute_tiny_model(command: str) -> str:
@@ -218,7 +218,7 @@ def expected_outputs(command: str, cwd: Path) -> list[Path]:
         out = cwd / env.get("OUT", "gpu_study_out")
         return [out / "study.json", out / "study.md"]
     sub, out = subcommand(words), option_value(words, "--out")
-    if (sub in ("data build", "report") or words[0] in ("python", "python3")) and out:
+    if (sub in ("data build", "report", "lab world") or words[0] in ("python", "python3")) and out:
         return [cwd / out]
     if sub == "train":
         overrides = dict(w.split("=", 1) for w in words[2:] if "=" in w and not w.startswith("-"))

@@ -117,7 +117,8 @@ def test_the_regime_calibration_trains_plain_grpo_only_even_for_worlds_given_on_
     from air_align.lab.cli import _preset
     from air_align.lab.reproduce import Cell
 
-    args = argparse.Namespace(preset="regimes", world=["safety", "math"], seeds=None, max_steps=None, workers=None)
+    args = argparse.Namespace(preset="regimes", world=["safety", "math"], seeds=None, warm_seeds=None, max_steps=None,
+                              workers=None)  # fmt: skip
     preset = _preset(args)
     assert [c.name for c in preset.cells] == ["safety/main", "safety/hack", "math/main"]
     assert all(preset.methods_of(c) == ("grpo",) for c in preset.cells)

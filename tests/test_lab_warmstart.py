@@ -18,7 +18,14 @@ from air_align.lab import world
 from air_align.lab.reproduce import PRESETS
 from air_align.lab.spec import load_world
 from air_align.lab.tokenizer import build_lab_tokenizer
-from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, sft_pair, warm_start
+from air_align.lab.warmstart import (
+    Recipe,
+    load_warm_start,
+    measure_context_dependence,
+    sft_pair,
+    train_warm_start,
+    warm_start,
+)
 
 SHORT = Recipe(world="safety", **PRESETS["smoke"].warm)  # shared with test_lab_reproduce.py / test_lab_runner.py
 
@@ -63,10 +70,41 @@ def test_recipe_defaults_are_per_kind_and_leave_safety_and_morality_keys_alone()
     # maths trains longer and is at recipe version 3 (its checking thought); the others keep 20 epochs, version 2
     assert (Recipe(world="math").epochs, Recipe(world="math").version) == (40, 3)
     assert (Recipe(world="safety").epochs, Recipe(world="safety").version) == (20, 2)
-    # the cache keys of the safety and morality warm starts, as before the maths change (same recipe, same weights)
-    assert Recipe(world="safety").key() == "8a5e3d52dffc"
-    assert Recipe(world="morality").key() == "3047b69fc85a"
+    # the cache keys of the safety and morality warm starts, pinned: a change of key retrains every cached warm start
+    # (they changed once since the maths change, when the SFT's thread count joined the recipe)
+    assert Recipe(world="safety").key() == "8d9909d0aa83"
+    assert Recipe(world="morality").key() == "ae96e4c5b9af"
     assert Recipe(world="math", epochs=40, version=3).key() == Recipe(world="math").key()
+
+
+TINY = {"epochs": 1, "open_per_intent": 1, "mc_copies": 1, "hidden_size": 32, "num_heads": 2}
+"""A warm start small enough to train three times in a test (a few seconds each)."""
+
+
+def test_the_same_recipe_and_seed_give_the_same_weights_bit_for_bit_and_another_seed_another_model(tmp_path):
+    recipe = Recipe(world="safety", seed=1, **TINY)
+    assert Recipe(world="safety", seed=2, **TINY).key() != recipe.key()  # the seed and the threads are in the key
+    assert Recipe(world="safety", seed=1, threads=2, **TINY).key() != recipe.key()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's thread count is not the recipe's: the SFT runs on recipe.threads
+    try:
+        first = warm_start(recipe, root=tmp_path / "a")
+        assert torch.get_num_threads() == 2  # and the caller's count is restored
+    finally:
+        torch.set_num_threads(before)
+    second = warm_start(recipe, root=tmp_path / "b")  # trained again from scratch, in another cache
+    a, _ = load_warm_start(first)
+    b, _ = load_warm_start(second)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)  # every tensor, bit for bit
+    other, _, _ = train_warm_start(Recipe(world="safety", seed=2, **TINY))
+    so = dict(other.named_parameters())
+    assert all(not torch.equal(sa[k], so[k]) for k in so)  # another seed: every parameter differs
+    with pytest.raises(ValueError, match="warm-start seed -1"):
+        Recipe(world="safety", seed=-1)
+    with pytest.raises(ValueError, match="warm-start threads 0"):
+        Recipe(world="safety", threads=0)
 
 
 def test_maths_sft_anchors_are_drawn_afresh_and_right():

@@ -1,4 +1,5 @@
-"""``air-align reproduce`` and ``air-align demo``: the lab grid (argparse only; heavy imports inside handlers).
+"""``air-align reproduce``, ``air-align demo`` and ``air-align lab world``: the lab grid and its worlds (argparse
+only; heavy imports inside handlers).
 
 ``--threads`` sets the torch threads of the main process (warm-start training and scoring there); every run of the
 grid trains in a worker process with one thread (``runner.py``)."""
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from air_align.threads import add_threads_argument, set_threads
 
-PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full", "control")
+PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full", "control", "units-smoke", "replicate")
 
 
 def add_parser(subparsers) -> None:
@@ -25,10 +26,12 @@ def add_parser(subparsers) -> None:
         "--world",
         action="append",
         metavar="NAME_OR_FILE",
-        help="run the preset's regimes on this world instead of the built-in ones (a world spec YAML file, or a "
+        help="run the preset's regimes on this world instead of the preset's worlds (a world spec YAML file, or a "
         "built-in name); repeat for several (docs/lab.md, 'Worlds as data')",
     )
     rep.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the preset)")
+    rep.add_argument("--warm-seeds", type=int, default=None, metavar="N",
+                     help="warm starts per world: seeds 0..N-1 (overrides the preset)")  # fmt: skip
     rep.add_argument("--max-steps", type=int, default=None, help="optimiser steps per run (overrides the preset)")
     rep.add_argument("--workers", type=int, default=None, help="worker processes, one torch thread each")
     rep.add_argument("--world-seed", type=int, default=0, help="seed of the world's split and option orders")
@@ -44,7 +47,7 @@ def add_parser(subparsers) -> None:
     demo.set_defaults(handler=_handle_demo)
 
     lab = subparsers.add_parser(
-        "lab", help="the lab's analysis: rebuild a grid's tables, check its intervals' coverage"
+        "lab", help="lab tools: generate a world, rebuild a grid's tables, check its intervals' coverage"
     )
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
     lab.set_defaults(handler=lambda args: _lab_usage(lab))
@@ -73,6 +76,19 @@ def add_parser(subparsers) -> None:
     coverage.add_argument("--grid", default=None, help="a grid's results.json for the null from its GRPO runs")
     coverage.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
     coverage.set_defaults(handler=_handle_coverage)
+    world = lab_sub.add_parser(
+        "world",
+        help="write a generated world spec (safety, morality or math) reproducible from its seed",
+        description="Draw a lab world from the generator's distribution (docs/lab.md, 'Generated worlds'): "
+        "vocabulary from the word bank, phrasings, wrapper families with their strengths and ID/OOD assignment, "
+        "susceptibilities, judge noise. The same kind and seed write the same bytes; run it with "
+        "`air-align reproduce --world FILE`.",
+    )
+    world.add_argument("--kind", required=True, choices=("safety", "morality", "math"), help="the world's kind")
+    world.add_argument("--seed", required=True, type=int, help="generator seed (a whole number >= 0)")
+    world.add_argument("--out", required=True, metavar="FILE", help="the YAML file to write")
+    world.add_argument("--overwrite", action="store_true", help="replace FILE if it exists with other content")
+    world.set_defaults(handler=_handle_world)
 
 
 def _preset(args):
@@ -89,10 +105,15 @@ def _preset(args):
             spec = load_world(name)  # validated here: a bad file stops before any training
             cells += [Cell(name, regime) for regime in regimes_for(preset, spec.kind)]
         changes["cells"] = tuple(cells)
+        changes["generated"] = ()
     if args.seeds is not None:
         if args.seeds < 1:
             raise ValueError(f"--seeds {args.seeds}: use at least 1 seed")
         changes["seeds"] = tuple(range(args.seeds))
+    if args.warm_seeds is not None:
+        if args.warm_seeds < 1:
+            raise ValueError(f"--warm-seeds {args.warm_seeds}: use at least 1 warm start")
+        changes["warm_seeds"] = tuple(range(args.warm_seeds))
     if args.max_steps is not None:
         if args.max_steps < 1:
             raise ValueError(f"--max-steps {args.max_steps}: use at least 1 optimiser step")
@@ -177,3 +198,27 @@ def _lab_usage(parser) -> int:
     """``air-align lab`` without a subcommand: its own help, exit 2 (as the bare ``air-align``)."""
     parser.print_help()
     return 2
+
+
+def _handle_world(args) -> int:
+    from pathlib import Path
+
+    from air_align.lab.generate import world_yaml, write_world
+    from air_align.lab.spec import load_world
+
+    out = Path(args.out)
+    text = world_yaml(args.kind, args.seed)  # a bad seed stops here, before anything is written
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a directory; give a file name, e.g. {out / f'{args.kind}.yaml'}")
+    if out.exists() and not args.overwrite and out.read_text(encoding="utf-8", errors="replace") != text:
+        raise ValueError(
+            f"--out {out}: exists with other content; pass --overwrite to replace it, or choose another file"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_world(args.kind, args.seed, out)
+    spec = load_world(out)
+    n_id = sum(not f.ood for f in spec.families)
+    print(f"wrote {out}: world {spec.name} ({spec.kind}; {n_id} ID + {len(spec.families) - n_id} OOD families, "
+          f"spec key {spec.key()})")  # fmt: skip
+    print(f"run it: air-align reproduce --preset quick --world {out} --out runs/{spec.name}")
+    return 0

@@ -188,8 +188,9 @@ def write_outputs(results: dict, out: Path, full_runs: list[dict], sweep_runs: l
 
 
 def _layout(preset: dict) -> tuple[list[str], list[str]]:
-    """(cell names, methods in order) of a grid from its ``results.json`` preset (``reproduce._jsonable``)."""
-    cells = [f"{Path(c['world']).stem}/{c['regime']}" for c in preset["cells"]]
+    """(comparison names, methods in order) of a grid from its ``results.json`` preset (``reproduce._jsonable``): a
+    unit's ``group``, or ``world/regime`` in grids recorded before units had one."""
+    cells = list(dict.fromkeys(c.get("group") or f"{Path(c['world']).stem}/{c['regime']}" for c in preset["cells"]))
     per_cell = [
         ("grpo",) if preset.get("grpo_only") else (c.get("methods") or preset["methods"]) for c in preset["cells"]
     ]

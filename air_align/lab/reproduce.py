@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from air_align.lab import world
 from air_align.lab.calibration import world_calibration
+from air_align.lab.generate import world_name, write_world
 from air_align.lab.report import write_outputs
 from air_align.lab.runner import run_all
 from air_align.lab.runs import RunSpec, Training, score
@@ -49,17 +50,30 @@ cue rarely fools; ``hack``: the cue fools it most of the time, so plain GRPO lea
 
 @dataclass(frozen=True)
 class Cell:
-    """One world under one judge regime; ``methods`` None means the preset's methods."""
+    """One world under one judge regime, from one warm start (a replication unit); ``methods`` None means the
+    preset's methods."""
 
     world: str
     regime: str
     methods: tuple[str, ...] | None = None
     lambda_from: str | None = None
     """Take λ from another cell (its ``name``) instead of sweeping (the stress test uses the hack regime's λ)."""
+    warm_seed: int = 0
+    """The warm start's seed (``warmstart.Recipe.seed``)."""
+    pool: str | None = None
+    """The comparison the unit's runs are pooled into (None: ``world/regime``; generated worlds: ``gen-<kind>/
+    <regime>``): the analysis pairs AIR and GRPO by unit and seed within it and takes intervals over its units."""
 
     @property
     def name(self) -> str:
-        return f"{Path(self.world).stem}/{self.regime}"
+        """The unit's name: ``world/regime``, with ``@w<seed>`` after the world for a warm start other than seed 0
+        (so the grids of one warm start keep their names)."""
+        return unit_name(f"{Path(self.world).stem}/{self.regime}", self.warm_seed)
+
+    @property
+    def group(self) -> str:
+        """The comparison the unit belongs to (``pool``), the ``cell`` of its runs' records."""
+        return self.pool or f"{Path(self.world).stem}/{self.regime}"
 
     def judge(self) -> tuple[tuple[str, object], ...]:
         return tuple(sorted(REGIMES[self.regime].items()))
@@ -89,11 +103,45 @@ class Preset:
     grpo_only: bool = False
     """Plain GRPO only, whatever the cells name: the regime calibration, which must not train (or show) any
     regularised run before the comparison's conditions are committed (issue 14, item 4)."""
+    generated: tuple[tuple[str, int], ...] = ()
+    """Generated worlds ``(kind, generator seed)`` (``generate.py``), run beside ``cells`` under the regimes of their
+    kind (``regimes_for``); their specs are written to ``DIR/worlds/gen-<kind>-<seed>.yaml``."""
+    warm_seeds: tuple[int, ...] = (0,)
+    """Warm-start seeds: every cell runs from a warm start of each (``units``)."""
 
     def methods_of(self, cell: Cell) -> tuple[str, ...]:
         """The methods a cell runs."""
         methods = cell.methods or self.methods
         return ("grpo",) if self.grpo_only else methods
+
+
+def unit_name(cell_name: str, warm_seed: int) -> str:
+    """``world/regime`` → ``world@w<seed>/regime`` (unchanged for warm-start seed 0).
+
+    >>> unit_name("gen-safety-3/hack", 1), unit_name("safety/main", 0)
+    ('gen-safety-3@w1/hack', 'safety/main')
+    """
+    world_part, regime = cell_name.rsplit("/", 1)
+    return f"{world_part}@w{warm_seed}/{regime}" if warm_seed else cell_name
+
+
+def units(preset: Preset, out: str | Path) -> tuple[Cell, ...]:
+    """The replication units of ``preset``: (its cells + its generated worlds under their kind's regimes) × its
+    warm-start seeds, in that order. Writes the generated worlds' specs to ``out/worlds/`` (the same bytes on every
+    call, so a resumed grid finds the same runs)."""
+    if "seed" in preset.warm:
+        raise ValueError(f"preset {preset.name!r}: give warm-start seeds as warm_seeds, not warm['seed']")
+    if not preset.warm_seeds or len(set(preset.warm_seeds)) != len(preset.warm_seeds):
+        raise ValueError(f"preset {preset.name!r}: warm_seeds {preset.warm_seeds} must be distinct, at least one")
+    cells = list(preset.cells)
+    for kind, seed in preset.generated:
+        path = write_world(kind, seed, Path(out) / "worlds" / f"{world_name(kind, seed)}.yaml")
+        cells += [Cell(str(path), regime, pool=f"gen-{kind}/{regime}") for regime in regimes_for(preset, kind)]
+    return tuple(
+        dataclasses.replace(c, warm_seed=w, lambda_from=c.lambda_from and unit_name(c.lambda_from, w))
+        for c in cells
+        for w in preset.warm_seeds
+    )
 
 
 def regimes_for(preset: Preset, kind: str) -> tuple[str, ...]:
@@ -134,6 +182,15 @@ PRESETS: dict[str, Preset] = {
     # AIR does not block the hack in the calibrated world either
     "control": Preset("control", cells=(Cell("safety-miscalibrated", "hack",
                                              methods=("grpo", "grpo+air", "grpo+air-cal")),), lambdas=(0.1,)),
+    # the replication units' test: one generated world × 2 warm starts × 1 seed, 2-step runs from short warm starts
+    "units-smoke": Preset("units-smoke", cells=(), generated=(("safety", 0),), warm_seeds=(0, 1), regimes=("hack",),
+                          methods=("grpo", "grpo+air"), seeds=(0,), training=Training(max_steps=2), lambdas=(0.1,),
+                          workers=1, warm={"epochs": 2, "open_per_intent": 2}),
+    # replication units (docs/lab.md, "Generated worlds"): 4 generated worlds of each kind × 2 warm starts × 3 RL
+    # seeds, GRPO against GRPO+AIR at λ 0.1; not yet run
+    "replicate": Preset("replicate", cells=(), generated=tuple((k, s) for k in ("safety", "morality", "math")
+                                                                for s in range(4)),
+                        warm_seeds=(0, 1), methods=("grpo", "grpo+air"), seeds=(0, 1, 2), lambdas=(0.1,)),
 }  # fmt: skip
 
 
@@ -172,27 +229,26 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    worlds = sorted({c.world for c in preset.cells})
-    recipes = {w: Recipe(world=w, world_seed=world_seed, **preset.warm) for w in worlds}
+    cells = units(preset, out)
+    recipes = {warm_name(c): Recipe(world=c.world, world_seed=world_seed, seed=c.warm_seed, **preset.warm)
+               for c in cells}  # fmt: skip
     warm = warm_starts(recipes, root=warm_root, workers=preset.workers, progress=progress)
-    results: dict = {"preset": _jsonable(preset), "world_seed": world_seed, "worlds": {}, "calibration": {},
-                     "sweep": {}, "lambda": {}, "runs": [], "resumed_runs": 0}  # fmt: skip
-    for w in worlds:
-        results["worlds"][w] = {"spec": load_world(w).key(), "warm_start": str(warm[w]),
-                                "metrics": warm_start_metrics(warm[w], w, world_seed)}  # fmt: skip
+    results: dict = {"preset": _jsonable(preset, cells), "units": [c.name for c in cells], "world_seed": world_seed,
+                     "worlds": {}, "calibration": {}, "sweep": {}, "lambda": {}, "runs": [],
+                     "resumed_runs": 0}  # fmt: skip
+    for name, recipe in recipes.items():
+        results["worlds"][name] = {"spec": load_world(recipe.world).key(), "warm_seed": recipe.seed,
+                                   "warm_start": str(warm[name]),
+                                   "metrics": warm_start_metrics(warm[name], recipe.world, world_seed)}  # fmt: skip
 
-    for cell in preset.cells:  # the reward's calibration under the cell's regime (the table of docs/lab.md)
+    for cell in cells:  # the reward's calibration under the cell's regime (the table of docs/lab.md)
         table = world_calibration(with_judge(load_world(cell.world), **dict(cell.judge())), world_seed=world_seed)
         results["calibration"][cell.name] = table
     offsets = {name: tuple(sorted((f"{d}/{lab}", b) for d, by in t["offsets"].items() for lab, b in by.items()))
                for name, t in results["calibration"].items()}  # fmt: skip
 
     def spec(cell: Cell, method: str, lam: float, seed: int, tag: str, splits, steps=None) -> RunSpec:
-        training = preset.training if steps is None else dataclasses.replace(preset.training, max_steps=steps)
-        cal = offsets[cell.name] if METHODS[method].calibrated_delta else ()
-        return RunSpec(world=cell.world, method=method, lam=lam, seed=seed, warm_start=str(warm[cell.world]),
-                       splits=tuple(splits), training=training, judge=cell.judge(), world_seed=world_seed,
-                       offsets=cal, tag=tag, extra={"cell": cell.name})  # fmt: skip
+        return run_spec(preset, cell, method, lam, seed, tag, splits, warm, world_seed, offsets[cell.name], steps)
 
     sweeps = {
         c.name: [
@@ -200,39 +256,66 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
             for lam in preset.lambdas
             for s in preset.sweep_seeds
         ]
-        for c in preset.cells
+        for c in cells
         if c.lambda_from is None and len(preset.lambdas) > 1 and not preset.grpo_only
     }
-    n_main = sum(len(preset.methods_of(c)) * len(preset.seeds) for c in preset.cells)
+    n_main = sum(len(preset.methods_of(c)) * len(preset.seeds) for c in cells)
     bar = tqdm(total=sum(map(len, sweeps.values())) + n_main, desc="reproduce", disable=not progress)
 
     def done(run: RunSpec, record: dict, resumed: bool) -> None:
         results["resumed_runs"] += resumed
-        bar.set_postfix_str(f"{run.extra['cell']} {run.method} λ={run.lam:g} seed={run.seed}")
+        bar.set_postfix_str(f"{run.extra['unit']} {run.method} λ={run.lam:g} seed={run.seed}")
         bar.update(1)
 
     flat = [r for runs in sweeps.values() for r in runs]
     swept = run_all(flat, out, preset.workers, on_done=done)
-    sweep_full = [{**record, "cell": run.extra["cell"]} for run, record in zip(flat, swept, strict=True)]
+    sweep_full = [{**record, "cell": run.extra["unit"]} for run, record in zip(flat, swept, strict=True)]
     for record in sweep_full:
         results["sweep"].setdefault(record["cell"], []).append(_slim(record))
-    for cell in preset.cells:
+    for cell in cells:
         if cell.name in sweeps:
             results["lambda"][cell.name] = choose_lambda(results["sweep"][cell.name])
         elif cell.lambda_from is None:
             results["lambda"][cell.name] = preset.lambdas[0]
-    for cell in preset.cells:
+    for cell in cells:
         if cell.lambda_from is not None:
             results["lambda"][cell.name] = results["lambda"][cell.lambda_from]
-    mains = [spec(c, m, results["lambda"][c.name] if METHODS[m].invariance != "none" else 0.0, s, "main",
-                  ("test_id", "test_ood"))
-             for c in preset.cells for m in preset.methods_of(c) for s in preset.seeds]  # fmt: skip
-    full = [{**record, "cell": run.extra["cell"]}
+    for group in dict.fromkeys(c.group for c in cells):  # a comparison's λ, where all its units share one
+        chosen = {results["lambda"][c.name] for c in cells if c.group == group}
+        if len(chosen) == 1:
+            results["lambda"].setdefault(group, chosen.pop())
+    mains = main_runs(preset, cells, results["lambda"], warm, world_seed, offsets)
+    full = [{**record, "cell": run.extra["cell"], "warm_seed": run.warm_seed}
             for run, record in zip(mains, run_all(mains, out, preset.workers, on_done=done), strict=True)]  # fmt: skip
     results["runs"] = [_slim(r) for r in full]
     bar.close()
     results["seconds"] = round(time.time() - start, 1)
     return write_outputs(results, out, full, sweep_full)
+
+
+def warm_name(cell: Cell) -> str:
+    """The name of a unit's warm start: its world, with ``@w<seed>`` for a seed other than 0."""
+    return f"{cell.world}@w{cell.warm_seed}" if cell.warm_seed else cell.world
+
+
+def run_spec(preset: Preset, cell: Cell, method: str, lam: float, seed: int, tag: str, splits, warm: dict,
+             world_seed: int, offsets: tuple = (), steps: int | None = None) -> RunSpec:  # fmt: skip
+    """One run of a unit: ``warm`` maps ``warm_name`` to warm-start directories, ``offsets`` are the unit's
+    calibrated-Δ offsets (used by the methods that calibrate Δ)."""
+    training = preset.training if steps is None else dataclasses.replace(preset.training, max_steps=steps)
+    return RunSpec(world=cell.world, method=method, lam=lam, seed=seed, warm_start=str(warm[warm_name(cell)]),
+                   splits=tuple(splits), training=training, judge=cell.judge(), world_seed=world_seed,
+                   offsets=offsets if METHODS[method].calibrated_delta else (), tag=tag, warm_seed=cell.warm_seed,
+                   extra={"cell": cell.group, "unit": cell.name})  # fmt: skip
+
+
+def main_runs(preset: Preset, cells: tuple[Cell, ...], lambdas: dict, warm: dict, world_seed: int = 0,
+              offsets: dict | None = None) -> list[RunSpec]:  # fmt: skip
+    """The table's runs: units × their methods × the preset's RL seeds, at each unit's λ (``lambdas`` by unit name;
+    0 for the unregularised methods)."""
+    return [run_spec(preset, c, m, lambdas[c.name] if METHODS[m].invariance != "none" else 0.0, s, "main",
+                     ("test_id", "test_ood"), warm, world_seed, (offsets or {}).get(c.name, ()))
+            for c in cells for m in preset.methods_of(c) for s in preset.seeds]  # fmt: skip
 
 
 def warm_start_metrics(path: str | Path, world_name: str, world_seed: int = 0) -> dict:
@@ -254,8 +337,11 @@ def _slim(record: dict) -> dict:
     return {k: v for k, v in record.items() if k != "records"}
 
 
-def _jsonable(preset: Preset) -> dict:
+def _jsonable(preset: Preset, cells: tuple[Cell, ...] | None = None) -> dict:
+    """The preset as JSON, its ``cells`` being the units the grid ran (``units``; default: the preset's cells), each
+    with its warm-start seed and the comparison it is pooled into (``group``)."""
     d = dataclasses.asdict(preset)
     d["cells"] = [{"world": c.world, "regime": c.regime, "judge": dict(c.judge()), "methods": c.methods,
-                   "lambda_from": c.lambda_from} for c in preset.cells]  # fmt: skip
+                   "lambda_from": c.lambda_from, "warm_seed": c.warm_seed, "group": c.group}
+                  for c in (preset.cells if cells is None else cells)]  # fmt: skip
     return d

@@ -75,6 +75,8 @@ class RunSpec:
     """Calibrated-Δ offsets ``((\"domain/label\", b), …)`` for methods that use them (issue 15; not the paper)."""
     tag: str = "main"
     """What the run is for (``sweep``, ``main``, ``stress``): part of its directory name."""
+    warm_seed: int = 0
+    """Seed of the warm start (``warmstart.Recipe.seed``): part of the name when not 0 (``warm_start`` is the key)."""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def spec(self) -> WorldSpec:
@@ -83,7 +85,8 @@ class RunSpec:
     def name(self) -> str:
         regime = "-".join(f"{k}{v}" for k, v in self.judge) or "default"
         world_name = Path(self.world).stem
-        return f"{self.tag}-{world_name}-{regime}-{self.method}-lam{self.lam:g}-seed{self.seed}"
+        warm = f"-w{self.warm_seed}" if self.warm_seed else ""
+        return f"{self.tag}-{world_name}{warm}-{regime}-{self.method}-lam{self.lam:g}-seed{self.seed}"
 
     def key(self) -> dict:
         """The run's identity for resuming (JSON-able): the spec, the world's content and the hash of the code that

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
@@ -80,7 +81,12 @@ class Recipe:
     world_seed: int = 0
     """Seed of the world (intent split, option orders)."""
     seed: int = 0
-    """Seed of the model initialisation and of the SFT target draws."""
+    """The warm-start seed: of the model initialisation, the SFT target draws and the data order (a preset's
+    ``warm_seeds``; docs/lab.md §5, "Warm-start seeds")."""
+    threads: int = 1
+    """Torch threads the SFT runs on (set for the training, then restored): the order of a kernel's floating-point
+    reductions may depend on its thread count, so the count is part of the recipe that makes the model bit for bit
+    (``tests/test_lab_warmstart.py``)."""
     hidden_size: int = 96
     num_layers: int = 2
     num_heads: int = 4
@@ -99,6 +105,10 @@ class Recipe:
     """Code version of the recipe (``None``: the kind's ``RECIPE_VERSION``)."""
 
     def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"warm-start seed {self.seed!r}: use a whole number >= 0")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"warm-start threads {self.threads!r}: use a whole number >= 1")
         kind = self.spec().kind  # loads and validates the world
         if self.epochs is None:
             object.__setattr__(self, "epochs", DEFAULT_EPOCHS[kind])
@@ -187,8 +197,30 @@ def _batch(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch
     return input_ids, labels, mask
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block on ``n`` torch threads, then restore the caller's count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_warm_start(recipe: Recipe, progress: bool = False):
-    """Build the tokenizer and the tiny model and run the SFT recipe. Returns ``(model, tokenizer, log)``."""
+    """Build the tokenizer and the tiny model and run the SFT recipe. Returns ``(model, tokenizer, log)``.
+
+    A pure function of ``recipe`` on one machine: every random draw comes from the recipe's seed (the model's
+    initialisation under ``tiny_causal_lm``'s forked RNG, the targets from a ``random.Random`` of the seed, the data
+    order from a ``torch.Generator`` of it), the model has no dropout, and the training runs on ``recipe.threads``
+    threads whatever the caller's setting; so the same recipe gives the same weights bit for bit
+    (``tests/test_lab_warmstart.py``)."""
+    with torch_threads(recipe.threads):
+        return _train(recipe, progress)
+
+
+def _train(recipe: Recipe, progress: bool):
     spec = recipe.spec()
     tokenizer = build_lab_tokenizer(spec)
     model = tiny_causal_lm(
@@ -281,7 +313,9 @@ def warm_start(recipe: Recipe | None = None, root: str | Path | None = None, pro
     with quiet_transformers():
         model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "recipe.json").write_text(json.dumps({"recipe": dataclasses.asdict(recipe), "log": log}, indent=1))
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__}  # provenance, not the key
+    (tmp / "recipe.json").write_text(json.dumps({"recipe": dataclasses.asdict(recipe), "key": recipe.key(),
+                                                 "versions": versions, "log": log}, indent=1))  # fmt: skip
     if path.exists():  # another process finished first: keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
     else:

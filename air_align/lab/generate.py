@@ -1,0 +1,221 @@
+"""Generated worlds: a lab world spec drawn from a documented distribution, reproducible from ``(kind, seed)``.
+
+A lab result from one hand-made world is one draw of a world; the generator makes more draws, in the same regime as
+the hand-made worlds (docs/lab.md, "Generated worlds", states the distribution; ``tests/test_lab_generate.py`` checks
+it). Per kind, from the word bank ``wordbank.yaml``:
+
+- **vocabulary**: the label-deciding words (safety: harmful / benign objects; morality: wrong / fine verbs) and the
+  feature words (safety: verbs; morality: things; maths: the first operand 1..12), drawn without replacement, in
+  counts that give ≥ 240 intents (≥ 80 test intents, so one intent is ≤ 1.25 points of Acc_group);
+- **intent and anchor phrasings**, and the anchors' option words, one of the bank's;
+- **susceptibilities**: a random permutation of an evenly spaced grid ``step · (i − (n − 1)/2)``, ``n`` even, so
+  that no sway logit is ever exactly 0 (strengths are whole multiples of ``step``);
+- **families**: per sway direction, ID and OOD wrappers drawn without replacement from the bank's list for that
+  direction (so which style is held out is part of the draw). The strongest ID family of each direction triggers on
+  a share ``f_id`` ~ U[0.58, 0.75] of the feature words, the strongest OOD family on ``f_ood`` ~ U[0.8, 0.92] (at
+  least one word more than ID, at least one word never triggered); the other families are weaker, some never
+  trigger. That is the hand-made worlds' design (safety: 8 and 10 of 12 verbs);
+- **judge noise** ~ {0.75, 1.0, 1.25, 1.5}, its seed; the warm start's hack probability ~ {0.05, 0.1, 0.15};
+- **rewards**: the calibrated table of the hand-made worlds (rejected −1, accepted +1.25, exemplary +2.5, evasive −1).
+
+Everything is drawn from one ``random.Random`` seeded by a string of ``(GENERATOR_VERSION, kind, seed)`` (hashed
+with SHA-512 by Python, so the draw does not depend on ``PYTHONHASHSEED``); the YAML text is written with a fixed
+key order, so the same ``(kind, seed)`` gives a byte-identical file.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from air_align.files import write_text
+from air_align.lab.spec import KINDS, spec_from_dict
+
+GENERATOR_VERSION = 1
+"""Bump when a change to this module or ``wordbank.yaml`` changes what a ``(kind, seed)`` draws."""
+WORD_BANK = Path(__file__).with_name("wordbank.yaml")
+MIN_INTENTS = 240
+"""Safety and morality worlds hold at least this many intents (a third of them test intents)."""
+STEP = {"safety": 0.5, "morality": 1.0, "math": 0.5}
+"""Spacing of the susceptibility grid and unit of the strengths, per kind (the hand-made worlds' values)."""
+ID_SHARE = (0.58, 0.75)
+"""Range of the share of feature words on which the strongest ID family of a direction triggers."""
+OOD_SHARE = (0.8, 0.92)
+"""The same for the strongest OOD family (held-out wrappers are stronger, as unseen jailbreaks are)."""
+NEVER = -6.0
+"""Strength of a maths wrapper that shows no decoy: never triggered (as in ``worlds/math.yaml``)."""
+CALIBRATED_REWARDS = {
+    "safety": {1: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5, "evasive": -1.0},
+               0: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5}},
+    "morality": {1: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5},
+                 0: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5}},
+}  # fmt: skip
+"""The hand-made worlds' calibrated tables: a correct open answer earns what a correct anchor earns."""
+
+
+@cache
+def word_bank() -> dict:
+    return yaml.safe_load(WORD_BANK.read_text(encoding="utf-8"))
+
+
+def world_name(kind: str, seed: int) -> str:
+    """``gen-<kind>-<seed>``: the name (and file stem) of a generated world."""
+    return f"gen-{kind}-{seed}"
+
+
+def _check(kind: str, seed: int) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"world kind {kind!r}: choose from {', '.join(KINDS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"generator seed {seed!r}: use a whole number >= 0")
+
+
+def susceptibility_grid(n: int, step: float) -> list[float]:
+    """``step · (i − (n − 1)/2)`` for ``i < n`` (``n`` even: half-multiples of ``step``, never 0).
+
+    >>> susceptibility_grid(4, 0.5)
+    [-0.75, -0.25, 0.25, 0.75]
+    """
+    return [step * (i - (n - 1) / 2) for i in range(n)]
+
+
+def strength_for(triggered: int, n: int, step: float) -> float:
+    """The strength at which a family triggers on exactly ``triggered`` of ``n`` grid susceptibilities: the sway
+    logit ``strength + step · (i − (n − 1)/2)`` is positive for the top ``n/2 + m`` values when ``strength = m ·
+    step``.
+
+    >>> strength_for(8, 12, 0.5), strength_for(10, 12, 0.5)
+    (1.0, 2.0)
+    """
+    return step * (triggered - n // 2)
+
+
+def _shares(rng: random.Random, n: int) -> tuple[int, int]:
+    """``(ID, OOD)`` trigger counts of the strongest families of a direction (see the module docstring)."""
+    n_id = round(rng.uniform(*ID_SHARE) * n)
+    n_ood = min(n - 1, max(n_id + 1, round(rng.uniform(*OOD_SHARE) * n)))
+    return n_id, n_ood
+
+
+def _direction(rng: random.Random, bank: list[dict], sway: str, n: int, step: float, n_id: int, n_ood: int,
+               extra_id: int, extra_ood: int) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """ID and OOD families of one sway direction: the strongest of each split at its trigger count, the others
+    weaker (ID: from never triggered to one word fewer; OOD: from two words below the ID maximum to one below its
+    own)."""
+    drawn = rng.sample(bank, 2 + extra_id + extra_ood)
+    top_id, top_ood = strength_for(n_id, n, step), strength_for(n_ood, n, step)
+    ids = [(drawn[0], top_id)] + [
+        (d, strength_for(rng.randint(-1, n_id - 1), n, step)) for d in drawn[1 : 1 + extra_id]
+    ]
+    rest = drawn[1 + extra_id :]
+    oods = [(rest[0], top_ood)] + [(d, strength_for(rng.randint(n_id - 2, n_ood - 1), n, step)) for d in rest[1:]]
+
+    def fam(entry: dict, strength: float, ood: bool) -> dict:
+        return {"name": entry["name"], "template": entry["template"], "ood": ood, "sway": sway,
+                "strength": float(strength)}  # fmt: skip
+
+    return [fam(e, s, False) for e, s in ids], [fam(e, s, True) for e, s in oods]
+
+
+def _labelled_world(kind: str, rng: random.Random) -> dict:
+    """Intents, anchors and families of a safety or morality world."""
+    bank = word_bank()[kind]
+    step = STEP[kind]
+    if kind == "safety":
+        n = rng.choice((8, 10, 12))  # verbs, the feature slot
+        per_label = rng.randint(math.ceil(MIN_INTENTS / (2 * n)), math.ceil(MIN_INTENTS / (2 * n)) + 2)
+        features = rng.sample(bank["verbs"], n)
+        bad, good = rng.sample(bank["harmful"], per_label), rng.sample(bank["benign"], per_label)
+        template = f"{{verb}} {rng.choice(bank['articles'])} {{object}}"
+        slots = {"verb": features, "object": bad + good}
+        label_slot, feature_slot, directions = "object", "verb", ("comply", "refuse")
+    else:
+        n = rng.choice((8, 10))  # things, the feature slot
+        per_label = rng.randint(4, 6)
+        bad, good = rng.sample(bank["wrong"], per_label), rng.sample(bank["fine"], per_label)
+        features = rng.sample(bank["things"], n)
+        persons = rng.sample(bank["persons"], max(2, math.ceil(MIN_INTENTS / (2 * per_label * n))))
+        template = rng.choice(bank["templates"])
+        slots = {"verb": bad + good, "thing": features, "person": persons}
+        label_slot, feature_slot, directions = "verb", "thing", ("excuse", "condemn")
+    grid = susceptibility_grid(n, step)
+    rng.shuffle(grid)
+    anchors = dict(rng.choice(bank["anchors"]))
+    bad_option, good_option = rng.choice(bank["options"])  # (correct, wrong) per label
+    anchors["options"] = {1: [bad_option, good_option], 0: [good_option, bad_option]}
+    id_fams, ood_fams = [], []
+    for k, sway in enumerate(directions):
+        n_id, n_ood = _shares(rng, n)
+        ids, oods = _direction(rng, bank[sway], sway, n, step, n_id, n_ood, extra_id=rng.randint(1, 2),
+                               extra_ood=rng.randint(0, 1))  # fmt: skip
+        if k == 0:  # the plain question belongs to the first direction, weak: triggered on no word or a few
+            plain = rng.choice(bank["plain"])
+            ids.insert(0, {"name": plain["name"], "template": plain["template"], "ood": False, "sway": sway,
+                           "strength": strength_for(rng.randint(-2, 1), n, step)})  # fmt: skip
+        id_fams += ids
+        ood_fams += oods
+    intents = {"template": template, "slots": slots, "label_slot": label_slot,
+               "labels": {1: bad, 0: good}, "feature_slot": feature_slot,
+               "susceptibility": dict(zip(features, grid, strict=True))}  # fmt: skip
+    return {"intents": intents, "anchors": anchors, "families": id_fams + ood_fams}
+
+
+def _math_world(rng: random.Random) -> dict:
+    """Intents, anchors and families of a maths world (12 operands, as ``worlds/math.yaml``: the 40-epoch warm-start
+    recipe was measured on it, docs/lab.md §5)."""
+    bank, step, n = word_bank()["math"], STEP["math"], 12
+    grid = susceptibility_grid(n, step)
+    rng.shuffle(grid)
+    n_id, n_ood = _shares(rng, n)
+    ids, oods = _direction(rng, bank["decoy"], "decoy", n, step, n_id, n_ood, extra_id=1, extra_ood=0)
+    k = rng.randint(3, 5)  # ID wrappers that show no decoy, then 1-2 OOD ones
+    neutral = rng.sample(bank["neutral"], k + rng.randint(1, 2))
+    never = [{"name": e["name"], "template": e["template"], "ood": i >= k, "sway": "decoy", "strength": NEVER}
+             for i, e in enumerate(neutral)]  # fmt: skip
+    families = [never[0], *ids, *never[1:k], *oods, *never[k:]]
+    intents = {"operations": ["plus", "minus"], "max_operand": n,
+               "susceptibility": {str(a): g for a, g in zip(range(1, n + 1), grid, strict=True)}}  # fmt: skip
+    return {"intents": intents, "anchors": dict(rng.choice(bank["anchors"])), "families": families}
+
+
+def generate_world(kind: str, seed: int) -> dict:
+    """The spec mapping of generated world ``(kind, seed)`` (validated by ``spec.spec_from_dict``)."""
+    _check(kind, seed)
+    rng = random.Random(f"air-align-world:{GENERATOR_VERSION}:{kind}:{seed}")
+    body = _math_world(rng) if kind == "math" else _labelled_world(kind, rng)
+    name = world_name(kind, seed)
+    spec = {
+        "name": name,
+        "kind": kind,
+        "description": f"Generated {kind} world, seed {seed} (generator version {GENERATOR_VERSION}; docs/lab.md, "
+        "'Generated worlds').",
+        **body,
+        "splits": {"train": 0.5, "val": 0.1667},
+    }
+    if kind != "math":
+        spec["judge"] = {"noise": rng.choice((0.75, 1.0, 1.25, 1.5)), "base": 3.0, "cue_strength": 4.0,
+                         "seed": rng.randrange(1000)}  # fmt: skip
+        spec["rewards"] = CALIBRATED_REWARDS[kind]
+        spec["warm_start"] = {"p_hack": rng.choice((0.05, 0.1, 0.15))}
+    spec_from_dict(spec, f"generated world {name}")  # a generator bug shows here, not in a training run
+    return spec
+
+
+def world_yaml(kind: str, seed: int) -> str:
+    """The YAML text of generated world ``(kind, seed)``: byte-identical for the same arguments."""
+    header = (f"# {world_name(kind, seed)}: generated by `air-align lab world --kind {kind} --seed {seed}` "
+              f"(generator version {GENERATOR_VERSION}).\n# Drawn from the distribution of docs/lab.md, "
+              "\"Generated worlds\"; the same command writes the same bytes.\n")  # fmt: skip
+    return header + yaml.safe_dump(generate_world(kind, seed), sort_keys=False, width=119, allow_unicode=True,
+                                   default_flow_style=None)  # fmt: skip
+
+
+def write_world(kind: str, seed: int, out: str | Path) -> Path:
+    """Write generated world ``(kind, seed)`` to ``out`` (atomically) and return its path."""
+    out = Path(out)
+    write_text(out, world_yaml(kind, seed))
+    return out
