@@ -34,6 +34,7 @@ import yaml
 
 from air_align.files import write_text
 from air_align.lab.spec import KINDS, spec_from_dict
+from air_align.safe_yaml import read_yaml
 
 GENERATOR_VERSION = 1
 """Bump when a change to this module or ``wordbank.yaml`` changes what a ``(kind, seed)`` draws."""
@@ -59,7 +60,7 @@ CALIBRATED_REWARDS = {
 
 @cache
 def word_bank() -> dict:
-    return yaml.safe_load(WORD_BANK.read_text(encoding="utf-8"))
+    return read_yaml(WORD_BANK)
 
 
 def world_name(kind: str, seed: int) -> str:
