@@ -10,6 +10,7 @@ import statistics
 import pytest
 import torch
 
+from air_align.lab.analyse import check
 from air_align.lab.reproduce import PRESETS, choose_lambda, reproduce
 from air_align.lab.runs import RunSpec, Training, build_run_trainer
 from air_align.lab.warmstart import Recipe, load_warm_start, warm_start
@@ -42,6 +43,8 @@ def test_two_step_reproduce_writes_valid_results_and_resumes(tmp_path, tmp_path_
                                       "balanced_ci_above_zero"}  # fmt: skip
     assert "| OOD | GRPO + AIR |" in saved["table"] and "AIR − GRPO" in saved["table"]
     assert saved["worlds"]["safety"]["metrics"]["metrics"]["test_id"]["anchor_acc"] is not None
+    assert len(saved["code_hashes"]) == 1 and all(r["code"]["hash"] == saved["code_hashes"][0] for r in saved["runs"])
+    assert check(tmp_path / "out") == []  # the grid's table rebuilds exactly from results.json and outcomes.json.gz
 
     # Resume: a second call into the same directory reuses every finished run and trains nothing.
     def no_training(*args, **kwargs):
