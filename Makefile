@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.air-align-installed
 
-.PHONY: demo test test-slow lint format theory install clean
+.PHONY: demo test test-slow lint format theory install clean gpu-kit
 
 $(STAMP): pyproject.toml constraints.txt requirements-data.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The wheels (and DeepSpeed's sdist) that the GPU machine lacks, for scripts/gpu_check.sh there (docs/performance.md).
+gpu-kit:
+	PYTHON=$(PYTHON) bash scripts/gpu_kit.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

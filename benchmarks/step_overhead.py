@@ -5,7 +5,13 @@ Each (model, mode) runs in its own subprocess so peak memory is per mode: the ch
 (Linux ``VmHWM`` after training − ``VmRSS`` before it). Modes are run in alternating order over ``--rounds`` to
 spread machine-load drift evenly. Results: a JSON file and a Markdown table of ratios to ``none``.
 
+``--fixed-length`` suppresses EOS (and the pad token, which TRL counts as an ending) in generation, so every
+completion has ``--completion-len`` tokens in every mode: the ratio then measures the aux term alone, not a policy
+that drifted to other lengths under a different loss. The logged mean completion lengths are kept per run.
+
     python benchmarks/step_overhead.py --models tiny smollm2-135m --steps 6 --out benchmarks/results/step_overhead.json
+    python benchmarks/step_overhead.py --models tiny --steps 20 --rounds 3 --fixed-length \
+        --out benchmarks/results/step_overhead_tiny_fixed.json
 """
 
 from __future__ import annotations
@@ -31,8 +37,13 @@ def _proc_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def child(model_name: str, mode: str, steps: int, completion_len: int, threads: int) -> dict:
-    """One measured run in this process; returns step times (s) and peak RSS growth (MiB)."""
+def fixed_length_generation(tokenizer) -> dict:
+    """``generation_kwargs`` under which no completion ends early: EOS and pad suppressed."""
+    return {"suppress_tokens": sorted({tokenizer.eos_token_id, tokenizer.pad_token_id})}
+
+
+def child(model_name: str, mode: str, steps: int, completion_len: int, threads: int, fixed_length: bool) -> dict:
+    """One measured run in this process; returns step times (s), peak RSS growth (MiB) and mean completion lengths."""
     import torch
 
     torch.set_num_threads(threads)
@@ -47,6 +58,7 @@ def child(model_name: str, mode: str, steps: int, completion_len: int, threads: 
             output_dir=tmp, invariance=mode, invariance_coef=8e-4, num_generations=3, per_device_train_batch_size=9,
             max_completion_length=completion_len, loss_type="grpo", learning_rate=1e-6, max_steps=steps,
             logging_steps=1, save_strategy="no", use_cpu=True, bf16=False, report_to="none", seed=0,
+            generation_kwargs=fixed_length_generation(tokenizer) if fixed_length else None,
         )  # fmt: skip
         trainer = build_trainer(
             RunConfig(), args, model=model, tokenizer=tokenizer, rows=toy_meta_groups(8, 2), reward_funcs=toy_reward
@@ -54,13 +66,16 @@ def child(model_name: str, mode: str, steps: int, completion_len: int, threads: 
         rss_before = _proc_kib("VmRSS")
         trainer.train()
         peak = _proc_kib("VmHWM")
-    times = [h["step_time"] for h in trainer.state.log_history if "step_time" in h]
-    return {"step_times": times, "peak_growth_mib": (peak - rss_before) / 1024}
+    logs = trainer.state.log_history
+    times = [h["step_time"] for h in logs if "step_time" in h]
+    lengths = [h["completions/mean_length"] for h in logs if "completions/mean_length" in h]
+    return {"step_times": times, "peak_growth_mib": (peak - rss_before) / 1024, "mean_lengths": lengths}
 
 
 def run_child(model_name: str, mode: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", model_name, mode, "--steps", str(args.steps)]
     cmd += ["--completion-len", str(args.completion_len), "--threads", str(args.threads)]
+    cmd += ["--fixed-length"] if args.fixed_length else []
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     if proc.returncode != 0:
         raise RuntimeError(f"{model_name}/{mode} failed:\n{proc.stderr[-3000:]}")
@@ -77,6 +92,7 @@ def summarise(results: dict) -> dict:
                 "median_step_s": statistics.median(times),
                 "peak_growth_mib": max(r["peak_growth_mib"] for r in runs),
                 "steps_measured": len(times),
+                "mean_lengths": sorted({x for r in runs for x in r.get("mean_lengths", [])}),
             }
         base = rows["none"]
         for mode in rows:
@@ -105,11 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs per mode, in alternating order")
     parser.add_argument("--completion-len", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--fixed-length", action="store_true", help="suppress EOS: every completion has --completion-len tokens"
+    )
     parser.add_argument("--out", default="benchmarks/results/step_overhead.json")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child, args.steps, args.completion_len, args.threads)))
+        print(json.dumps(child(*args.child, args.steps, args.completion_len, args.threads, args.fixed_length)))
         return 0
 
     from tqdm import tqdm
@@ -123,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results)
     write_json(args.out, {"config": vars(args), "summary": summary, "raw": results})
     print(markdown(summary))
+    if args.fixed_length:
+        lengths = {m: rows["mean_lengths"] for rows_by_mode in summary.values() for m, rows in rows_by_mode.items()}
+        print(f"logged mean completion lengths per mode: {lengths}")
     return 0
 
 
