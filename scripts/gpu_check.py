@@ -137,9 +137,17 @@ def summarise_overhead(sizes: Sizes, runs: dict) -> dict:
             }
         )
     base = rows[0]
+
+    def run_median(run) -> float:
+        return statistics.median(run["step_times"][1:])
+
     for row in rows:
-        ok = base["median_step_s"] and row["median_step_s"]
-        row["time_ratio"] = row["median_step_s"] / base["median_step_s"] if ok else None
+        # Ratios within a round (runs adjacent in time), then their median: load that changes between rounds on a
+        # shared machine cancels; on a dedicated GPU it is close to the ratio of the pooled medians.
+        pairs = zip(runs[row["invariance"]], runs[base["invariance"]])
+        ratios = [run_median(a) / run_median(b) for a, b in pairs if a["step_times"][1:] and b["step_times"][1:]]
+        row["round_time_ratios"] = ratios
+        row["time_ratio"] = statistics.median(ratios) if ratios else None
         ok = base["peak_mib"] and row["peak_mib"] is not None
         row["memory_ratio"] = row["peak_mib"] / base["peak_mib"] if ok else None
     return {"rows": rows, "completion_tokens": sizes.bench_completion, "batch": sizes.bench_batch, "raw": runs}

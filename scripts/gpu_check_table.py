@@ -40,8 +40,9 @@ def markdown(report: dict) -> str:
     if "rows" in sec:
         lines.append(
             f"Batch {sec['batch']} completions of exactly {sec['completion_tokens']} tokens (EOS suppressed), "
-            "checkpointing off; median of TRL's step_time (generation included) over every run's steps but its "
-            "first; peak memory above the weights and buffers held before training."
+            "checkpointing off. Median step: TRL's step_time (generation included) over every run's steps but its "
+            "first; / none: the median over rounds of the ratio of run medians within a round; peak memory above the "
+            "weights and buffers held before training."
         )
         lines += [
             "",

@@ -4,9 +4,10 @@
 #
 # That machine has torch 2.11+cu130, transformers 5.17.0, accelerate 1.15.0, peft, safetensors, tokenizers, numpy,
 # pyyaml, jinja2, tqdm, matplotlib and pytest; not TRL, datasets, math-verify or DeepSpeed. The kit:
-#   $KIT/wheels/  ≤ 10 MiB: trl, datasets and the deps it lacks (dill, multiprocess, xxhash, fsspec), math-verify,
-#                 latex2sympy2_extended, antlr4-python3-runtime; DeepSpeed's runtime deps (hjson, ninja, py-cpuinfo,
-#                 msgpack, einops, pydantic, nvidia-ml-py, ...) and setuptools to build it without a network;
+#   $KIT/wheels/  ≤ 10 MiB: trl, datasets and the deps it may lack (dill, multiprocess, xxhash, fsspec,
+#                 huggingface_hub), math-verify, latex2sympy2_extended, antlr4-python3-runtime; DeepSpeed's runtime
+#                 deps (hjson, ninja, py-cpuinfo, msgpack, einops, pydantic, nvidia-ml-py, ...) and setuptools to
+#                 build it without a network; pip takes from it only what the image lacks or has too old;
 #   $KIT/sdist/   the DeepSpeed 0.19.8 source distribution (no wheel exists; it builds there, ops compiled JIT);
 #   $KIT/heavy/   pyarrow and pandas, which TRL and datasets import at start-up: their wheels are 55 MB and 12 MB,
 #                 which no 10 MiB kit holds, so their unpacked contents travel as one xz archive (about 41 MB);
@@ -20,7 +21,9 @@ if [[ -x .venv/bin/python && "$PYTHON" == python3 ]]; then PYTHON=.venv/bin/pyth
 TARGET=(--only-binary=:all: --python-version 3.12 --implementation cp --no-deps
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
 
+# huggingface_hub 1.33.0: datasets 5.2 needs >= 1.31, transformers 5.17 < 2.0; used only if the image's is older.
 CORE=(trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.0 fsspec==2026.9.0
+  huggingface_hub==1.33.0
   math-verify==0.9.0 latex2sympy2_extended==1.11.0 antlr4-python3-runtime==4.13.2
   hjson==3.1.0 ninja==1.13.2 py-cpuinfo==9.0.0 msgpack==1.2.4 einops==0.8.2 pydantic==2.14.4 pydantic_core==2.50.5
   annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 nvidia-ml-py==13.615.71
