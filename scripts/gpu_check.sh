@@ -58,7 +58,7 @@ if (( ${#missing[@]} )); then
       "registry is reachable and let gpu-kit/ travel with the working tree" >&2
     exit 2
   fi
-  links=(--find-links "$KIT/wheels")
+  links=(--find-links "$KIT/wheels" --find-links "$KIT/heavy")
   if ! importable pyarrow || ! importable pandas; then
     heavy="$KIT/heavy/pyarrow-pandas.tar.xz"
     [[ -s "$heavy" ]] || { echo "error: pyarrow/pandas missing and $heavy absent: run \`make gpu-kit\`" >&2; exit 2; }

@@ -10,9 +10,10 @@
 #                 build it without a network; pip takes from it only what the image lacks or has too old;
 #   $KIT/sdist/   the DeepSpeed 0.19.8 source distribution (no wheel exists; it builds there, ops compiled JIT);
 #   $KIT/heavy/   pyarrow and pandas, which TRL and datasets import at start-up: their wheels are 55 MB and 12 MB,
-#                 which no 10 MiB kit holds, so their unpacked contents travel as one xz archive (about 41 MB);
-#                 scripts/gpu_check.sh re-zips them into the original wheels (RECORD hashes intact) when needed.
-# Everything together is about 50 MB, under the 64 MiB that may travel with the working tree.
+#                 which no 10 MiB kit holds, so their unpacked contents travel as one xz archive (about 39 MiB);
+#                 scripts/gpu_check.sh re-zips them into the original wheels (RECORD hashes intact) when needed;
+#                 beside it python-dateutil, six and click, which pandas and a newer hub may need.
+# Everything together is about 49 MiB, under the 64 MiB that may travel with the working tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIT="${KIT:-gpu-kit}"
@@ -29,10 +30,14 @@ CORE=(trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.
   annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 nvidia-ml-py==13.615.71
   setuptools==84.2.1)
 HEAVY=(pyarrow==26.0.1 pandas==3.1.1)
+# Loose beside the archive (the 10 MiB are spent): pandas 3.1 needs python-dateutil >= 2.9, which an image with an
+# older matplotlib may lack; huggingface_hub 1.33 needs click >= 8.4.2 should pip have to upgrade the hub.
+LOOSE=(python-dateutil==2.9.0.post0 six==1.17.0 click==8.5.1)
 
 mkdir -p "$KIT/wheels" "$KIT/sdist" "$KIT/heavy"
 "$PYTHON" -m pip download --quiet "${TARGET[@]}" -d "$KIT/wheels" "${CORE[@]}"
 "$PYTHON" -m pip download --quiet --no-binary :all: --no-deps -d "$KIT/sdist" deepspeed==0.19.8
+"$PYTHON" -m pip download --quiet "${TARGET[@]}" -d "$KIT/heavy" "${LOOSE[@]}"
 if [[ ! -s "$KIT/heavy/pyarrow-pandas.tar.xz" ]]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
