@@ -73,6 +73,51 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
 # characters, up to 4 bytes each in UTF-8, or 6 as a JSON \u escape) stays far below it, and a runaway line (a 20 MB
 # line once passed validation) is refused without reading it whole.
 MAX_LINE_BYTES = 1 << 20
+# Deepest nesting of arrays and objects read from a user's JSON. A row needs 4 levels (row, prompt list, message,
+# content); Python's parser raises RecursionError near 1,000 levels, and code that walks a value (repr, json.dumps,
+# Arrow) fails at depths it accepts, so anything deeper than this is refused as it is read.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value) -> int:
+    """How deeply ``value`` nests lists and dicts (a scalar: 0), walked without recursion.
+
+    >>> json_depth(1), json_depth([]), json_depth({"a": [1, {"b": 2}]})
+    (0, 1, 3)
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+def parse_json(text: str, where: str, fix: str = ""):
+    """``text`` parsed as JSON; anything that is not valid JSON (the message then ends with ``fix``), or nests deeper
+    than :data:`MAX_JSON_DEPTH`, is a ValueError that starts with ``where`` (a file, or ``file:line``).
+
+    >>> parse_json('{"a": [1]}', "x.json")
+    {'a': [1]}
+    >>> parse_json("[" * 100_000 + "]" * 100_000, "x.jsonl:3")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: x.jsonl:3: JSON nested deeper than 64 levels; ...
+    """
+    too_deep = (
+        f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels; a row or record needs a few (a chat prompt 4): "
+        "flatten the value"
+    )
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not valid JSON ({err}){fix}") from None
+    except RecursionError:  # the parser's own limit, near 1,000 levels
+        raise ValueError(too_deep) from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(too_deep)
+    return value
 
 
 def read_jsonl(path: str | Path, with_lines: bool = False, allow_empty: bool = False):
@@ -84,7 +129,8 @@ def read_jsonl(path: str | Path, with_lines: bool = False, allow_empty: bool = F
     Raises:
         FileNotFoundError: no such file.
         ValueError: naming the file and line: a line over :data:`MAX_LINE_BYTES`, invalid UTF-8, a line that is not
-            a JSON object; or, unless ``allow_empty``, a file with no rows.
+            a JSON object or nests deeper than :data:`MAX_JSON_DEPTH`; or, unless ``allow_empty``, a file with no
+            rows.
     """
     path = Path(path)
     if not path.exists():
@@ -108,10 +154,7 @@ def read_jsonl(path: str | Path, with_lines: bool = False, allow_empty: bool = F
                 ) from None
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: not valid JSON ({err}); each line must be one JSON object") from None
+            row = parse_json(line, f"{path}:{n}", fix="; each line must be one JSON object")
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{n}: expected a JSON object (one row), got {type(row).__name__}")
             rows.append(row)

@@ -44,6 +44,27 @@ CHATML_TEMPLATE = (
 )
 
 
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+"""The dtypes a policy's weights may have (``model_dtype``): training needs floating-point weights."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of ``model_dtype`` ``name``, one of :data:`MODEL_DTYPES`.
+
+    >>> torch_dtype("bfloat16")
+    torch.bfloat16
+    >>> torch_dtype("int8")
+    Traceback (most recent call last):
+    ...
+    ValueError: model_dtype='int8': use one of float32, bfloat16, float16 (the weights are trained, so they are floats)
+    """
+    if name not in MODEL_DTYPES:
+        raise ValueError(
+            f"model_dtype={name!r}: use one of {', '.join(MODEL_DTYPES)} (the weights are trained, so they are floats)"
+        )
+    return getattr(torch, name)
+
+
 def cache_dir() -> Path:
     """Where converted models are cached: ``$AIR_ALIGN_CACHE`` or ``~/.cache/air-align``."""
     return Path(os.environ.get("AIR_ALIGN_CACHE", Path.home() / ".cache" / "air-align"))

@@ -76,6 +76,57 @@ def test_user_template_file_is_refused_naming_file_and_template(tmp_path):
     assert not marker.exists() and not out.exists()
 
 
+OK = {"name": "ok", "family": "f", "template": "Be brief. {{ prompt }}"}
+# (file name, content, the message after "error: {path}"): each was a traceback before
+BAD_TEMPLATE_FILES = {
+    "autoescape": ("t.json", json.dumps([{**OK, "template": "{% autoescape false %}{{ prompt }}{% endautoescape %}"}]),
+                   ": template 'ok': `autoescape false` (line 1) is not allowed; a template may hold only text, "
+                   "{% raw %} blocks, string constants and {{ prompt }}"),
+    "autoescape line 3": ("t.json", json.dumps([{**OK, "template": "a\nb\n{% autoescape false %}{{ prompt }}"
+                                                                   "{% endautoescape %}"}]),
+                          ": template 'ok': `autoescape false` (line 3) is not allowed"),
+    "item a string": ("t.json", json.dumps([OK, "x"]),
+                      ": template #1 is a str; each template is a mapping {name, family, template}"),
+    "item a list (yaml)": ("t.yaml", "- [a, b]\n", ": template #0 is a list; each template is a mapping"),
+    "template a list": ("t.json", json.dumps([{**OK, "template": ["{{ prompt }}"]}]),
+                        ": template #0: template (list) must be text; write each as a string"),
+    "template a number": ("t.yaml", "- {name: a, family: f, template: 5}\n",
+                          ": template #0: template (int) must be text; write each as a string"),
+    "name a mapping": ("t.json", json.dumps([{**OK, "name": {"a": 1}}]),
+                       ": template #0: name (dict) must be text; write each as a string"),
+    "bad JSONL": ("t.jsonl", json.dumps(OK) + "\n{bad\n",
+                  ":2: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+                  "each line must be one JSON object"),
+    "JSONL line not an object": ("t.jsonl", json.dumps(OK) + "\n[1]\n",
+                                 ":2: expected a JSON object (one row), got list"),
+    "bad JSON": ("t.json", "[{", ": not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+                                 "column 3 (char 2))"),
+    "deep JSON": ("t.json", "[" * 5000 + "]" * 5000, ": JSON nested deeper than 64 levels"),
+    "not a list": ("t.json", json.dumps(OK), ": expected a list of {name, family, template} objects, got dict"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_TEMPLATE_FILES))
+def test_bad_template_files_are_named_errors(case, tmp_path):
+    name, content, message = BAD_TEMPLATE_FILES[case]
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        sources.load_templates(path)
+    assert str(err.value).startswith(f"{path}{message}"), str(err.value)
+    out = tmp_path / "out.jsonl"
+    cli = [sys.executable, "-m", "air_align.cli", "data", "build", "--domain", "morality", "--n-intents", "8"]
+    run = subprocess.run([*cli, "--out", str(out), "--templates", str(path)], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith(f"error: {path}{message}"), run.stderr
+    assert "Traceback" not in run.stderr and not out.exists()
+
+
+def test_good_template_file_still_loads(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps([OK]), encoding="utf-8")
+    assert sources.load_templates(path) == [{**OK, "source": str(path)}]
+
+
 def test_every_pyrit_template_renders_exactly_as_before():
     """All 652 single-slot PyRIT templates give the same text as the previous renderer (a plain, unsandboxed
     ``jinja2.Environment``), with a request that itself contains Jinja syntax and quotes."""

@@ -86,6 +86,29 @@ ROW_CASES = {
         "or raise the limit with --max-prompt-chars",
     ),
     "answer NaN": (_set(1, answer=float("nan")), "answer nan is not a string; store it as text ('B', 'true', '42')"),
+    # a meta-group is one intent: its rows may not disagree on domain, label or intent (each value valid alone)
+    "label disagrees": (
+        _set(1, label=0),
+        "label 0 disagrees with {first} (id 'g1/mc') of the same group_id 'g1' (label 1); all rows of a meta-group "
+        "(in every split) share domain, label, intent: fix the row, or give it its own group_id",
+    ),
+    "domain disagrees": (
+        _set(1, domain="morality"),
+        "domain 'morality' disagrees with {first} (id 'g1/mc') of the same group_id 'g1' (domain 'safety'); all rows",
+    ),
+    "intent disagrees": (
+        _set(1, intent="do Y"),
+        "intent 'do Y' disagrees with {first} (id 'g1/mc') of the same group_id 'g1' (intent 'do X'); all rows",
+    ),
+    "content a list": (
+        _set(1, prompt=[{"role": "user", "content": ["True or false:", "refuse"]}]),
+        "prompt message #0 has content ['True or false:', 'refuse'] (list), which must be a string; each message is "
+        "{'role': 'user', 'content': 'the text'}",
+    ),
+    "content a number": (
+        _set(1, prompt=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": 7}]),
+        "prompt message #1 has content 7 (int), which must be a string",
+    ),
 }
 
 
@@ -211,3 +234,29 @@ def test_utf8_bom_and_crlf_are_read(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + b"".join((json.dumps(r, ensure_ascii=False) + "\r\n").encode() for r in rows))
     assert read_jsonl(path) == rows
     assert cli_validate(path).returncode == 0
+
+
+@pytest.mark.parametrize("depth", [65, 2_000, 100_000])
+def test_deeply_nested_json_is_refused_with_file_and_line(depth, tmp_path):
+    # json.loads raises RecursionError near 1,000 levels; past 64 a value is refused before anything walks it
+    lines = [json.dumps(r) for r in rows_of()]
+    lines[1] = lines[1][:-1] + ', "meta": ' + "[" * depth + "]" * depth + "}"
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    message = f"{path}:2: JSON nested deeper than 64 levels; a row or record needs a few (a chat prompt 4): flatten"
+    message += " the value"
+    with pytest.raises(ValueError) as err:
+        read_jsonl(path)
+    assert str(err.value) == message
+    run = cli_validate(path)
+    assert run.returncode == 1 and run.stderr == f"error: {message}\n"
+
+
+def test_nesting_up_to_the_limit_is_read(tmp_path):
+    row = rows_of()[0]
+    row["meta"] = {"x": json.loads("[" * 63 + "]" * 63)}  # row (1) + meta (2) + 63 lists = 65 levels: one too many
+    path = write(tmp_path / "edge.jsonl", [row])
+    with pytest.raises(ValueError, match="nested deeper than 64 levels"):
+        read_jsonl(path)
+    row["meta"] = {"x": json.loads("[" * 62 + "]" * 62)}  # 64 levels
+    assert read_jsonl(write(tmp_path / "edge.jsonl", [row]))[0]["meta"] == row["meta"]

@@ -164,7 +164,10 @@ def test_eval_rejects_bad_judge_and_split(runs, capsys):
     assert main([*base, "--judge", "gpt"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown --judge 'gpt'")
     assert main([*base, "--splits", "test_nope", "--max-new-tokens", "2"]) == 2
-    assert capsys.readouterr().err.startswith("error: no rows in splits ['test_nope']")
+    assert capsys.readouterr().err == (
+        f"error: --splits test_nope: {runs / 'data.jsonl'} has no rows in split 'test_nope'; its splits are train, "
+        "test_id, test_ood (e.g. --splits test_id,test_ood)\n"
+    )
 
 
 def test_trainer_state_log(tmp_path):

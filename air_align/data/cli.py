@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from air_align.options import number, whole
+
 
 def add_parser(subparsers) -> None:
     """Add the ``data`` subcommand and its ``build``, ``validate`` and ``inspect`` actions."""
@@ -15,16 +17,36 @@ def add_parser(subparsers) -> None:
     b = sub.add_parser("build", help="render real intents into meta-groups with an ID/OOD split by family")
     b.add_argument("--domain", required=True, help="safety | morality | math (or any name with --intents)")
     b.add_argument("--out", required=True, help="output JSONL file (written atomically)")
-    b.add_argument("--n-intents", type=int, default=32, help="intents, i.e. meta-groups before the test split")
-    b.add_argument("--anchors", type=int, default=2, help="anchor prompts per meta-group (mc, tf, mc-2, ...)")
-    b.add_argument("--opens", type=int, default=4, help="open variants per meta-group")
+    b.add_argument(
+        "--n-intents",
+        type=whole(1, "intents to render"),
+        default=32,
+        help="intents, i.e. meta-groups before the test split",
+    )
+    b.add_argument(
+        "--anchors",
+        type=whole(1, "a meta-group needs an anchor"),
+        default=2,
+        help="anchor prompts per meta-group (mc, tf, mc-2, ...)",
+    )
+    b.add_argument(
+        "--opens", type=whole(1, "a meta-group needs an open variant"), default=4, help="open variants per meta-group"
+    )
     b.add_argument("--ood-families", default="2", help="number of families held out (chosen by seed) or comma list")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--val-fraction", type=float, default=0.125, help="share of intents for val")
-    b.add_argument("--test-fraction", type=float, default=0.25, help="share of intents held out for test_id/test_ood")
-    b.add_argument("--benign-fraction", type=float, default=0.25, help="safety: share of benign intents")
+    b.add_argument("--val-fraction", type=number(0, 1, high_open=True), default=0.125, help="share of intents for val")
     b.add_argument(
-        "--max-template-chars", type=int, default=2000, help="drop longer jailbreak templates (0: keep all)"
+        "--test-fraction",
+        type=number(0, 1, high_open=True),
+        default=0.25,
+        help="share of intents held out for test_id/test_ood",
+    )
+    b.add_argument("--benign-fraction", type=number(0, 1), default=0.25, help="safety: share of benign intents")
+    b.add_argument(
+        "--max-template-chars",
+        type=whole(0, "0 keeps all"),
+        default=2000,
+        help="drop longer jailbreak templates (0: keep all)",
     )
     b.add_argument("--template-source", choices=["pyrit", "builtin", "all", "none"], default=None,
                    help="open contexts: default all (safety), builtin (morality, math)")  # fmt: skip
@@ -39,16 +61,24 @@ def add_parser(subparsers) -> None:
     v.add_argument("file")
     v.add_argument("--allow-unequal", action="store_true", help="accept meta-groups of different sizes (eval only)")
     v.add_argument(
-        "--max-prompt-chars", type=int, default=None, help="longest prompt accepted, in characters (default 32000)"
+        "--max-prompt-chars",
+        type=whole(1),
+        default=None,
+        help="longest prompt accepted, in characters (default 32000)",
     )
     v.set_defaults(handler=_validate)
 
     i = sub.add_parser("inspect", help="show one meta-group rendered, marked by role and family")
     i.add_argument("file")
     i.add_argument("--group", default=None, help="group_id to show (default: the --index-th group)")
-    i.add_argument("--index", type=int, default=0, help="which meta-group, in file order")
+    i.add_argument("--index", type=whole(0), default=0, help="which meta-group, in file order")
     i.add_argument("--split", default=None, help="only meta-groups of this split")
-    i.add_argument("--max-chars", type=int, default=600, help="truncate each prompt to this many characters (0: all)")
+    i.add_argument(
+        "--max-chars",
+        type=whole(0, "0 shows all"),
+        default=600,
+        help="truncate each prompt to this many characters (0: all)",
+    )
     i.set_defaults(handler=_inspect)
 
 

@@ -194,21 +194,30 @@ def _compiled(template: str, name: str) -> jinja2.Template:
             or (isinstance(node, jinja2.nodes.Const) and isinstance(node.value, str))
         )
         if not allowed:
+            source, line = _source_of(template, node)
             raise ValueError(
-                f"template {name!r}: `{_source_of(template, node)}` (line {node.lineno}) is not allowed; a template "
-                "may hold only text, {% raw %} blocks, string constants and {{ prompt }}"
+                f"template {name!r}: `{source}` (line {line}) is not allowed; a template may hold only text, "
+                "{% raw %} blocks, string constants and {{ prompt }}"
             )
     return _JINJA.from_string(tree)
 
 
-def _source_of(template: str, node: jinja2.nodes.Node) -> str:
-    """The refused ``{{ … }}`` or ``{% … %}`` on the node's line, for the error message (at most 80 characters)."""
-    line = template.splitlines()[node.lineno - 1] if template else ""
-    for match in re.finditer(r"\{\{-?(.*?)-?\}\}|\{%-?(.*?)-?%\}", line):
-        text = (match.group(1) or match.group(2) or "").strip()
-        if text != "prompt" and not re.fullmatch(r"'[^']*'|\"[^\"]*\"|(end)?raw", text):
-            return text if len(text) <= 80 else text[:77] + "..."
-    return type(node).__name__
+def _source_of(template: str, node: jinja2.nodes.Node) -> tuple[str, int | str]:
+    """The refused ``{{ … }}`` or ``{% … %}`` (at most 80 characters) and its line, for the error message.
+
+    Some nodes carry no line (the ``Scope`` of ``{% autoescape false %}``): then every line is searched.
+
+    >>> _source_of("a\\n{% autoescape false %}{{ prompt }}{% endautoescape %}", jinja2.nodes.Scope())
+    ('autoescape false', 2)
+    """
+    lines = template.splitlines()
+    known = isinstance(node.lineno, int) and 1 <= node.lineno <= len(lines)
+    for number in [node.lineno] if known else range(1, len(lines) + 1):
+        for match in re.finditer(r"\{\{-?(.*?)-?\}\}|\{%-?(.*?)-?%\}", lines[number - 1]):
+            text = (match.group(1) or match.group(2) or "").strip()
+            if text != "prompt" and not re.fullmatch(r"'[^']*'|\"[^\"]*\"|(end)?raw", text):
+                return (text if len(text) <= 80 else text[:77] + "..."), number
+    return type(node).__name__, node.lineno if known else "unknown"
 
 
 def render_template(template: str, prompt: str, name: str = "template") -> str:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import csv
 import functools
 import importlib.util
-import json
 import random
 from pathlib import Path
 
 from air_align.data.renderers import check_template, has_prompt_slot
+from air_align.files import parse_json, read_jsonl
 
 INSTALL = {
     "pyrit": "pip install --no-deps pyrit==1.1.0",
@@ -238,33 +238,46 @@ def pyrit_templates(max_chars: int | None = MAX_TEMPLATE_CHARS) -> list[dict]:
 
 
 def load_templates(path: str | Path) -> list[dict]:
-    """User templates from a JSONL/JSON/YAML list of ``{"name", "family", "template"}``; each needs a prompt slot.
+    """User templates from a JSONL/JSON/YAML list of ``{"name", "family", "template"}`` (strings); each needs a prompt
+    slot.
 
     Each Jinja template is checked by :func:`~air_align.data.renderers.check_template` (text, ``{% raw %}``, string
     constants and ``{{ prompt }}`` only), so a template that would run code is refused with the file and its name.
+    Every problem (bad JSON, an item that is not a mapping, a value that is not a string) names the file and the item.
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--templates {path}: no such file; give a JSONL/JSON/YAML list of templates")
     if path.suffix == ".jsonl":
-        items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        items = read_jsonl(path)  # each line one object; bad JSON named by file and line
     elif path.suffix == ".json":
-        items = json.loads(path.read_text(encoding="utf-8"))
+        items = parse_json(path.read_text(encoding="utf-8"), str(path))
     else:
         items = _yaml(path, hint="templates are a list of {name, family, template} mappings")
     if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a list of {{name, family, template}} objects")
+        raise ValueError(f"{path}: expected a list of {{name, family, template}} objects, got {type(items).__name__}")
     out = []
     for i, item in enumerate(items):
-        missing = [k for k in ("name", "family", "template") if not item.get(k)]
+        where = f"{path}: template #{i}"
+        if not isinstance(item, dict):
+            raise ValueError(
+                f"{where} is a {type(item).__name__}; each template is a mapping {{name, family, template}}"
+            )
+        missing = [k for k in ("name", "family", "template") if k not in item or item[k] in (None, "")]
         if missing:
-            raise ValueError(f"{path}: template #{i} lacks {missing}; every template needs name, family and template")
+            raise ValueError(f"{where} lacks {missing}; every template needs name, family and template")
+        wrong = [
+            f"{k} ({type(item[k]).__name__})" for k in ("name", "family", "template") if not isinstance(item[k], str)
+        ]
+        if wrong:
+            raise ValueError(f"{where}: {', '.join(wrong)} must be text; write each as a string")
         if not has_prompt_slot(item["template"]):
             raise ValueError(
                 f"{path}: template {item['name']!r} has no prompt slot; add `{{{{ prompt }}}}` or `{{prompt}}`"
             )
         try:  # refused here, before any build work, so that the message names the file
-            check_template(str(item["template"]), name=str(item["name"]))
+            check_template(item["template"], name=item["name"])
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
-        out.append({"name": str(item["name"]), "family": str(item["family"]), "template": item["template"]})
-        out[-1]["source"] = str(path)
+        out.append({"name": item["name"], "family": item["family"], "template": item["template"], "source": str(path)})
     return out

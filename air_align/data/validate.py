@@ -67,6 +67,8 @@ def _row_problems(row: dict, where: str, max_prompt_chars: int = MAX_PROMPT_CHAR
         out.append(f"{where}: empty prompt; give a non-empty string or chat messages [{{'role','content'}}]")
     elif isinstance(prompt, list) and not all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in prompt):
         out.append(f"{where}: prompt messages must be {{'role': ..., 'content': ...}} dicts")
+    elif isinstance(prompt, list) and (bad := _bad_message(prompt)):
+        out.append(f"{where}: prompt message {bad}; each message is {{'role': 'user', 'content': 'the text'}}")
     elif len(prompt_text(prompt)) > max_prompt_chars:
         out.append(
             f"{where}: prompt of {len(prompt_text(prompt)):,} characters, over the limit of {max_prompt_chars:,}; "
@@ -98,6 +100,24 @@ def _row_problems(row: dict, where: str, max_prompt_chars: int = MAX_PROMPT_CHAR
     return out
 
 
+def _bad_message(prompt: list[dict]) -> str:
+    """The first message of a chat prompt whose role or content is not a string, described; "" when all are.
+
+    A chat template joins ``content`` to other strings, so a list or a number there fails only when the prompt is
+    rendered (``eval``, ``train``).
+
+    >>> _bad_message([{"role": "user", "content": ["a"]}])
+    "#0 has content ['a'] (list), which must be a string"
+    """
+    for i, message in enumerate(prompt):
+        for key in ("role", "content"):
+            if not isinstance(message[key], str):
+                shown = repr(message[key])
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                return f"#{i} has {key} {shown} ({type(message[key]).__name__}), which must be a string"
+    return ""
+
+
 def _label_problems(row: dict, where: str) -> list[str]:
     """A label that is not one of its domain's values (:data:`DOMAIN_LABELS`): NaN, ±inf, 2, true, "1" ..."""
     label, domain = row.get("label"), row["domain"]
@@ -108,6 +128,29 @@ def _label_problems(row: dict, where: str) -> list[str]:
     else:
         ok = (label is None and None in allowed) or (exact_int and label in allowed)
     return [] if ok else [f"{where}: label {label!r} is not valid for domain {domain!r}; {fix}"]
+
+
+GROUP_FIELDS = ("domain", "label", "intent")
+"""What every row of one ``group_id`` shares, in every split: a meta-group is one intent, with one label (AIR pulls
+open variants toward the anchors of their own group, and the metrics score a group by its label)."""
+
+
+def _disagreements(row: dict, where: str, first: dict, first_where: str) -> list[str]:
+    """One problem per :data:`GROUP_FIELDS` value of ``row`` that differs from the first row of its ``group_id``."""
+    out = []
+    for name in GROUP_FIELDS:
+        if row.get(name) != first.get(name):
+            out.append(
+                f"{where}: {name} {_short(row.get(name))} disagrees with {first_where} of the same group_id "
+                f"{row['group_id']!r} ({name} {_short(first.get(name))}); all rows of a meta-group (in every split) "
+                f"share {', '.join(GROUP_FIELDS)}: fix the row, or give it its own group_id"
+            )
+    return out
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate_rows(
@@ -121,9 +164,10 @@ def validate_rows(
     Checks: at least one row; required fields, and string values for all of them but ``prompt``; roles, splits and
     verifiers; empty prompts, and prompts over ``max_prompt_chars`` characters (:data:`MAX_PROMPT_CHARS`); labels
     outside their domain's values (:data:`DOMAIN_LABELS`; NaN and ±inf included); anchors without a (well-formed)
-    answer; duplicate ids; meta-groups (``group_id`` × ``split``) without an anchor; an intent in two of train / val /
-    test; a template (``meta["template_text"]``) without a prompt slot; and, with ``require_equal_group_size`` (the
-    trainer's need), meta-groups of unequal size.
+    answer; duplicate ids; rows of one ``group_id`` whose domain, label or intent differ (:data:`GROUP_FIELDS`);
+    meta-groups (``group_id`` × ``split``) without an anchor; an intent in two of train / val / test; a template
+    (``meta["template_text"]``) without a prompt slot; and, with ``require_equal_group_size`` (the trainer's need),
+    meta-groups of unequal size.
 
     >>> row = {"id": "a", "group_id": "g", "role": "anchor", "context": "tf", "family": "anchor", "domain": "x",
     ...        "prompt": [{"role": "user", "content": "True or false: 1 = 1"}], "verifier": "true_false",
@@ -137,6 +181,7 @@ def validate_rows(
     ids: dict = {}
     groups: dict[tuple, list[int]] = defaultdict(list)
     split_classes: dict[str, set] = defaultdict(set)
+    first_of_group: dict[str, tuple[dict, str]] = {}
     for i, row in enumerate(rows):
         where = _where(i, row, lines)
         if not isinstance(row, dict):
@@ -151,6 +196,9 @@ def validate_rows(
         else:
             ids[row["id"]] = where
         groups[(row["group_id"], row["split"])].append(i)
+        if not _label_problems(row, where):  # a bad label is reported alone, not again as a disagreement
+            first = first_of_group.setdefault(row["group_id"], (row, where))
+            problems += _disagreements(row, where, *first)
         if row["split"] in _SPLIT_CLASS:
             split_classes[row["group_id"]].add(_SPLIT_CLASS[row["split"]])
     for (group, split), members in groups.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from air_align.options import number, whole
 from air_align.threads import add_threads_argument
 
 # Per-domain defaults sized for ~10 minutes on 2 CPU cores with SmolLM2-135M (docs/real-tier.md, "Cost").
@@ -30,13 +31,20 @@ def add_parser(subparsers) -> None:
         "'none' (open variants unscored) or 'model:PATH_OR_NAME' (default: %(default)s)",
     )
     ev.add_argument("--splits", default="test_id,test_ood", help="comma-separated splits (default: %(default)s)")
-    ev.add_argument("--max-new-tokens", type=int, default=256)
-    ev.add_argument("--batch-size", type=int, default=8)
-    ev.add_argument("--num-samples", type=int, default=1, help="samples per prompt; >1 needs --temperature > 0")
-    ev.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N meta-groups")
+    ev.add_argument("--max-new-tokens", type=whole(1), default=256)
+    ev.add_argument("--batch-size", type=whole(1), default=8)
+    ev.add_argument("--num-samples", type=whole(1), default=1, help="samples per prompt; >1 needs --temperature > 0")
+    ev.add_argument("--temperature", type=number(0), default=0.0, help="0 = greedy (default)")
+    ev.add_argument(
+        "--limit", type=whole(1, "meta-groups to evaluate"), default=None, help="evaluate only the first N meta-groups"
+    )
     ev.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed")
-    ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
+    ev.add_argument(
+        "--bootstrap",
+        type=whole(0, "0: no intervals"),
+        default=1000,
+        help="bootstrap resamples for the CIs (0 = none)",
+    )
     ev.add_argument("--dispersion", action=argparse.BooleanOptionalAction, default=True)
     ev.add_argument("--dispersion-layer", type=int, default=-1, help="hidden_states index (default: last)")
     ev.add_argument("--method", default=None, help="method tag for tables, e.g. 'GRPO+AIR' (default: model name)")
@@ -74,15 +82,22 @@ def add_parser(subparsers) -> None:
         help="evaluation judge for open safety/morality variants: 'oracle-label' (keyword heuristic, default), "
         "'none', or 'model:NAME' (an LLM judge: a load_model name or path, or a server URL)",
     )
-    p.add_argument("--n-intents", type=int, default=None, help="intents (default: 8)")
-    p.add_argument("--anchors", type=int, default=2, help="anchor renderings per intent (mc, tf, mc-2, ...)")
+    p.add_argument("--n-intents", type=whole(1), default=None, help="intents (default: 8)")
+    p.add_argument("--anchors", type=whole(1), default=2, help="anchor renderings per intent (mc, tf, mc-2, ...)")
     p.add_argument("--ood-families", default="2", help="families held out as OOD (number drawn by seed, or names)")
-    p.add_argument("--max-template-chars", type=int, default=2000, help="drop longer jailbreak templates")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: 64 (safety, morality), 128 (math)")
-    p.add_argument("--batch-size", type=int, default=24)
-    p.add_argument("--limit", type=int, default=None, help="audit only the first N intents")
+    p.add_argument(
+        "--max-template-chars", type=whole(0, "0 keeps all"), default=2000, help="drop longer jailbreak templates"
+    )
+    p.add_argument("--max-new-tokens", type=whole(1), default=None, help="default: 64 (safety, morality), 128 (math)")
+    p.add_argument("--batch-size", type=whole(1), default=24)
+    p.add_argument("--limit", type=whole(1, "intents to audit"), default=None, help="audit only the first N intents")
     p.add_argument("--seed", type=int, default=0, help="intent draw, ID/OOD family choice, template draw")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
+    p.add_argument(
+        "--bootstrap",
+        type=whole(0, "0: no intervals"),
+        default=1000,
+        help="bootstrap resamples for the CIs (0 = none)",
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -99,6 +114,7 @@ def run_eval(args) -> int:
 
     set_threads(args.threads)
     from air_align.data.validate import read_checked
+    from air_align.evaluation.dispersion import check_layer
     from air_align.evaluation.evaluate import evaluate, select_rows
     from air_align.evaluation.scoring import eval_verdict
     from air_align.models import load_model
@@ -106,9 +122,12 @@ def run_eval(args) -> int:
     verdict = eval_verdict(args.judge)  # fail fast on a bad --judge, before loading the model
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     rows = read_checked(args.data)  # every check of `air-align data validate`, before loading the model
+    check_splits(splits, rows, args.data)
     if args.limit is not None:
         rows = select_rows(rows, list(splits), limit_groups=args.limit)
     model, tokenizer = load_model(args.model)
+    if args.dispersion:
+        check_layer(model, args.dispersion_layer)  # before the model moves to its device and generates
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     train_dir = args.train_dir or default_train_dir(args.model)
@@ -132,6 +151,7 @@ def run_eval(args) -> int:
             "method": args.method or Path(args.model.rstrip("/")).name,
             "model": args.model,
             "data": str(args.data),
+            "data_sha256": file_sha256(args.data),  # `report` tells runs on different data apart, even at one path
             "judge": args.judge,
         },
         progress=not args.no_progress,
@@ -147,6 +167,37 @@ def run_eval(args) -> int:
     return 0
 
 
+def check_splits(splits: tuple[str, ...], rows: list[dict], data: str) -> None:
+    """Raise unless every split of ``--splits`` has rows in ``data`` (the message lists the splits it has).
+
+    >>> check_splits(("test_id", "x"), [{"split": "test_id"}, {"split": "train"}], "d.jsonl")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --splits test_id,x: d.jsonl has no rows in split 'x'; its splits are train, test_id (e.g. --splits ...
+    """
+    from air_align.data.schema import SPLITS
+
+    present = sorted({str(r.get("split")) for r in rows}, key=lambda s: (SPLITS.index(s) if s in SPLITS else 99, s))
+    missing = [s for s in splits if s not in present]
+    if not splits or missing:
+        tests = [s for s in present if s.startswith("test")] or present
+        raise ValueError(
+            f"--splits {','.join(splits)}: {data} has no rows in split {', '.join(map(repr, missing)) or '(none)'}; "
+            f"its splits are {', '.join(present)} (e.g. --splits {','.join(tests)})"
+        )
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes, in hex (read in 1 MiB blocks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def default_train_dir(model: str) -> str | None:
     """Where ``eval`` looks for the training log of ``model``: the run folder of ``air-align train`` for its
     ``final/`` model (``log.jsonl`` sits beside ``final/``), else the model's own folder, else none (a hub id)."""
@@ -160,10 +211,15 @@ def default_train_dir(model: str) -> str | None:
 
 def run_report(args) -> int:
     """Handler of ``air-align report``."""
-    from air_align.evaluation.report import compare_runs
+    import sys
+
+    from air_align.evaluation.report import compare_runs, data_warning, load_results
     from air_align.files import write_text
 
     text = compare_runs(args.run_dirs)
+    warning = data_warning(args.run_dirs, [load_results(d) for d in args.run_dirs])
+    if warning:  # also on stderr: with --out the table goes to a file the user may not open at once
+        print("\n".join(line.replace("**", "") for line in warning if line), file=sys.stderr)
     if args.out is None:
         print(text, end="")
         return 0

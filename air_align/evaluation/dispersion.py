@@ -64,6 +64,27 @@ def group_dispersion(reps: torch.Tensor, group_ids: list[str]) -> dict:
     }
 
 
+def check_layer(model, layer: int) -> None:
+    """Raise, before any work, when ``layer`` is not an index of the model's ``hidden_states`` (its ``L`` layers
+    give ``L + 1`` entries: 0 the embeddings, ``L`` or -1 the last); a model whose config does not say ``L`` passes.
+
+    >>> from types import SimpleNamespace
+    >>> check_layer(SimpleNamespace(config=SimpleNamespace(num_hidden_layers=2)), 99)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --dispersion-layer 99: the model has 2 layers, so hidden_states has 3 entries; use -3 to 2 (0 the ...
+    """
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n_layers = getattr(text_config, "num_hidden_layers", None)
+    if isinstance(n_layers, int) and not -(n_layers + 1) <= layer <= n_layers:
+        raise ValueError(
+            f"--dispersion-layer {layer}: the model has {n_layers} layers, so hidden_states has {n_layers + 1} "
+            f"entries; use {-(n_layers + 1)} to {n_layers} (0 the embeddings, -1 the last, the default), or "
+            "--no-dispersion"
+        )
+
+
 @torch.no_grad()
 def prompt_representations(
     model, tokenizer, prompts: list[list[dict]], *, layer: int = -1, batch_size: int = 8, progress: bool = True

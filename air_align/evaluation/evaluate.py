@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from air_align.evaluation.dispersion import group_dispersion, prompt_representations
+from air_align.evaluation.dispersion import check_layer, group_dispersion, prompt_representations
 from air_align.evaluation.generate import generate_completions
 from air_align.evaluation.metrics import majority, slice_records, summarize
 from air_align.evaluation.plots import plot_anchor_vs_open, plot_per_family, plot_training_curves
@@ -127,6 +127,8 @@ def evaluate(
     if not selected:
         present = sorted({str(r.get("split")) for r in rows})
         raise ValueError(f"no rows in splits {list(splits)} (the data has splits {present}); fix --splits")
+    if dispersion:
+        check_layer(model, dispersion_layer)  # before generation: a bad layer would fail only after it
     start = time.time()
     completions = generate_completions(
         model,

@@ -3,8 +3,10 @@ rows setting × method, columns per domain ``Acc / Acc_group``)."""
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
+
+from air_align.files import parse_json
 
 DOMAIN_ORDER = ("safety", "morality", "math")
 
@@ -165,25 +167,123 @@ def render_report(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+SHARE_KEYS = ("acc", "acc_group", "rate")
+"""Keys of ``results.json`` whose values are shares (a number in [0, 1], or null when undefined)."""
+
+
+def metric_problems(value, where: str = "slices") -> list[str]:
+    """Every share in ``value`` (a results.json's ``slices``) that is not null or a finite number in [0, 1], and every
+    dispersion mean that is not null or a finite number ≥ 0, as ``key path = value``.
+
+    >>> metric_problems({"test_id": {"acc": float("nan"), "acc_ci": [0.1, 3.0], "by_domain": {"x": {"acc": 0.5}}}})
+    ['slices.test_id.acc = nan', 'slices.test_id.acc_ci = [0.1, 3.0]']
+    """
+    out = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{where}.{key}"
+            if key in SHARE_KEYS or key.endswith("_ci"):
+                shares = item if key.endswith("_ci") and isinstance(item, list) else [item]
+                if key.endswith("_ci") and item is not None and (not isinstance(item, list) or len(item) != 2):
+                    out.append(f"{here} = {_shown(item)}")
+                elif not all(x is None or (_finite(x) and 0 <= x <= 1) for x in shares):
+                    out.append(f"{here} = {_shown(item)}")
+            elif key == "mean" and where.startswith("dispersion"):
+                if not (item is None or (_finite(item) and item >= 0)):
+                    out.append(f"{here} = {_shown(item)}")
+            else:
+                out += metric_problems(item, here)
+    return out
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def load_results(run_dir: str | Path) -> dict:
-    """``results.json`` of a run directory (or the file itself)."""
+    """``results.json`` of a run directory (or the file itself), its metrics checked (:func:`metric_problems`).
+
+    Raises:
+        FileNotFoundError: no results.json there.
+        ValueError: not JSON, not the results of ``air-align eval``, or a metric that is not a share (NaN, 1e300, -1):
+            a report would show ``nan%`` or a 300-digit percentage.
+    """
     path = Path(run_dir)
     if path.is_dir():
         path = path / "results.json"
     if not path.exists():
         raise FileNotFoundError(f"results.json not found at {path}; run `air-align eval ... --out {run_dir}` first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    results = parse_json(path.read_text(encoding="utf-8"), str(path))
+    if not isinstance(results, dict) or not isinstance(results.get("slices"), dict):
+        raise ValueError(f"{path}: not the results of `air-align eval` (no 'slices' mapping); re-run the evaluation")
+    bad = metric_problems(results["slices"]) + metric_problems(results.get("dispersion"), "dispersion")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"{path}: {len(bad)} metric(s) out of range: {shown}; a share is a number in [0, 1] or null, a dispersion "
+            "a number ≥ 0: the file was edited or damaged, so re-run `air-align eval` for this run"
+        )
+    return results
+
+
+def data_of(results: dict) -> str:
+    """The data a run was evaluated on, as the report names it: the file and, when recorded, its SHA-256 prefix.
+
+    >>> data_of({"data": "d.jsonl", "data_sha256": "0123456789abcdef"}), data_of({})
+    ('d.jsonl (sha256 0123456789ab)', 'unknown')
+    """
+    digest = results.get("data_sha256")
+    return f"{results.get('data', 'unknown')}" + (f" (sha256 {str(digest)[:12]})" if digest else "")
+
+
+def data_warning(run_dirs: list, results: list[dict]) -> list[str]:
+    """Markdown lines warning that the runs were evaluated on different data (none when all used the same), with the
+    runs of each; runs that share a method tag are named first, as their rows would read alike."""
+    by_data: dict[str, list[str]] = {}
+    for d, res in zip(run_dirs, results, strict=True):
+        by_data.setdefault(data_of(res), []).append(f"`{d}` ({res.get('method')})")
+    if len(by_data) < 2:
+        return []
+    methods = [res.get("method") for res in results]
+    shared = sorted({str(m) for m in methods if methods.count(m) > 1})
+    same_tag = f" (method {', '.join(shared)} appears on more than one)" if shared else ""
+    lines = [
+        f"**Warning: these runs were evaluated on different data{same_tag}; their rows are not a like-for-like "
+        "comparison.**",
+        "",
+    ]
+    return lines + [f"- data `{data}`: {', '.join(runs)}" for data, runs in by_data.items()] + [""]
+
+
+def _distinct_methods(run_dirs: list, results: list[dict]) -> list[dict]:
+    """The results with a method tag that repeats suffixed by its run directory, so that table rows differ."""
+    methods = [res.get("method") for res in results]
+    return [
+        {**res, "method": f"{res.get('method')} ({d})"} if methods.count(res.get("method")) > 1 else res
+        for d, res in zip(run_dirs, results, strict=True)
+    ]
 
 
 def compare_runs(run_dirs: list[str | Path]) -> str:
-    """Markdown with the runs side by side (paper layout), then the same with bootstrap intervals."""
+    """Markdown with the runs side by side (paper layout), then the same with bootstrap intervals.
+
+    Each run's data is listed, and runs evaluated on different data are flagged (:func:`data_warning`); a method tag
+    used by several runs is suffixed by the run directory in the tables."""
     results = [load_results(d) for d in run_dirs]
     out = ["# Runs side by side", ""]
     for d, res in zip(run_dirs, results, strict=True):
         out.append(
-            f"- `{d}`: method `{res.get('method')}`, model `{res.get('model', '?')}`, judge `{res.get('judge', '?')}`"
+            f"- `{d}`: method `{res.get('method')}`, model `{res.get('model', '?')}`, "
+            f"judge `{res.get('judge', '?')}`, data `{data_of(res)}`"
         )
-    out += ["", paper_table(results), "With 95% bootstrap intervals over meta-groups:", "", paper_table(results, True)]
+    out += ["", *data_warning(run_dirs, results)]
+    results = _distinct_methods(run_dirs, results)
+    out += [paper_table(results), "With 95% bootstrap intervals over meta-groups:", "", paper_table(results, True)]
     out += ["Per label and balanced (minimum over labels):", "", label_table(results)]
     out += ["Training curves (one PNG per run, written by `air-align train` and `air-align eval`):", ""]
     for d in run_dirs:

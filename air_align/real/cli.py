@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from air_align.options import number
 from air_align.threads import add_threads_argument
 
 
@@ -28,12 +29,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", default="smollm2-135m", help="a load_model name or path (the judge is a frozen copy)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=40, help="max optimiser steps per method")
-    p.add_argument("--train-seconds", type=float, default=100.0, help="wall-clock budget per method (0: none)")
+    p.add_argument("--train-seconds", type=number(0), default=100.0, help="wall-clock budget per method (0: none)")
     p.add_argument("--n-intents", type=int, default=32)
     p.add_argument("--groups-per-step", type=int, default=2)
     p.add_argument("--max-completion-length", type=int, default=48)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--lam", type=float, default=0.05, help="λ (invariance_coef) for AIR and V-REx")
+    p.add_argument("--lr", type=number(0, low_open=True), default=2e-5)
+    p.add_argument("--lam", type=number(0), default=0.05, help="λ (invariance_coef) for AIR and V-REx")
     p.add_argument("--audit-max-new-tokens", type=int, default=96)
     p.add_argument("--audit-batch-size", type=int, default=64)
     p.add_argument("--judge", default="oracle-label", help="evaluation judge of the audits (see air-align eval)")

@@ -26,7 +26,7 @@ from air_align.rewards.calibration import DEFAULT_TOLERANCE, calibration_table, 
 from air_align.rewards.composite import RewardConfig
 from air_align.rewards.references import anchor_kinds, default_kinds, load_reference_file
 from air_align.safe_yaml import load_yaml, read_yaml
-from air_align.training.reward_spec import resolve_rewards
+from air_align.training.reward_spec import check_reward_spec, resolve_rewards
 from air_align.training.toy import toy_meta_groups
 
 # the keys of a train config (``air-align train --config``) that say which reward, data and policy a run uses
@@ -145,6 +145,7 @@ def needs_policy(spec: str, reward_config: dict | None, rows: list[dict]) -> boo
 def build_rewards(spec: str, reward_config: dict | None, rows: list[dict], model: str | None, model_dtype: str):
     """``(reward functions, what was loaded)``: ``resolve_rewards`` with the policy loaded only when its frozen copy
     will judge (:func:`needs_policy`)."""
+    check_reward_spec(spec)  # unknown names and `module:function` rewards that break the contract, before any model
     if "composite" in reward_names(spec):
         RewardConfig.from_dict(reward_config)  # a typo in the config fails before any model loads
     policy, loaded = None, None
@@ -155,11 +156,9 @@ def build_rewards(spec: str, reward_config: dict | None, rows: list[dict], model
                 "these rows need it: pass --model (e.g. smollm2-135m, the policy you will train), or set the judge "
                 "in --reward-config (judge: {model: NAME} or judge: {base_url: URL}, or safety_reward: keyword)"
             )
-        import torch
+        from air_align.models import load_model, torch_dtype
 
-        from air_align.models import load_model
-
-        policy, loaded = load_model(model, dtype=getattr(torch, model_dtype)), model
+        policy, loaded = load_model(model, dtype=torch_dtype(model_dtype)), model
     return resolve_rewards(spec, policy=policy, reward_config=reward_config), loaded
 
 

