@@ -90,7 +90,7 @@ def test_number_and_whole_ranges():
             "evaluate)",
         ),
         (
-            ["study", "--out", "o", "--lr", "inf"],
+            ["study", "--out", "o", "--methods", "dpo", "--lr", "inf"],
             "air-align study: error: argument --lr: 'inf' is not a finite number; give a number > 0",
         ),
     ],
