@@ -96,7 +96,8 @@ def resolve_rewards(spec: str, policy=None, reward_config: dict | None = None, j
     judge (``model: policy``) its judge is a frozen copy of ``policy`` (a ``(model, tokenizer)`` pair) taken now,
     before any update, as in the paper (App. C.2.1); ``judge`` replaces the configured one (``build_trainer`` passes
     the judge it places on the trainer's device, ``air_align.rewards.training_judge``). ``toy`` is
-    ``air_align.training.toy.toy_reward``; ``module:function`` imports any function with the reward signature (:func:`import_reward`).
+    ``air_align.training.toy.toy_reward``; ``module:function`` imports any function with the reward signature
+    (:func:`import_reward`).
     """
     funcs = []
     for name in reward_names(spec):
