@@ -19,7 +19,8 @@ cd "$(dirname "$0")/.."
 KIT="${KIT:-gpu-kit}"
 PYTHON="${PYTHON:-python3}"
 if [[ -x .venv/bin/python && "$PYTHON" == python3 ]]; then PYTHON=.venv/bin/python; fi
-TARGET=(--only-binary=:all: --python-version 3.12 --implementation cp --no-deps
+# GPU_KIT_PYTHON_VERSION and GPU_KIT_XZ_LEVEL exist for rehearsing the offline install on another Python.
+TARGET=(--only-binary=:all: --python-version "${GPU_KIT_PYTHON_VERSION:-3.12}" --implementation cp --no-deps
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
 
 # huggingface_hub 1.33.0: datasets 5.2 needs >= 1.31, transformers 5.17 < 2.0; used only if the image's is older.
@@ -47,7 +48,7 @@ if [[ ! -s "$KIT/heavy/pyarrow-pandas.tar.xz" ]]; then
     mkdir -p "$tmp/tree/$name"
     "$PYTHON" -m zipfile -e "$whl" "$tmp/tree/$name"
   done
-  tar -C "$tmp/tree" -cf - . | xz -9 -T0 > "$KIT/heavy/pyarrow-pandas.tar.xz.part"
+  tar -C "$tmp/tree" -cf - . | xz "-${GPU_KIT_XZ_LEVEL:-9}" -T0 > "$KIT/heavy/pyarrow-pandas.tar.xz.part"
   mv "$KIT/heavy/pyarrow-pandas.tar.xz.part" "$KIT/heavy/pyarrow-pandas.tar.xz"
 fi
 core=$(du -cb "$KIT"/wheels/*.whl "$KIT"/sdist/* | tail -1 | cut -f1)
