@@ -101,3 +101,24 @@ def test_coverage_refuses_a_grid_without_a_null_before_simulating(capsys):
     assert main(["lab", "coverage", "--sims", "10", "--grid", str(grid)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no cell of the grid has 4 or more GRPO seeds") and "5 seeds a cell" in err
+
+
+def test_warm_starts_of_one_world_are_nested_in_it_when_a_comparison_spans_worlds():
+    # worlds x and y, two warm starts each, one seed: AIR gains +0.1 / +0.3 (x) and +0.2 / +0.0 (y) on both labels
+    gains = {("x", "w0"): 0.1, ("x", "w1"): 0.3, ("y", "w0"): 0.2, ("y", "w1"): 0.0}
+
+    def run(world, warm, method, by_label):
+        r = _run(world, method, 0, by_label)
+        return {**r, "unit": {"world": world, "world_seed": 0, "warm_start": warm}}
+
+    grpo = [run(w, s, "grpo", (0.4, 0.5)) for w, s in gains]
+    air = [run(w, s, "grpo+air", (0.4 + g, 0.5 + g)) for (w, s), g in gains.items()]
+    b = helps_verdict(air, grpo, "test_ood", n_boot=200)
+    v = b["balanced_acc_group"]
+    # units are the worlds: means 0.2 (x) and 0.1 (y); t(1) over them
+    half = t_quantile(0.95, 1) * statistics.stdev([0.2, 0.1]) / math.sqrt(2)
+    assert v["n_units"] == 2 and v["n_seeds"] == 4 and set(b["units"]) == {"x/0", "y/0"}
+    assert v["ci"] == pytest.approx([0.15 - half, 0.15 + half])
+    # one world alone: its warm starts are its units
+    x = helps_verdict(air[:2], grpo[:2], "test_ood", n_boot=200)
+    assert x["n_units"] == 2 and set(x["units"]) == {"x/0/w0", "x/0/w1"}

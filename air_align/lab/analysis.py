@@ -108,17 +108,32 @@ def unit_key(run: dict) -> str:
     return f"{unit['world']}/{unit['world_seed']}/{unit['warm_start']}"
 
 
-def nested_differences(runs_air: list[dict], runs_grpo: list[dict], metric: str, split: str) -> dict[str, list]:
-    """``{unit: [metric(AIR, unit, s) − metric(GRPO, unit, s) for each seed s]}``, pairing runs by unit and seed."""
+def world_key(run: dict) -> str:
+    """A run's world as a label, ``world/world seed`` (its warm starts and seeds nested inside)."""
+    unit = run.get("unit")
+    return f"{unit['world']}/{unit['world_seed']}" if unit else str(run["world"])
+
+
+def top_level(runs: list[dict]):
+    """The independent unit of a comparison, as a key function of a run: the world when the runs span two or more
+    worlds (a world's warm starts share its draw, so they are not independent of each other), else the warm start
+    (the statement is then conditional on the one world)."""
+    return world_key if len({world_key(r) for r in runs}) >= 2 else unit_key
+
+
+def nested_differences(runs_air: list[dict], runs_grpo: list[dict], metric: str, split: str,
+                       key=unit_key) -> dict[str, list]:  # fmt: skip
+    """``{unit: [metric(AIR, u, s) − metric(GRPO, u, s) for each warm start u and seed s in it]}``, pairing runs by
+    warm start and seed and grouping them by ``key`` (``unit_key``, or ``world_key`` over several worlds)."""
     air = {(unit_key(r), r["seed"]): r for r in runs_air}
     grpo = {(unit_key(r), r["seed"]): r for r in runs_grpo}
     if set(air) != set(grpo):
-        lonely = sorted(set(air) ^ set(grpo))[:3]
+        lonely = sorted(set(air) ^ set(grpo), key=str)[:3]
         raise ValueError(f"AIR and GRPO runs are not paired by unit and seed: {lonely} ran for one method only")
     nested: dict[str, list] = {}
-    for key in sorted(air, key=str):
-        d = air[key]["metrics"][split][metric] - grpo[key]["metrics"][split][metric]
-        nested.setdefault(key[0], []).append(d)
+    for pair in sorted(air, key=str):
+        d = air[pair]["metrics"][split][metric] - grpo[pair]["metrics"][split][metric]
+        nested.setdefault(key(air[pair]), []).append(d)
     return nested
 
 
@@ -127,23 +142,25 @@ def helps_verdict(runs_air: list[dict], runs_grpo: list[dict], split: str = "tes
 
     AIR helps iff no AIR run collapsed, its mean ID anchor accuracy is within ``ANCHOR_TOLERANCE`` of GRPO's, its
     ``split`` Acc_group gain is positive for **every** label, and the 95 % interval of the paired balanced Acc_group
-    difference lies above 0. The interval is ``intervals.chosen_interval``'s: over units when there are two or more,
-    else the seed-level t (conditional on the one world and warm start); every candidate is reported beside it
+    difference lies above 0. The interval is ``intervals.chosen_interval``'s over the independent units
+    (``top_level``: worlds when there are several, else warm starts): a t over their means when there are two or
+    more, else the seed-level t (conditional on the one world and warm start); every candidate is reported beside it
     (the two-level bootstrap of ``evaluation.compare`` only when the runs carry their per-prompt ``records``). The
     same rule is applied to each unit's runs alone (``units``: unit → helps) and ``units_yes`` counts the units
     that say yes.
     """
-    overall = _verdict(runs_air, runs_grpo, split, n_boot)
-    units = sorted({unit_key(r) for r in runs_grpo})
-    per_unit = {}
-    for unit in units:
-        mine_air = [r for r in runs_air if unit_key(r) == unit]
-        mine_grpo = [r for r in runs_grpo if unit_key(r) == unit]
-        per_unit[unit] = overall["helps"] if len(units) == 1 else _verdict(mine_air, mine_grpo, split, n_boot)["helps"]
+    key = top_level(runs_grpo)
+    overall = _verdict(runs_air, runs_grpo, split, n_boot, key)
+    units = sorted({key(r) for r in runs_grpo})
+    per_unit = {units[0]: overall["helps"]} if len(units) == 1 else {}
+    for unit in units if len(units) > 1 else ():
+        mine_air = [r for r in runs_air if key(r) == unit]
+        mine_grpo = [r for r in runs_grpo if key(r) == unit]
+        per_unit[unit] = _verdict(mine_air, mine_grpo, split, n_boot, top_level(mine_grpo))["helps"]
     return {**overall, "units": per_unit, "units_yes": sum(per_unit.values()), "n_units": len(units)}
 
 
-def _verdict(runs_air: list[dict], runs_grpo: list[dict], split: str, n_boot: int) -> dict:
+def _verdict(runs_air: list[dict], runs_grpo: list[dict], split: str, n_boot: int, key=unit_key) -> dict:
     collapsed = sum(bool(r["metrics"][s]["collapsed"]) for r in runs_air for s in r["metrics"])
     anchors = {name: statistics.fmean(r["metrics"]["test_id"]["anchor_acc"] for r in runs)
                for name, runs in (("air", runs_air), ("grpo", runs_grpo))}  # fmt: skip
@@ -161,7 +178,7 @@ def _verdict(runs_air: list[dict], runs_grpo: list[dict], split: str, n_boot: in
         boot = paired_differences(paired, "air", "grpo", metrics, split, n_boot=n_boot)
     out = {}
     for m in metrics:
-        nested = nested_differences(runs_air, runs_grpo, m, split)
+        nested = nested_differences(runs_air, runs_grpo, m, split, key)
         found = {"bootstrap": boot[m]["ci"] if m in boot else None, **nested_intervals(nested, n_boot=n_boot)}
         name = chosen_interval(len(nested))
         out[m] = {

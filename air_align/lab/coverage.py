@@ -13,7 +13,8 @@ interval of the balanced OOD Acc_group difference contains 0:
    v2: warm starts that move a method's Acc_group by ~25 points (``unit_sd`` 1 logit), seed spreads of 8–27 points
    (``run_sd``), and a unit-to-unit spread of the AIR − GRPO difference of ~15 points (a world where the difference
    was +0.4 and another where it was +16.7). Scenarios: the lab's unit counts (the v2 grid: 1 unit × 5 seeds; a
-   generated-worlds preset: 3 or 6 units × 3 seeds), with and without the unit-level effect.
+   generated-worlds preset: 3 or 6 units × 3 seeds; the ``replicate`` preset: 4 worlds × 2 warm starts × 3 seeds, its
+   warm starts nested in their worlds), with and without the unit-level effect.
 2. **Null comparisons from a committed grid**: GRPO against GRPO with other seeds (per cell, the seeds shuffled and
    paired), with the cells in which GRPO's metric varies as units. Per-run metrics only, so the two-level bootstrap
    (which needs per-prompt verdicts) is not among them.
@@ -54,15 +55,26 @@ class Model:
     """A seed's effect shared by both methods of a unit (same warm start and data order)."""
     run_sd: float = 0.5
     """Each run's own effect per label."""
+    warm_starts: int = 1
+    """Warm starts per unit (world); with more than one, each draws its own main effect and AIR − GRPO effect."""
+    warm_sd: float = 1.0
+    """A warm start's main effect within its world (used when ``warm_starts`` > 1)."""
+    warm_effect_sd: float = 0.5
+    """A warm start's AIR − GRPO effect within its world, split ±/2 (used when ``warm_starts`` > 1)."""
 
 
-SCENARIOS: tuple[tuple[str, Model], ...] = (
-    ("v2 grid: 1 unit × 5 seeds, no unit effect", Model(units=1, seeds=5, effect_sd=0.0)),
-    ("v2 grid: 1 unit × 5 seeds, units differ", Model(units=1, seeds=5)),
-    ("3 units × 3 seeds, units differ", Model(units=3, seeds=3)),
-    ("6 units × 3 seeds, units differ", Model(units=6, seeds=3)),
-    ("6 units × 3 seeds, no unit effect", Model(units=6, seeds=3, effect_sd=0.0)),
+REPLICATE = Model(units=4, warm_starts=2, seeds=3)
+"""The ``replicate`` preset's comparison: 4 generated worlds × 2 warm starts × 3 RL seeds."""
+SCENARIOS: tuple[tuple[str, Model, str, int], ...] = (
+    ("v2 grid: 1 unit × 5 seeds, no unit effect", Model(units=1, seeds=5, effect_sd=0.0), "world", 0),
+    ("v2 grid: 1 unit × 5 seeds, units differ", Model(units=1, seeds=5), "world", 1),
+    ("3 units × 3 seeds, units differ", Model(units=3, seeds=3), "world", 2),
+    ("6 units × 3 seeds, units differ", Model(units=6, seeds=3), "world", 3),
+    ("6 units × 3 seeds, no unit effect", Model(units=6, seeds=3, effect_sd=0.0), "world", 4),
+    ("4 worlds × 2 warm starts × 3 seeds, worlds and warm starts differ: units = worlds", REPLICATE, "world", 5),
+    ("the same comparisons, units = the 8 warm starts (as if independent)", REPLICATE, "warm", 5),
 )
+"""(name, model, the level taken as the unit, seed offset): the last two rows analyse the same comparisons."""
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -75,9 +87,14 @@ def simulate(model: Model, rng: np.random.Generator, difficulty: np.ndarray) -> 
     ``difficulty``: ``(labels, groups_per_label)`` logits of the test set's meta-groups."""
     n_labels, n_groups = difficulty.shape
     runs: dict[str, list[dict]] = {"a": [], "b": []}
-    for u in range(model.units):
-        main = rng.normal(0.0, model.unit_sd, n_labels)
-        tau = rng.normal(0.0, model.effect_sd, n_labels)
+    for u, w in ((u, w) for u in range(model.units) for w in range(model.warm_starts)):
+        if w == 0:
+            world_main = rng.normal(0.0, model.unit_sd, n_labels)
+            world_tau = rng.normal(0.0, model.effect_sd, n_labels)
+        main, tau = world_main, world_tau
+        if model.warm_starts > 1:  # one warm start: no draw, so the one-warm-start scenarios keep their figures
+            main = main + rng.normal(0.0, model.warm_sd, n_labels)
+            tau = tau + rng.normal(0.0, model.warm_effect_sd, n_labels)
         for s in range(model.seeds):
             shared = rng.normal(0.0, model.shared_seed_sd, n_labels)
             for method, sign in (("a", 0.5), ("b", -0.5)):
@@ -90,15 +107,20 @@ def simulate(model: Model, rng: np.random.Generator, difficulty: np.ndarray) -> 
                     for lab in range(n_labels) for g in range(n_groups)
                 ]  # fmt: skip
                 metrics = {"acc_group": float(right.mean()), "balanced_acc_group": float(per_label.min())}
-                runs[method].append({"world": f"unit{u}", "seed": s, "metrics": {"test_ood": metrics},
+                runs[method].append({"world": f"unit{u}", "warm": w, "seed": s, "metrics": {"test_ood": metrics},
                                      "records": {"test_ood": records}})  # fmt: skip
     return runs["a"], runs["b"]
 
 
-def _nested(runs_a: list[dict], runs_b: list[dict], metric: str = "balanced_acc_group") -> dict[str, list[float]]:
+def _unit(run: dict, level: str) -> str:
+    return run["world"] if level == "world" else f"{run['world']}/w{run['warm']}"
+
+
+def _nested(runs_a: list[dict], runs_b: list[dict], level: str, metric: str = "balanced_acc_group") -> dict:
     nested: dict[str, list[float]] = {}
     for a, b in zip(runs_a, runs_b, strict=True):
-        nested.setdefault(a["world"], []).append(a["metrics"]["test_ood"][metric] - b["metrics"]["test_ood"][metric])
+        d = a["metrics"]["test_ood"][metric] - b["metrics"]["test_ood"][metric]
+        nested.setdefault(_unit(a, level), []).append(d)
     return nested
 
 
@@ -117,7 +139,7 @@ def _tally(found: list[dict]) -> dict:
     return out
 
 
-def model_coverage(model: Model, sims: int, seed: int = 0, n_boot: int = 1000) -> dict:
+def model_coverage(model: Model, sims: int, seed: int = 0, n_boot: int = 1000, level: str = "world") -> dict:
     """Coverage of every candidate over ``sims`` null comparisons of ``model``, and the spreads they had (points):
     ``unit_spread``, the SD over units of a unit's true-ish mean difference; ``seed_spread``, the SD over seeds
     within a unit."""
@@ -126,10 +148,10 @@ def model_coverage(model: Model, sims: int, seed: int = 0, n_boot: int = 1000) -
     found, unit_means, seed_sds = [], [], []
     for i in range(sims):
         runs_a, runs_b = simulate(model, rng, difficulty)
-        nested = _nested(runs_a, runs_b)
+        nested = _nested(runs_a, runs_b, level)
         intervals = nested_intervals(nested, n_boot=n_boot, seed=i)
-        paired = {("a", (r["world"], r["seed"])): r["records"]["test_ood"] for r in runs_a}
-        paired |= {("b", (r["world"], r["seed"])): r["records"]["test_ood"] for r in runs_b}
+        paired = {("a", (r["world"], r["warm"], r["seed"])): r["records"]["test_ood"] for r in runs_a}
+        paired |= {("b", (r["world"], r["warm"], r["seed"])): r["records"]["test_ood"] for r in runs_b}
         boot = paired_differences(paired, "a", "b", ("balanced_acc_group",), n_boot=n_boot, seed=i)
         found.append({**intervals, "bootstrap": boot["balanced_acc_group"]["ci"]})
         unit_means += [statistics.fmean(ds) for ds in nested.values()]
@@ -175,8 +197,9 @@ def coverage_report(sims: int = 1000, seed: int = 0, grid: str | Path | None = N
             raise ValueError(f"{path}: not a lab grid's results.json (no 'runs'); give `air-align reproduce`'s")
         grid_null(results, sims=1)  # a grid without a usable cell stops here, before minutes of simulation
     report = {"sims": sims, "seed": seed, "scenarios": {}}
-    for k, (name, model) in enumerate(SCENARIOS):
-        report["scenarios"][name] = model_coverage(replace(model), sims, seed=seed + k)
+    for name, model, level, offset in SCENARIOS:
+        report["scenarios"][name] = {**model_coverage(replace(model), sims, seed=seed + offset, level=level),
+                                     "level": level}  # fmt: skip
     if results is not None:
         report["grid"] = {"path": str(grid), **grid_null(results, sims, seed=seed)}
     return report

@@ -129,6 +129,7 @@ def nested_intervals(nested: dict, n_boot: int = 10000, seed: int = 0, alpha: fl
 
 
 def chosen_interval(n_units: int) -> str:
-    """The interval the verdict uses: over units when there are two or more (the coverage check: it alone keeps its
-    95 % when worlds and warm starts differ), else the seed-level t, whose statement is conditional on the one unit."""
+    """The interval the verdict uses: over the independent units (``analysis.top_level``) when there are two or more
+    (the coverage check: it alone keeps its 95 % when worlds and warm starts differ), else the seed-level t, whose
+    statement is conditional on the one unit."""
     return "unit_t" if n_units >= 2 else "seed_t"
