@@ -1,12 +1,13 @@
 """Generated worlds: a lab world spec drawn from a documented distribution, reproducible from ``(kind, seed)``.
 
 A lab result from one hand-made world is one draw of a world; the generator makes more draws, in the same regime as
-the hand-made worlds (docs/lab.md, "Generated worlds", states the distribution; ``tests/test_lab_generate.py`` checks
-it). Per kind, from the word bank ``wordbank.yaml``:
+the hand-made worlds (docs/lab.md §7, "Generated worlds", states the distribution and the warm starts measured on
+generated worlds; ``tests/test_lab_generate.py`` checks it). Per kind, from the word bank ``wordbank.yaml``:
 
 - **vocabulary**: the label-deciding words (safety: harmful / benign objects; morality: wrong / fine verbs) and the
   feature words (safety: verbs; morality: things; maths: the first operand 1..12), drawn without replacement, in
-  counts that give ≥ 240 intents (≥ 80 test intents, so one intent is ≤ 1.25 points of Acc_group);
+  counts that give ≥ 240 intents (safety, morality; about a third of them test intents: 78-102 over seeds 0-4, so
+  one intent is about 1.3 points of Acc_group; maths: the 222 intents of ``worlds/math.yaml``);
 - **intent and anchor phrasings**, and the anchors' option words, one of the bank's;
 - **susceptibilities**: a random permutation of an evenly spaced grid ``step · (i − (n − 1)/2)``, ``n`` even, so
   that no sway logit is ever exactly 0 (strengths are whole multiples of ``step``);
