@@ -162,3 +162,37 @@ def read_jsonl(path: str | Path, with_lines: bool = False, allow_empty: bool = F
     if not rows and not allow_empty:
         raise ValueError(f"{path}: the file holds no rows; it needs one JSON object per line (`air-align data build`)")
     return (rows, lines) if with_lines else rows
+
+
+def refuse_overwriting_inputs(inputs: dict[str, str | Path | None], outputs: Iterable[str | Path]) -> None:
+    """Refuse a command whose outputs would replace or delete one of its inputs, before anything is written.
+
+    ``inputs`` maps how the user named each input (``"--data"``, ``"model="``) to its path (None: absent);
+    ``outputs`` are the paths the command writes or deletes: files, folders (an input inside one clashes too) and
+    names with ``*`` (``checkpoint-*``). Paths are compared after resolving symbolic links, and a hard link to an
+    output counts as the output.
+
+    >>> try:
+    ...     refuse_overwriting_inputs({"--data": "out/records.jsonl"}, ["out/records.jsonl"])
+    ... except ValueError as err:
+    ...     print(str(err)[:72])
+    --data out/records.jsonl is also an output of this command (it writes ou
+    """
+    import fnmatch
+
+    written = [(Path(o), Path(os.path.realpath(Path(o).parent))) for o in outputs]
+    for label, given in inputs.items():
+        if given is None or str(given) == "":
+            continue
+        source = Path(os.path.realpath(given))
+        for output, parent in written:
+            inside = (source, *source.parents)  # the input itself, or a folder holding it
+            clash = any(p.parent == parent and fnmatch.fnmatchcase(p.name, output.name) for p in inside)
+            if not clash and source.is_file() and output.is_file():
+                clash = os.path.samefile(source, output)
+            if clash:
+                named = f"{label}{given}" if label.endswith("=") else f"{label} {given}"
+                raise ValueError(
+                    f"{named} is also an output of this command (it writes {output}): write the outputs to another "
+                    "folder, or copy the input elsewhere first"
+                )

@@ -94,8 +94,11 @@ def test_used_output_dir_needs_resume_or_overwrite(runs, tmp_path, capsys):
     assert "--resume continues the run in output_dir and --overwrite deletes it: choose one" in capsys.readouterr().err
     (out / "notes.txt").write_text("mine")
     assert train(out, "--overwrite", "max_steps=1") == 0  # overrides on both sides of an option
-    assert "--overwrite: deleted 4 item(s) of the previous run" in capsys.readouterr().err
+    # what its run marker lists: checkpoint-1..3, final/, log, record, plot, model card (not notes.txt)
+    assert "--overwrite: deleted 8 item(s) of the previous run" in capsys.readouterr().err
     kept = [
+        ".air_align.lock",
+        ".air_align_run.json",
         "README.md",
         "air_align_run.yaml",
         "checkpoint-1",

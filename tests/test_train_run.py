@@ -68,7 +68,7 @@ def test_train_cli_runs_checkpoints_and_resumes(tmp_path, capsys):
     assert main([*args, "max_steps=1"]) == 0
     assert (out / "checkpoint-1").is_dir() and (out / "final" / "config.json").exists()
     assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # every run draws its curves
-    assert main([*args, "max_steps=2", "--resume"]) == 0  # auto: continues from checkpoint-1
+    assert main([*args, "max_steps=2", "--resume", "--allow-config-change"]) == 0  # auto: from checkpoint-1
     assert (out / "checkpoint-2").is_dir()
     assert "trained 2 steps" in capsys.readouterr().out
     resolved = yaml.safe_load((out / "air_align_run.yaml").read_text())

@@ -7,23 +7,22 @@ parse; every ``*.safetensors`` file must be as long as its header says; every ``
 ``*.pth``, ``*.bin``) must be a whole zip archive (its directory sits at the end, so a cut file has none).
 :func:`resolve_checkpoint` skips such folders, with a message, and resumes from the last complete one.
 
-A fresh run into a folder that already holds one (``checkpoint-*`` or ``final/``) is refused: ``--resume`` continues
-it, ``--overwrite`` deletes its checkpoints, ``final/``, log and resolved config first (nothing else in the folder).
+A save that fails because the disk is full (:func:`disk_full`) leaves such a torn checkpoint too; ``air-align train``
+then says so (``no space left on PATH``) and ``--resume`` skips it. What a run may write into its folder, and delete
+there, is ``run_folder.py``'s.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
 import struct
-import sys
 import zipfile
 from pathlib import Path
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-RUN_FILES = ("final", "log.jsonl", "air_align_run.yaml")
-"""What a run writes besides its checkpoints (``--overwrite`` removes these and the checkpoints)."""
 
 
 def safetensors_problem(path: Path) -> str | None:
@@ -138,40 +137,35 @@ def resolve_checkpoint(resume: str | None, output_dir: str | Path, say=print) ->
     return resume
 
 
-def previous_run(output_dir: str | Path) -> list[str]:
-    """What a previous run left in ``output_dir`` that a fresh run would mix with: checkpoints and ``final/``."""
-    folder = Path(output_dir)
-    names = [p.name for p in reversed(checkpoints(folder))]
-    return names + (["final"] if (folder / "final").exists() else [])
+NO_SPACE_TEXT = ("No space left on device", "StorageFull", "os error 28", "Disk quota exceeded")
+"""How a full disk reads in an error's text: the OS's message (Python), safetensors' Rust ``io::Error``."""
+TORCH_WRITE_FAILED = ("inline_container", "iostream error", "file write failed")
+"""How ``torch.save`` reports a failed write: its C++ zip writer raises a RuntimeError (``unexpected pos``) with no
+errno, so whether the disk is full is read from the free space left."""
+NEARLY_FULL_BYTES = 64 << 20
 
 
-def prepare_output_dir(
-    output_dir: str | Path, resume: str | None, overwrite: bool, is_main_process: bool = True, say=None
-) -> str | None:
-    """Check ``output_dir`` before anything loads; returns the checkpoint to resume from (None: from step 0).
+def disk_full(err: BaseException, folder: str | Path) -> bool:
+    """Whether ``err`` (or an error it was raised from) is a write that failed for want of space on ``folder``'s disk:
+    an ``ENOSPC`` / ``EDQUOT`` OSError, a message saying so, or ``torch.save``'s failed write with under
+    :data:`NEARLY_FULL_BYTES` left."""
+    chain, seen = [], err
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(e) for text in NO_SPACE_TEXT):
+            return True
+    if any(text in str(e) for e in chain for text in TORCH_WRITE_FAILED):
+        return free_bytes(folder) < NEARLY_FULL_BYTES
+    return False
 
-    A folder holding a previous run needs ``resume`` (continue it) or ``overwrite`` (the main process deletes the
-    previous run's checkpoints, ``final/``, ``log.jsonl`` and ``air_align_run.yaml`` first). Messages go to stderr.
 
-    Raises:
-        ValueError: both ``resume`` and ``overwrite``; a used folder with neither; an incomplete ``resume`` path.
-    """
-    say = say or (lambda message: print(message, file=sys.stderr))
-    if resume is not None and overwrite:
-        raise ValueError("--resume continues the run in output_dir and --overwrite deletes it: choose one")
-    previous = previous_run(output_dir)
-    if resume is None and previous and not overwrite:
-        shown = ", ".join(previous[-3:])
-        raise ValueError(
-            f"{output_dir} already holds a run ({shown}); add --resume to continue it from its last complete "
-            "checkpoint, --overwrite to delete it and start again, or set output_dir=... to another folder"
-        )
-    if overwrite and previous and is_main_process:
-        for name in [*previous, *RUN_FILES]:
-            path = Path(output_dir) / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        say(f"--overwrite: deleted {len(previous)} item(s) of the previous run in {output_dir}")
-    return resolve_checkpoint(resume, output_dir, say=say if is_main_process else (lambda message: None))
+def free_bytes(folder: str | Path) -> int:
+    """Bytes free for this user on the disk of ``folder`` (or of its nearest existing parent)."""
+    path = Path(folder).resolve()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free

@@ -1,4 +1,5 @@
-"""``air-align train --config configs/X.yaml [key=value …] [--resume [auto|PATH] | --overwrite] [--threads N]`` and
+"""``air-align train --config configs/X.yaml [key=value …] [--resume [auto|PATH] | --overwrite] [--into-existing]
+[--allow-config-change] [--threads N]`` and
 ``air-align calibrate`` (argparse only; heavy imports happen in the handlers). Multi-GPU / multi-node: ``accelerate
 launch --config_file configs/accelerate/… -m air_align.cli train …`` (see ``docs/scaling.md``). ``calibrate`` checks,
 before training, that a reward is calibrated for AIR (``air_align/training/calibrate.py``, docs/calibration.md)."""
@@ -36,7 +37,20 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="output_dir holds a previous run: delete its checkpoints, final/ and log, and start again",
+        help="output_dir holds a previous run: delete what it wrote (the paths its run marker lists: checkpoints, "
+        "final/, log, …; nothing else) and start again",
+    )
+    parser.add_argument(
+        "--into-existing",
+        action="store_true",
+        help="output_dir is a non-empty folder that holds no run (e.g. `.`): write the run beside its files; "
+        "a file air-align did not write is never replaced (a README.md of yours keeps TRL's model card out)",
+    )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: continue with settings that alter training (learning rate, method, max_steps, …) "
+        "other than the run's; air_align_run.yaml keeps the old ones and records the change and its step",
     )
     add_threads_argument(parser)
     parser.set_defaults(handler=_handle_train)
@@ -60,8 +74,15 @@ def _handle_train(args) -> int:
 
     hf_logging.disable_progress_bar()  # transformers' inner bars (weights written at each save): one bar, the steps
     run, air = build_configs(args.config, args.overrides)
-    trainer = train(run, air, resume=args.resume, overwrite=args.overwrite)
-    if trainer.accelerator.is_main_process:
+    trainer = train(
+        run,
+        air,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        into_existing=args.into_existing,
+        allow_config_change=args.allow_config_change,
+    )
+    if trainer is not None and trainer.accelerator.is_main_process:
         print(end_line(trainer, air.output_dir))
     return 0
 

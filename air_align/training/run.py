@@ -8,13 +8,16 @@ rewards, LoRA, method) are read here; every other key is an ``AIRConfig`` field 
 ``on`` / ``off``) and nothing else. ``method=grpo+air`` (the methods of ``air_align.training.methods``) sets
 ``invariance``, ``importance_sampling_level`` and ``aux_baseline`` at once.
 
-Before anything loads, :func:`train` checks the output folder (``checkpoints.prepare_output_dir``: a used one needs
-``--resume`` or ``--overwrite``; ``--resume`` skips an incomplete checkpoint) and the recipe checks the data and the
-batch geometry. The console shows one progress bar; each step's metrics go to ``output_dir/log.jsonl``.
+Before anything loads, :func:`train` locks and checks the output folder (``run_folder.py``: a used one needs
+``--resume`` or ``--overwrite``, a non-empty one without a run ``--into-existing``; ``--resume`` skips an incomplete
+checkpoint, is a no-op on a finished run, and refuses changed training settings without ``--allow-config-change``)
+and the recipe checks the data and the batch geometry. The console shows one progress bar; each step's metrics go
+to ``output_dir/log.jsonl``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -24,18 +27,32 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from accelerate import PartialState
+from transformers import TrainerCallback
 
 from air_align import safe_yaml
 from air_align.evaluation.plots import plot_run_curves
-from air_align.files import write_text
+from air_align.files import refuse_overwriting_inputs, write_json
 from air_align.safe_yaml import BoundedLoader, brief
-from air_align.training.checkpoints import prepare_output_dir
+from air_align.training.checkpoints import disk_full, free_bytes, resolve_checkpoint
 from air_align.training.config import AIRConfig
 from air_align.training.console import LOG_NAME, log_to_file
 from air_align.training.methods import METHODS, method_name
 from air_align.training.recipe import RunConfig, build_trainer
+from air_align.training.run_folder import (
+    MARKER,
+    MODEL_CARD,
+    RUN_FILES,
+    Folder,
+    check_output_dir,
+    delete_previous_run,
+    finished_step,
+    locked,
+    print_err,
+    record_written,
+    start_marker,
+)
+from air_align.training.run_record import RECORD, resolved_settings, resumed_record, write_record
 
 RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 AIR_FIELDS = {f.name: f for f in dataclasses.fields(AIRConfig) if f.init}
@@ -195,29 +212,108 @@ def apply_method(values: dict, from_cli: bool, yaml_keys: set[str]) -> None:
         values[key] = value
 
 
-def train(run: RunConfig, args: AIRConfig, resume: str | None = None, overwrite: bool = False):
+def train(
+    run: RunConfig,
+    args: AIRConfig,
+    resume: str | None = None,
+    overwrite: bool = False,
+    into_existing: bool = False,
+    allow_config_change: bool = False,
+):
     """Check the output folder, build the trainer (``recipe.build_trainer``: data and batch geometry checked before
-    the model loads) and train; returns the ``AIRTrainer`` (its ``state.log_history`` holds the metrics).
+    the model loads) and train; returns the ``AIRTrainer`` (its ``state.log_history`` holds the metrics), or None
+    when ``resume`` finds the run already finished (nothing is trained or written).
 
     ``resume``: None (a fresh run; a folder that holds a previous run is an error unless ``overwrite``), ``"auto"``
-    (the last complete checkpoint of ``output_dir``) or a checkpoint path. Writes the resolved config to
-    ``output_dir/air_align_run.yaml``, each logged step to ``output_dir/log.jsonl`` (the console shows a progress
-    bar), the model to ``final/`` and the run's training curves to ``training_curves.png`` (issue 15: anchors vs open
-    reward, Δ per label, format rate, … one PNG readable at a glance).
+    (the last complete checkpoint of ``output_dir``) or a checkpoint path. The folder's rules (``run_folder.py``): a
+    run marker lists what the run writes, ``overwrite`` deletes only that, a non-empty folder that holds no run
+    needs ``into_existing``, and a lock keeps a second run out while this one trains. A resume that changes a
+    setting which alters training needs ``allow_config_change`` (``run_record.py``). Writes the resolved settings
+    to ``output_dir/air_align_run.yaml``, each logged step to ``output_dir/log.jsonl`` (the console shows a progress
+    bar), the model to ``final/`` and the run's training curves to ``training_curves.png`` (anchors vs open reward,
+    Δ per label, format rate, … one PNG readable at a glance).
     """
-    state = PartialState()  # the processes of an `accelerate launch`: all check, the main one deletes, all wait
-    checkpoint = prepare_output_dir(args.output_dir, resume, overwrite, is_main_process=state.is_main_process)
-    state.wait_for_everyone()
+    state = PartialState()  # the processes of an `accelerate launch`: all check, the main one writes, all wait
     output_dir = Path(args.output_dir)
-    trainer = build_trainer(run, args)
-    log_to_file(trainer, output_dir / LOG_NAME)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if trainer.accelerator.is_main_process:
-        resolved = {**dataclasses.asdict(run), "air": json.loads(args.to_json_string())}
-        write_text(output_dir / "air_align_run.yaml", yaml.safe_dump(resolved, sort_keys=True))
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(output_dir / "final"))
-    if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(str(output_dir / "final"))
-        plot_run_curves(trainer.state.log_history, output_dir / "training_curves.png", title=str(output_dir))
+    say = print_err if state.is_main_process else (lambda message: None)
+    with locked(output_dir) if state.is_main_process else contextlib.nullcontext():
+        folder = Folder(output_dir)
+        check_output_dir(folder, resume, overwrite, into_existing)
+        checkpoint = resolve_checkpoint(resume, output_dir, say=say)
+        settings = resolved_settings(run, args)
+        after = checkpoint_step(checkpoint)
+        original, changes = (
+            resumed_record(output_dir / RECORD, settings, after, allow_config_change)
+            if resume is not None
+            else (settings, [])
+        )
+        done = finished_step(output_dir) if resume is not None else None
+        if done is not None and done >= args.max_steps:
+            say(
+                f"--resume: the run in {output_dir} finished at step {done} (max_steps={args.max_steps}); its model "
+                f"is {output_dir / 'final'}. Nothing to do: to train further, raise max_steps=... and add "
+                "--allow-config-change"
+            )
+            return None
+        refuse_overwriting_inputs(train_inputs(run, args), train_outputs(output_dir, folder))
+        trainer = build_trainer(run, args)
+        if state.is_main_process:
+            if overwrite:
+                delete_previous_run(folder, say)
+            marker = start_marker(output_dir, fresh=resume is None)
+            write_record(output_dir / RECORD, original, changes, set(RUN_FIELDS))
+            if MODEL_CARD not in marker["written"]:  # the user's README.md: TRL's model card must not replace it
+                trainer.create_model_card = lambda *a, **k: None
+            trainer.add_callback(RecordCheckpoints(output_dir, marker))
+        state.wait_for_everyone()
+        log_to_file(trainer, output_dir / LOG_NAME)
+        try:
+            trainer.train(resume_from_checkpoint=checkpoint)
+            trainer.save_model(str(output_dir / "final"))
+        except (OSError, RuntimeError) as err:
+            if disk_full(err, output_dir):
+                raise OSError(
+                    f"no space left on {output_dir} ({free_bytes(output_dir) / 2**20:.1f} MiB free) while saving "
+                    f"step {trainer.state.global_step}: free some space, or set output_dir=... to another disk; "
+                    "then rerun with --resume, which skips the checkpoint cut short"
+                ) from err
+            raise
+        if trainer.accelerator.is_main_process:
+            trainer.processing_class.save_pretrained(str(output_dir / "final"))
+            plot_run_curves(trainer.state.log_history, output_dir / "training_curves.png", title=str(output_dir))
+            marker["finished"] = {"step": trainer.state.global_step, "max_steps": args.max_steps}
+            write_json(output_dir / MARKER, marker)
     return trainer
+
+
+class RecordCheckpoints(TrainerCallback):
+    """Records each checkpoint in the run marker before the trainer writes it (``run_folder.py``): a run killed
+    while saving still lists the checkpoint it cut short, so ``--overwrite`` deletes it too."""
+
+    def __init__(self, output_dir: Path, marker: dict):
+        self.output_dir, self.marker = output_dir, marker
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:  # set by transformers' DefaultFlowCallback, which runs before this one
+            record_written(self.output_dir, self.marker, f"checkpoint-{state.global_step}")
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The step a checkpoint was saved at (0 for None: a run from step 0)."""
+    if checkpoint is None:
+        return 0
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+
+
+def train_inputs(run: RunConfig, args: AIRConfig) -> dict[str, str]:
+    """The files a run reads that could sit in its output folder: a local model, the data file, the offsets file."""
+    inputs = {"model": run.model, "dataset": run.dataset}
+    if isinstance(args.invariance_offsets, str):
+        inputs["invariance_offsets"] = args.invariance_offsets
+    return inputs
+
+
+def train_outputs(output_dir: Path, folder: Folder) -> list[Path]:
+    """What a run writes, or may delete, in ``output_dir``."""
+    names = {*RUN_FILES, MODEL_CARD, MARKER, *folder.ours, *folder.unmarked_run}
+    return [output_dir / name for name in sorted(names)] + [output_dir / "checkpoint-*"]

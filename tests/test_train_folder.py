@@ -1,0 +1,265 @@
+"""The output folder of ``air-align train`` (``training/run_folder.py``, ``training/run_record.py``): ``--overwrite``
+deletes only what a run recorded writing, a folder that holds no run needs ``--into-existing`` and keeps the user's
+files, a lock keeps a second run out, a finished run resumes to a no-op, a resume that changes training needs
+``--allow-config-change`` and is recorded, and a full disk while saving is an error naming the folder."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from air_align.cli import INPUT_ERROR, main
+from air_align.training import checkpoints
+from air_align.training.run_folder import LOCK, MARKER
+
+TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml")
+
+
+def train(out: Path, *extra: str) -> int:
+    return main(["train", "--config", TINY, f"output_dir={out}", "save_steps=1", "logging_steps=1", *extra])
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file of ``folder`` (recursively) and its hash: what a refused command must leave as it was. The lock
+    file is there, but its text (who holds it) is left out: each command that locks the folder rewrites it."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): "lock" if p.name == LOCK else digest(p) for p in files}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished 2-step run, a checkpoint a step."""
+    out = tmp_path_factory.mktemp("folder") / "run"
+    assert train(out, "max_steps=2") == 0
+    return out
+
+
+def test_the_marker_lists_what_the_run_wrote(finished):
+    marker = json.loads((finished / MARKER).read_text())
+    assert marker["tool"] == "air-align" and marker["finished"] == {"step": 2, "max_steps": 2}
+    on_disk = {p.name for p in finished.iterdir()}
+    assert on_disk == set(marker["written"])  # every path of the folder is recorded, and nothing else
+    assert {"checkpoint-1", "checkpoint-2", "final", "log.jsonl", "README.md", LOCK} <= on_disk
+
+
+def test_overwrite_refuses_a_folder_air_align_did_not_write(tmp_path, capsys):
+    out = tmp_path / "mine"
+    (out / "final").mkdir(parents=True)
+    (out / "final" / "thesis.tex").write_text("\\section{Results}")
+    (out / "log.jsonl").write_text('{"my": "notes"}\n')
+    (out / "notes.txt").write_text("keep")
+    before = snapshot(out)
+    assert train(out, "max_steps=1", "--overwrite") == INPUT_ERROR
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: --overwrite: {out} holds files air-align did not write, or wrote before it recorded what it wrote "
+        f"(no run marker {MARKER}): final, log.jsonl, notes.txt. --overwrite deletes only what a run of air-align "
+        "recorded writing: choose another output_dir, or delete those files yourself\n"
+    )
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["final", "log.jsonl", "notes.txt"]
+
+
+def test_overwrite_refuses_a_symlinked_final_and_deletes_nothing(finished, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    elsewhere = tmp_path / "precious"
+    elsewhere.mkdir()
+    (elsewhere / "model.safetensors").write_text("not yours to delete")
+    shutil.rmtree(out / "final")
+    (out / "final").symlink_to(elsewhere)
+    before = snapshot(out)
+    assert train(out, "max_steps=1", "--overwrite") == INPUT_ERROR
+    assert capsys.readouterr().err == (
+        f"error: --overwrite: {out / 'final'} is a symbolic link (to {elsewhere}), not what a run wrote; nothing was "
+        "deleted. Remove the link yourself, or choose another output_dir\n"
+    )
+    assert snapshot(out) == before and (elsewhere / "model.safetensors").read_text() == "not yours to delete"
+
+
+def test_overwrite_deletes_the_listed_paths_only(finished, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    (out / "notes.txt").write_text("mine")
+    (out / "final" / "mine.txt").write_text("inside a folder the run wrote: goes with it")
+    assert train(out, "max_steps=1", "--overwrite") == 0
+    assert "--overwrite: deleted 7 item(s) of the previous run" in capsys.readouterr().err  # 2 checkpoints + 5
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / "checkpoint-2").exists() and not (out / "final" / "mine.txt").exists()
+    assert json.loads((out / MARKER).read_text())["finished"] == {"step": 1, "max_steps": 1}
+
+
+def test_a_fresh_run_into_a_folder_holding_no_run_needs_a_choice(tmp_path, capsys):
+    out = tmp_path / "repo"
+    out.mkdir()
+    (out / "README.md").write_text("# my project\n")
+    (out / "log.jsonl").write_text('{"mine": 1}\n')
+    (out / "training_curves.png").write_bytes(b"my plot")
+    before = snapshot(out)
+    assert train(out, "max_steps=1") == INPUT_ERROR
+    assert capsys.readouterr().err == (
+        f"error: {out} is not empty and holds no air-align run (README.md, log.jsonl, training_curves.png); a run "
+        "there would write beside those files. Set output_dir=... to a new or empty folder, or add --into-existing to "
+        "write the run into this folder (air-align then replaces none of its files)\n"
+    )
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)  # no lock left
+    assert train(out, "max_steps=1", "--into-existing") == INPUT_ERROR  # its log.jsonl and plot are in the way
+    assert "holds log.jsonl, training_curves.png, which a run writes but air-align did not write there" in (
+        capsys.readouterr().err
+    )
+    assert snapshot(out) == before
+
+
+def test_into_existing_keeps_the_users_readme(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text("# my project\n")
+    (repo / "src.py").write_text("print('hi')\n")
+    monkeypatch.chdir(repo)
+    assert train(Path("."), "max_steps=2", "--into-existing") == 0  # output_dir=. inside a repository
+    assert (repo / "README.md").read_text() == "# my project\n"  # TRL's model card did not replace it
+    assert (repo / "src.py").read_text() == "print('hi')\n" and (repo / "final" / "model.safetensors").is_file()
+    marker = json.loads((repo / MARKER).read_text())
+    assert "README.md" not in marker["written"] and "src.py" not in marker["written"]
+    assert train(Path("."), "max_steps=1", "--overwrite") == 0  # deletes the run, keeps README.md and src.py
+    assert (repo / "README.md").read_text() == "# my project\n" and (repo / "src.py").exists()
+
+
+def test_a_second_train_into_a_locked_folder_fails(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = (
+        "import sys; from air_align.training.run_folder import locked\n"
+        f"with locked({str(out)!r}):\n    print('locked', flush=True); sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "locked\n"  # another process holds the folder, as a running train does
+        assert train(out, "max_steps=1") == INPUT_ERROR
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out} is in use by another `air-align train` (pid {proc.pid} on ")
+        assert err.endswith(
+            "two runs in one folder would interleave their logs and checkpoints: wait for it to end, or set "
+            "output_dir=... to another folder\n"
+        )
+        assert sorted(p.name for p in out.iterdir()) == [LOCK]  # the second run wrote nothing
+    finally:
+        proc.communicate("")
+    assert proc.returncode == 0
+    assert not out.exists()  # the holder made the folder and, having run nothing in it, removed it again
+
+
+def test_resume_of_a_finished_run_is_a_no_op(finished, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    before = snapshot(out)
+    capsys.readouterr()
+    assert train(out, "max_steps=2", "--resume") == 0
+    assert capsys.readouterr().err == (
+        f"--resume: the run in {out} finished at step 2 (max_steps=2); its model is {out / 'final'}. Nothing to do: "
+        "to train further, raise max_steps=... and add --allow-config-change\n"
+    )
+    assert snapshot(out) == before  # final/model.safetensors, the log, the checkpoints: all unchanged
+    assert train(out, "max_steps=2", "--resume", "logging_steps=5", "save_steps=7") == 0  # bookkeeping only
+    assert snapshot(out) == before
+
+
+def test_resume_with_settings_that_change_training_is_refused_then_recorded(finished, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    before = snapshot(out)
+    capsys.readouterr()
+    assert train(out, "max_steps=4", "invariance=vrex", "invariance_coef=0.5", "--resume") == INPUT_ERROR
+    assert capsys.readouterr().err == (
+        "error: --resume: this run was trained with other settings than the ones given now (invariance='air' → "
+        f"'vrex', invariance_coef=0.1 → 0.5, max_steps=2 → 4; recorded in {out / 'air_align_run.yaml'}); resuming "
+        "with them would change how it trains from step 3 on. Drop the changes, add --allow-config-change to "
+        "continue with the new settings (the record keeps both), or start a new run in another output_dir\n"
+    )
+    assert snapshot(out) == before
+    # the learning rate: the checkpoint's optimizer and scheduler state would override it, so not even on request
+    assert train(out, "max_steps=4", "learning_rate=0.01", "--resume", "--allow-config-change") == INPUT_ERROR
+    assert capsys.readouterr().err.startswith(
+        "error: --resume: learning_rate=0.0001 → 0.01 cannot change on resume: the optimizer and its learning-rate "
+        "schedule are restored from the checkpoint, so the new value would not be used."
+    )
+    assert snapshot(out) == before
+    flags = ("max_steps=4", "invariance=vrex", "invariance_coef=0.5", "--resume", "--allow-config-change")
+    assert train(out, *flags) == 0
+    record = yaml.safe_load((out / "air_align_run.yaml").read_text())
+    assert record["air"]["invariance"] == "air" and record["air"]["max_steps"] == 2  # what the first two steps ran
+    assert record["changes"] == [
+        {
+            "after_step": 2,
+            "settings": {
+                "invariance": {"from": "air", "to": "vrex"},
+                "invariance_coef": {"from": 0.1, "to": 0.5},
+                "max_steps": {"from": 2, "to": 4},
+                "output_dir": {"from": str(finished), "to": str(out)},  # copied: bookkeeping, recorded too
+            },
+        }
+    ]
+    steps = [e["step"] for e in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in e]
+    assert steps == [1, 2, 3, 4] and digest(out / "final" / "model.safetensors") != before["final/model.safetensors"]
+    assert train(out, *flags[:3], "--resume") == 0  # the settings in force now: nothing changes, nothing to do
+    assert "finished at step 4 (max_steps=4)" in capsys.readouterr().err
+
+
+REAL_TORCH_SAVE_ERROR = "[enforce fail at inline_container.cc:672] . unexpected pos 389760 vs 389648"
+"""What torch.save raised when a 1 MiB tmpfs filled up while it wrote optimizer.pt (its cause: ``basic_ios::clear:
+iostream error``); it carries no errno."""
+
+
+def test_disk_full_is_recognised_in_every_form_it_takes(tmp_path, monkeypatch):
+    enospc = OSError(errno.ENOSPC, "No space left on device")
+    rust = Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left" })')
+    try:
+        try:
+            raise RuntimeError("basic_ios::clear: iostream error")
+        except RuntimeError:
+            raise RuntimeError(REAL_TORCH_SAVE_ERROR)  # noqa: B904  (torch chains it this way)
+    except RuntimeError as err:
+        torch_full = err
+    assert checkpoints.disk_full(enospc, tmp_path) and checkpoints.disk_full(rust, tmp_path)
+    assert not checkpoints.disk_full(torch_full, tmp_path)  # this disk has room: some other write failure
+    monkeypatch.setattr(checkpoints, "free_bytes", lambda folder: 4096)
+    assert checkpoints.disk_full(torch_full, tmp_path)
+    assert not checkpoints.disk_full(OSError(errno.EIO, "Input/output error"), tmp_path)
+
+
+def test_a_full_disk_while_saving_says_so_and_resume_skips_the_torn_checkpoint(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    real_save = torch.save
+
+    def save_until_full(obj, f, *args, **kwargs):
+        if str(f).endswith(str(Path("checkpoint-2") / "optimizer.pt")):
+            Path(f).write_bytes(b"PK\x03\x04 cut short")  # what the full disk left of it
+            raise RuntimeError(REAL_TORCH_SAVE_ERROR)
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+    monkeypatch.setattr(checkpoints, "free_bytes", lambda folder: 4096)
+    assert train(out, "max_steps=3") == INPUT_ERROR
+    err = capsys.readouterr().err
+    assert (
+        f"error: no space left on {out} (0.0 MiB free) while saving step 2: free some space, or set output_dir=... "
+        "to another disk; then rerun with --resume, which skips the checkpoint cut short\n"
+    ) in err
+    assert "Traceback" not in err and not (out / "final").exists()
+    monkeypatch.setattr(torch, "save", real_save)
+    assert train(out, "max_steps=3", "--resume") == 0
+    err = capsys.readouterr().err
+    assert f"--resume: skipping {out / 'checkpoint-2'}: no trainer_state.json" in err
+    assert f"--resume: resuming from {out / 'checkpoint-1'}" in err
+    assert json.loads((out / MARKER).read_text())["finished"] == {"step": 3, "max_steps": 3}
