@@ -164,30 +164,38 @@ def read_jsonl(path: str | Path, with_lines: bool = False, allow_empty: bool = F
     return (rows, lines) if with_lines else rows
 
 
-def refuse_overwriting_inputs(inputs: dict[str, str | Path | None], outputs: Iterable[str | Path]) -> None:
+def refuse_overwriting_inputs(
+    inputs: dict[str, str | Path | None] | Iterable[tuple[str, str | Path | None]], outputs: Iterable[str | Path]
+) -> None:
     """Refuse a command whose outputs would replace or delete one of its inputs, before anything is written.
 
-    ``inputs`` maps how the user named each input (``"--data"``, ``"model="``) to its path (None: absent);
+    ``inputs`` maps how the user named each input (``"--data"``, ``"model="``) to its path (None: absent), as a
+    dict or as ``(name, path)`` pairs;
     ``outputs`` are the paths the command writes or deletes: files, folders (an input inside one clashes too) and
     names with ``*`` (``checkpoint-*``). Paths are compared after resolving symbolic links, and a hard link to an
-    output counts as the output.
+    output counts as the output. An input that does not exist (a model name such as ``tiny``) cannot be lost.
 
-    >>> try:
-    ...     refuse_overwriting_inputs({"--data": "out/records.jsonl"}, ["out/records.jsonl"])
-    ... except ValueError as err:
-    ...     print(str(err)[:72])
-    --data out/records.jsonl is also an output of this command (it writes ou
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = write_text(Path(d) / "records.jsonl", "{}")
+    ...     try:
+    ...         refuse_overwriting_inputs({"--data": Path(d) / "records.jsonl"}, [Path(d) / "records.jsonl"])
+    ...     except ValueError as err:
+    ...         print(str(err).replace(d, "DIR")[:88])
+    --data DIR/records.jsonl is also an output of this command (it writes DIR/records.jsonl)
     """
     import fnmatch
 
-    written = [(Path(o), Path(os.path.realpath(Path(o).parent))) for o in outputs]
-    for label, given in inputs.items():
-        if given is None or str(given) == "":
+    outputs = list(outputs)
+    for label, given in inputs.items() if isinstance(inputs, dict) else inputs:
+        if given is None or not os.path.lexists(given):  # a model name ("tiny"), an absent file: nothing to lose
             continue
         source = Path(os.path.realpath(given))
-        for output, parent in written:
+        for output in map(Path, outputs):
+            parent = Path(os.path.realpath(output.parent)) if "*" in output.name else Path(os.path.realpath(output))
+            parent, name = (parent, output.name) if "*" in output.name else (parent.parent, parent.name)
             inside = (source, *source.parents)  # the input itself, or a folder holding it
-            clash = any(p.parent == parent and fnmatch.fnmatchcase(p.name, output.name) for p in inside)
+            clash = any(p.parent == parent and fnmatch.fnmatchcase(p.name, name) for p in inside)
             if not clash and source.is_file() and output.is_file():
                 clash = os.path.samefile(source, output)
             if clash:

@@ -85,8 +85,9 @@ def add_parser(subparsers) -> None:
 def _build(args: argparse.Namespace) -> int:
     from air_align.data.build import build_meta_groups
     from air_align.data.validate import check_rows, format_summary, summarize
-    from air_align.files import write_jsonl
+    from air_align.files import refuse_overwriting_inputs, write_jsonl
 
+    refuse_overwriting_inputs({"--intents": args.intents, "--templates": args.templates}, [args.out])
     intents = templates = None
     if args.intents:
         from air_align.data.external import load_intents, parse_column_map

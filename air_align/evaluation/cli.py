@@ -8,6 +8,11 @@ import argparse
 from air_align.options import number, whole
 from air_align.threads import add_threads_argument
 
+EVAL_OUTPUTS = ("results.json", "records.jsonl", "completions.jsonl", "report.md", "per_family.png",
+                "anchor_vs_open.png", "training_curves.png")  # fmt: skip
+"""What ``eval`` writes in ``--out`` (``evaluation.evaluate.write_outputs``); ``audit`` adds :data:`AUDIT_OUTPUTS`."""
+AUDIT_OUTPUTS = ("audit.json", "flip_rates.png")
+
 # Per-domain defaults sized for ~10 minutes on 2 CPU cores with SmolLM2-135M (docs/real-tier.md, "Cost").
 DEFAULT_N_INTENTS = {"safety": 8, "morality": 8, "math": 8}
 DEFAULT_MAX_NEW_TOKENS = {"safety": 64, "morality": 64, "math": 128}
@@ -117,8 +122,14 @@ def run_eval(args) -> int:
     from air_align.evaluation.dispersion import check_layer
     from air_align.evaluation.evaluate import evaluate, select_rows
     from air_align.evaluation.scoring import eval_verdict
+    from air_align.files import refuse_overwriting_inputs
     from air_align.models import load_model
 
+    train_dir = args.train_dir or default_train_dir(args.model)
+    refuse_overwriting_inputs(
+        {"--data": args.data, "--model": args.model, "--train-dir": train_dir},
+        [Path(args.out) / name for name in EVAL_OUTPUTS],
+    )
     verdict = eval_verdict(args.judge)  # fail fast on a bad --judge, before loading the model
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     rows = read_checked(args.data)  # every check of `air-align data validate`, before loading the model
@@ -130,7 +141,6 @@ def run_eval(args) -> int:
         check_layer(model, args.dispersion_layer)  # before the model moves to its device and generates
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    train_dir = args.train_dir or default_train_dir(args.model)
     evaluation = evaluate(
         model,
         tokenizer,
@@ -212,10 +222,13 @@ def default_train_dir(model: str) -> str | None:
 def run_report(args) -> int:
     """Handler of ``air-align report``."""
     import sys
+    from pathlib import Path
 
     from air_align.evaluation.report import compare_runs, data_warning, load_results
-    from air_align.files import write_text
+    from air_align.files import refuse_overwriting_inputs, write_text
 
+    if args.out is not None:
+        refuse_overwriting_inputs([("RUN_DIR", Path(d) / "results.json") for d in args.run_dirs], [args.out])
     text = compare_runs(args.run_dirs)
     warning = data_warning(args.run_dirs, [load_results(d) for d in args.run_dirs])
     if warning:  # also on stderr: with --out the table goes to a file the user may not open at once
@@ -229,6 +242,8 @@ def run_report(args) -> int:
 
 def run_audit_cli(args: argparse.Namespace) -> int:
     """Handler of ``air-align audit``."""
+    from pathlib import Path
+
     from air_align.threads import set_threads
 
     set_threads(args.threads)
@@ -237,8 +252,10 @@ def run_audit_cli(args: argparse.Namespace) -> int:
     from air_align.data.audit_rows import audit_rows
     from air_align.evaluation.audit import run_audit
     from air_align.evaluation.scoring import judge_verdict
+    from air_align.files import refuse_overwriting_inputs
     from air_align.models import load_model
 
+    refuse_overwriting_inputs({"--model": args.model}, [Path(args.out) / n for n in (*EVAL_OUTPUTS, *AUDIT_OUTPUTS)])
     n_intents = args.n_intents or DEFAULT_N_INTENTS[args.domain]
     ood = int(args.ood_families) if args.ood_families.strip().isdigit() else args.ood_families
     judge_verdict(args.judge)  # an unknown or unavailable judge fails before the model loads

@@ -15,12 +15,15 @@ method from the same warm start with identical hyperparameters except the regula
 
 Runs go to worker processes (``runner.py``; ``workers``), each finished run is saved under ``DIR/runs/<run>/`` and a
 rerun into the same ``DIR`` resumes. Outputs in ``--out DIR``: ``results.json``, ``outcomes.json.gz`` (every run's
-per-prompt outcomes), ``table.md``, ``lambda_sweep.png``, ``ood_acc_group.png``.
+per-prompt outcomes), ``table.md``, ``lambda_sweep.png``, ``ood_acc_group.png``. ``DIR`` must be new, empty or a lab
+folder: the first run writes a marker, ``DIR/.air_align_lab.json``, and a non-empty folder without one is refused
+(:func:`claim_lab_folder`), so that the grid never replaces a ``results.json`` or ``table.md`` it did not write.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -28,6 +31,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from air_align import __version__
+from air_align.files import refuse_overwriting_inputs, write_json
 from air_align.lab import world
 from air_align.lab.calibration import world_calibration
 from air_align.lab.generate import world_name, write_world
@@ -194,6 +199,45 @@ PRESETS: dict[str, Preset] = {
 }  # fmt: skip
 
 
+LAB_MARKER = ".air_align_lab.json"
+LAB_OUTPUTS = ("results.json", "outcomes.json.gz", "table.md", "lambda_sweep.png", "ood_acc_group.png", "runs")
+"""What ``reproduce`` writes in ``--out`` (``report.write_outputs``, ``runner.run_all``)."""
+
+
+def claim_lab_folder(out: Path) -> None:
+    """Make ``out`` a lab folder (its marker written), or refuse it: a non-empty folder that holds no marker, and
+    no saved run of a lab grid (``runs/*/result.json``, from before the marker existed), is someone else's.
+
+    Raises:
+        ValueError: naming the folder, what is in it, and the choices.
+    """
+    marker = out / LAB_MARKER
+    if marker.is_file():
+        return
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (new or empty, or a lab folder to resume)")
+    if entries and not _saved_runs(out):
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise ValueError(
+            f"--out {out} is not empty and is not a lab folder (no {LAB_MARKER}): {shown}. reproduce writes "
+            f"{', '.join(LAB_OUTPUTS)} there, replacing files of those names: give a new or empty folder (a rerun "
+            "into a lab folder resumes it)"
+        )
+    write_json(marker, {"tool": "air-align", "version": __version__, "kind": "lab grid", "written": list(LAB_OUTPUTS)})
+
+
+def _saved_runs(out: Path) -> bool:
+    """Whether ``out/runs`` holds a run a lab grid saved (``runner.py``: ``{"key": …, "record": …}``)."""
+    for path in sorted((out / "runs").glob("*/result.json"))[:1]:
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(saved, dict) and {"key", "record"} <= set(saved)
+    return False
+
+
 TIE_DIGITS = 9
 """Digits to which ``choose_lambda`` rounds the mean scores before comparing them."""
 
@@ -227,7 +271,9 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
     guard (the ``air-align`` command has it).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    spec_files = [("--world", c.world) for c in preset.cells if Path(c.world).suffix in (".yaml", ".yml", ".json")]
+    refuse_overwriting_inputs(spec_files, [out / name for name in LAB_OUTPUTS])
+    claim_lab_folder(out)
     start = time.time()
     cells = units(preset, out)
     recipes = {warm_name(c): Recipe(world=c.world, world_seed=world_seed, seed=c.warm_seed, **preset.warm)

@@ -49,8 +49,11 @@ def run_study_cli(args: argparse.Namespace) -> int:
     from air_align.threads import set_threads
 
     set_threads(args.threads)
+    from air_align.files import refuse_overwriting_inputs
     from air_align.real.config import StudyConfig
     from air_align.real.study import run_study
+
+    refuse_overwriting_inputs({"--model": args.model}, [args.out])  # a study writes its whole folder
 
     config = StudyConfig(
         domain=args.domain,

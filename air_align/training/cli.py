@@ -151,9 +151,11 @@ def _handle_calibrate(args) -> int:
 
 def _calibrate(args) -> int:
     import time
+    from pathlib import Path
 
     import torch
 
+    from air_align.files import refuse_overwriting_inputs
     from air_align.models import torch_dtype
     from air_align.rewards.calibration import DEFAULT_TOLERANCE
     from air_align.training import calibrate as cal
@@ -163,6 +165,12 @@ def _calibrate(args) -> int:
             raise ValueError(f"--threads must be at least 1, got {args.calibrate_threads}")
         torch.set_num_threads(args.calibrate_threads)
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    calibrate_outputs = [Path(args.out) / n for n in ("calibration.json", "calibration.md", "calibration.png")]
+    refuse_overwriting_inputs(
+        {"--data": args.data, "--responses": args.responses, "--config": args.config, "--world": args.world,
+         "--reward-config": args.reward_config if args.reward_config and Path(args.reward_config).is_file() else None},
+        [*calibrate_outputs, Path(args.out) / "scored.jsonl"],
+    )  # fmt: skip
     if args.world:
         return _calibrate_world(args, tolerance)
     start = time.perf_counter()

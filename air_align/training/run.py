@@ -307,9 +307,9 @@ def checkpoint_step(checkpoint: str | None) -> int:
 
 def train_inputs(run: RunConfig, args: AIRConfig) -> dict[str, str]:
     """The files a run reads that could sit in its output folder: a local model, the data file, the offsets file."""
-    inputs = {"model": run.model, "dataset": run.dataset}
+    inputs = {"model=": run.model, "dataset=": run.dataset}
     if isinstance(args.invariance_offsets, str):
-        inputs["invariance_offsets"] = args.invariance_offsets
+        inputs["invariance_offsets="] = args.invariance_offsets
     return inputs
 
 
