@@ -8,12 +8,18 @@
   tests; ``tiny_causal_lm(tokenizer, ...)`` builds one for any tokenizer (the lab uses its own word tokenizer).
 
 Every returned tokenizer has a chat template and a pad token, and pads on the left for generation.
+
+Weights load from safetensors files, or from torch pickle files (``pytorch_model.bin``) that hold tensors only:
+``torch.load`` with ``weights_only=True`` refuses any other object, since unpickling one can run arbitrary code;
+:func:`unsafe_pickle_error` turns that refusal into an error that says so (tests/test_models.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import shutil
 import string
 from pathlib import Path
@@ -193,12 +199,28 @@ def _load_tokenizer(name_or_path: str, auto_tokenizer):
     return auto_tokenizer.from_pretrained(name_or_path)
 
 
+def unsafe_pickle_error(where: str | Path, err: BaseException) -> ValueError:
+    """The error for a torch pickle file in ``where`` (a model or checkpoint folder) that holds more than tensors,
+    which ``torch.load(weights_only=True)`` refused with ``err`` (its text names the object, e.g. ``posix.system``)."""
+    where = Path(where)
+    files = sorted(p.name for p in where.glob("pytorch_model*.bin")) if where.is_dir() else []
+    named = where / files[0] if len(files) == 1 else where
+    found = re.search(r"GLOBAL (\S+)", str(err))
+    what = f" (it refers to {found.group(1)})" if found else ""
+    return ValueError(
+        f"{named}: a pickle checkpoint that holds more than weights{what}; air-align loads only safetensors files "
+        "or weights-only torch files, because unpickling any other object can run arbitrary code. If you trust "
+        "where it came from, load it yourself and save it with save_pretrained() (safetensors); else do not use it"
+    )
+
+
 def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
     """``(model, tokenizer)`` for a hub id, a local directory, ``"smollm2-135m"`` or ``"tiny"``, in ``dtype``;
     with ``device``, the model is placed there (``from_pretrained`` loads the weights straight onto it).
 
     Raises:
         OSError: with a hint when a hub id cannot be reached offline.
+        ValueError: a pickle weights file that holds more than tensors (:func:`unsafe_pickle_error`).
     """
     if name_or_path in SMOLLM2_ALIASES:
         model, tokenizer = load_smollm2(dtype)
@@ -210,6 +232,8 @@ def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, device: to
     try:
         tokenizer = _load_tokenizer(name_or_path, AutoTokenizer)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **placement)
+    except pickle.UnpicklingError as err:
+        raise unsafe_pickle_error(name_or_path, err) from None
     except OSError as err:
         raise OSError(
             f"could not load model {name_or_path!r}: {err}. Pass a local directory, 'smollm2-135m' (offline, from "

@@ -1,8 +1,13 @@
 """Model loading: tiny models round-trip through save_pretrained / load_model with their own tokenizer."""
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from air_align.models import build_char_tokenizer, load_model, tiny_causal_lm
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_tiny_model_round_trip_keeps_its_tokenizer(tmp_path):
@@ -26,3 +31,45 @@ def test_char_tokenizer_chat_template():
     assert text == "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
     # one token per character, special tokens atomic: 1 + 4 ("user") + 1 ("\n") + 4 ("2+2?") + 1 + 1 + 1 + 9 + 1
     assert len(tok(text).input_ids) == 23
+
+
+class RunsACommand:
+    """What a hostile pickle holds: unpickling it calls ``os.system``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_checkpoint_that_holds_more_than_weights_is_refused_with_the_reason(tmp_path, capsys):
+    from air_align.cli import INPUT_ERROR, main
+
+    model, tokenizer = load_model("tiny")
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    ran = tmp_path / "ran"
+    torch.save({**model.state_dict(), "payload": RunsACommand(ran)}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError) as err:
+        load_model(str(folder))
+    assert str(err.value) == (
+        f"{folder / 'pytorch_model.bin'}: a pickle checkpoint that holds more than weights (it refers to "
+        "posix.system); air-align loads only safetensors files or weights-only torch files, because unpickling any "
+        "other object can run arbitrary code. If you trust where it came from, load it yourself and save it with "
+        "save_pretrained() (safetensors); else do not use it"
+    )
+    assert not ran.exists()
+    capsys.readouterr()
+    assert main(["train", "--config", str(CONFIGS / "tiny-cpu.yaml"), f"model={folder}",
+                 f"output_dir={tmp_path / 'run'}", "max_steps=1"]) == INPUT_ERROR  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {folder / 'pytorch_model.bin'}: a pickle checkpoint") and "weights_only" not in err
+    assert not ran.exists()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")  # tensors only: loads
+    loaded, _ = load_model(str(folder))
+    assert all(a.equal(b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))

@@ -263,3 +263,24 @@ def test_a_full_disk_while_saving_says_so_and_resume_skips_the_torn_checkpoint(t
     assert f"--resume: skipping {out / 'checkpoint-2'}: no trainer_state.json" in err
     assert f"--resume: resuming from {out / 'checkpoint-1'}" in err
     assert json.loads((out / MARKER).read_text())["finished"] == {"step": 3, "max_steps": 3}
+
+
+def test_resuming_from_a_pickle_checkpoint_that_holds_more_than_weights_is_refused(finished, tmp_path, capsys):
+    from test_models import RunsACommand
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    shutil.rmtree(out / "final")  # killed before the end: --resume loads checkpoint-2
+    weights = torch.load(out / "checkpoint-1" / "optimizer.pt", weights_only=True)  # any tensors will do
+    ran = tmp_path / "ran"
+    torch.save({"weights": weights, "payload": RunsACommand(ran)}, out / "checkpoint-2" / "pytorch_model.bin")
+    (out / "checkpoint-2" / "model.safetensors").unlink()
+    capsys.readouterr()
+    assert train(out, "max_steps=2", "--resume") == INPUT_ERROR
+    err = capsys.readouterr().err
+    assert (
+        f"error: {out / 'checkpoint-2' / 'pytorch_model.bin'}: a pickle checkpoint that holds more than weights (it "
+        "refers to posix.system); air-align loads only safetensors files or weights-only torch files, because "
+        "unpickling any other object can run arbitrary code."
+    ) in err
+    assert "weights_only" not in err and "Traceback" not in err and not ran.exists()

@@ -23,6 +23,7 @@ import difflib
 import json
 import math
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from transformers import TrainerCallback
 from air_align import safe_yaml
 from air_align.evaluation.plots import plot_run_curves
 from air_align.files import refuse_overwriting_inputs, write_json
+from air_align.models import unsafe_pickle_error
 from air_align.safe_yaml import BoundedLoader, brief
 from air_align.training.checkpoints import disk_full, free_bytes, resolve_checkpoint
 from air_align.training.config import AIRConfig
@@ -270,6 +272,8 @@ def train(
         try:
             trainer.train(resume_from_checkpoint=checkpoint)
             trainer.save_model(str(output_dir / "final"))
+        except pickle.UnpicklingError as err:  # a checkpoint's pytorch_model.bin that holds more than weights
+            raise unsafe_pickle_error(checkpoint or output_dir, err) from None
         except (OSError, RuntimeError) as err:
             if disk_full(err, output_dir):
                 raise OSError(
