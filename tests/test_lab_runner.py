@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import threading
+import time
+
 import pytest
 
 from air_align.lab.runner import load_finished, run_all
@@ -58,3 +64,53 @@ def test_a_rerun_resumes_and_a_changed_run_retrains(warm, tmp_path, monkeypatch)
     assert load_finished(tmp_path, changed[0]) is None  # another setup is not mistaken for the finished one
     with pytest.raises(AssertionError, match="retrained"):
         run_all(changed, tmp_path, workers=1)
+
+
+def test_a_dead_worker_is_named_with_its_run(tmp_path):
+    from air_align.lab.runner import WORKER_FILE, dead_worker_error, run_dir
+
+    runs = _runs("warm")
+    for run, pid in zip(runs, (111, 222), strict=True):
+        run_dir(tmp_path, run).mkdir(parents=True)
+        (run_dir(tmp_path, run) / WORKER_FILE).write_text(json.dumps({"pid": pid}))
+    err = dead_worker_error(tmp_path, runs, {111: -15, 222: -9}, finished=3, total=5)  # 222 killed, 111 stopped
+    assert isinstance(err, OSError) and str(err) == (
+        f"the worker process training run {runs[1].name()} (pid 222, killed by signal 9 (SIGKILL: kill -9, or the "
+        f"out-of-memory killer)) died, and the grid stopped; 3 of 5 runs are finished and saved in {tmp_path / 'runs'}"
+        ": rerun the same command to resume (it trains only the runs not finished)"
+    )
+    err = dead_worker_error(tmp_path, runs, {111: -15, 222: -15}, finished=0, total=2)  # no telling which: both
+    assert f"training run one of {runs[0].name()}, {runs[1].name()} died" in str(err)
+
+
+@pytest.mark.slow  # two spawned workers import torch and train: ~1 min on 2 busy cores
+def test_kill_9_of_a_worker_names_its_run_and_a_rerun_resumes_exactly(warm, tmp_path):
+    from air_align.lab.runner import WORKER_FILE
+
+    runs = _runs(warm)
+    killed = []
+
+    def kill_the_first_worker():  # as `kill -9 PID` from another terminal, once a worker has started its run
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            for note in (tmp_path / "grid" / "runs").glob(f"*/{WORKER_FILE}"):
+                try:
+                    pid = json.loads(note.read_text())["pid"]
+                except (OSError, ValueError):
+                    continue
+                os.kill(pid, signal.SIGKILL)
+                killed.append((note.parent.name, pid))
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_the_first_worker)
+    watcher.start()
+    with pytest.raises(ChildProcessError) as err:
+        run_all(runs, tmp_path / "grid", workers=2)
+    watcher.join()
+    ((name, pid),) = killed
+    assert f"the worker process training run {name} (pid {pid}, killed by signal 9 (SIGKILL" in str(err.value)
+    assert "rerun the same command to resume" in str(err.value)
+    resumed = run_all(runs, tmp_path / "grid", workers=2)
+    straight = run_all(runs, tmp_path / "straight", workers=1)
+    assert [r["param_checksum"] for r in resumed] == [r["param_checksum"] for r in straight]
