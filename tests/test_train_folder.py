@@ -284,3 +284,30 @@ def test_resuming_from_a_pickle_checkpoint_that_holds_more_than_weights_is_refus
         "unpickling any other object can run arbitrary code."
     ) in err
     assert "weights_only" not in err and "Traceback" not in err and not ran.exists()
+
+
+def _can_mount_tmpfs() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+@pytest.mark.slow  # a fresh interpreter importing TRL, twice: ~1 min
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare and a user namespace to mount a small tmpfs")
+def test_a_really_full_disk_says_no_space_left_and_resume_finishes_on_a_bigger_one(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    command = [sys.executable, "-m", "air_align.cli", "train", "--config", TINY, "max_steps=2", "save_steps=1"]
+    script = f"mount -t tmpfs -o size=1m tmpfs {disk} && {' '.join(command)} output_dir={disk / 'run'}; status=$?; "
+    script += f"cp -a {disk}/run {tmp_path}"
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script + "; exit $status"], capture_output=True, text=True)
+    assert proc.returncode == INPUT_ERROR, proc.stderr[-2000:]
+    assert f"error: no space left on {disk / 'run'} (0.0 MiB free) while saving step 1:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    run = tmp_path / "run"  # the folder as the full disk left it, on a disk with room
+    assert checkpoints.checkpoint_problem(run / "checkpoint-1") is not None
+    proc = subprocess.run([*command, f"output_dir={run}", "--resume"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"--resume: skipping {run / 'checkpoint-1'}: " in proc.stderr
+    assert json.loads((run / MARKER).read_text())["finished"] == {"step": 2, "max_steps": 2}
