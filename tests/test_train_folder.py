@@ -19,6 +19,7 @@ import yaml
 
 from air_align.cli import INPUT_ERROR, main
 from air_align.training import checkpoints
+from air_align.training import run as run_module
 from air_align.training.run_folder import LOCK, MARKER
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml")
@@ -249,7 +250,8 @@ def test_a_full_disk_while_saving_says_so_and_resume_skips_the_torn_checkpoint(t
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_until_full)
-    monkeypatch.setattr(checkpoints, "free_bytes", lambda folder: 4096)
+    for module in (checkpoints, run_module):  # the check, and the message
+        monkeypatch.setattr(module, "free_bytes", lambda folder: 4096)
     assert train(out, "max_steps=3") == INPUT_ERROR
     err = capsys.readouterr().err
     assert (
