@@ -110,8 +110,8 @@ def test_reproduce_refuses_a_folder_that_is_not_a_lab_folder(tmp_path, capsys):
     assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == INPUT_ERROR
     assert capsys.readouterr().err == (
         f"error: --out {out} is not empty and is not a lab folder (no {LAB_MARKER}): results.json, table.md. "
-        "reproduce writes results.json, table.md, lambda_sweep.png, ood_acc_group.png, runs there, replacing files "
-        "of those names: give a new or empty folder (a rerun into a lab folder resumes it)\n"
+        "reproduce writes results.json, outcomes.json.gz, table.md, lambda_sweep.png, ood_acc_group.png, runs there, "
+        "replacing files of those names: give a new or empty folder (a rerun into a lab folder resumes it)\n"
     )
     assert contents(out) == before
     assert main(["demo", "--out", str(out)]) == INPUT_ERROR
