@@ -129,3 +129,18 @@ def test_a_lab_folder_from_before_the_marker_is_still_resumed(tmp_path):
     assert json.loads((out / LAB_MARKER).read_text())["kind"] == "lab grid"
     claim_lab_folder(tmp_path / "new")  # a new folder becomes a lab folder
     assert (tmp_path / "new" / LAB_MARKER).is_file()
+
+
+def test_lab_analyse_out_refuses_a_folder_that_is_not_a_lab_folder(tmp_path, capsys):
+    grid = Path(__file__).resolve().parent / "data" / "lab-grid-smoke"
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.json").write_text('{"my": "results"}')
+    before = contents(out)
+    assert main(["lab", "analyse", str(grid), "--out", str(out)]) == INPUT_ERROR
+    assert capsys.readouterr().err.startswith(
+        f"error: --out {out} is not empty and is not a lab folder (no {LAB_MARKER}): results.json."
+    )
+    assert contents(out) == before
+    assert main(["lab", "analyse", str(grid), "--out", str(tmp_path / "new")]) == 0  # a new folder: rebuilt there
+    assert (tmp_path / "new" / "table.md").read_text() == (grid / "table.md").read_text()

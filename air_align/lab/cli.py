@@ -166,6 +166,7 @@ def _handle_demo(args) -> int:
 
 def _handle_analyse(args) -> int:
     import sys
+    from pathlib import Path
 
     from air_align.lab.analyse import analyse, check
 
@@ -176,6 +177,14 @@ def _handle_analyse(args) -> int:
             return 1
         print(f"{args.dir}/table.md rebuilds exactly from results.json and the outcomes")
         return 0
+    if args.out is not None and Path(args.out).resolve() != Path(args.dir).resolve():
+        # another folder: as for reproduce --out, only a new, empty or lab folder (its results.json is replaced)
+        from air_align.files import refuse_overwriting_inputs
+        from air_align.lab.reproduce import LAB_OUTPUTS, claim_lab_folder
+
+        inputs = [("DIR", Path(args.dir) / name) for name in ("results.json", "outcomes.json.gz")]
+        refuse_overwriting_inputs(inputs, [Path(args.out) / name for name in LAB_OUTPUTS])
+        claim_lab_folder(Path(args.out))
     results = analyse(args.dir, args.out)
     print(results["table"])
     return 0
