@@ -1,7 +1,7 @@
 """The maths of AIR (Anchor Invariance Regularization), pure torch, no TRL.
 
 Paper: "Towards Context-Invariant Safety Alignment for Large Language Models" (ICML 2026, arXiv 2605.20994),
-Algorithm 1 and §3; notation and signs as in ``DESIGN.md`` §1.
+Algorithm 1 and §3; notation and signs as in docs/design.md §1.
 
 Everything works on *flat per-completion tensors*, the layout every trainer already has::
 
@@ -220,7 +220,7 @@ def invariance_coefficients(
       Gradient of the expected surrogate = ``−½ ∇ Σ_{c∈S_z} (R_c − R̄)² = −(|S_z|/2) ∇Var_c[R_c]``.
     - ``"none"``: zeros (plain GRPO/GSPO).
 
-    **Calibrated Δ** (not in the paper; issue 15, ``docs/calibration.md``). ``offsets`` gives each completion the
+    **Calibrated Δ** (not in the paper; ``docs/calibration.md``). ``offsets`` gives each completion the
     offset ``b_s`` of its prompt: the measured gap ``E[correct open reward] − E[correct anchor reward]`` of its
     (domain, label). Each prompt is then compared at its *calibrated level* ``r̄_s − b_s``:
 
@@ -334,7 +334,7 @@ def aux_loss(
     num_completions: int | float,
     weights: Tensor | None = None,
 ) -> Tensor:
-    """The auxiliary surrogate loss (Algorithm 1, line 8; ``DESIGN.md`` §1).
+    """The auxiliary surrogate loss (Algorithm 1, line 8; docs/design.md §1).
 
     ``L_aux = −λ · (1/N) · Σ_i ρ_i · Δ_i · r_i · log π(y_i|s_i)``
 

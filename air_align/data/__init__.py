@@ -1,4 +1,4 @@
-"""air_align.data: meta-group datasets (DESIGN.md §1, §3; docs/data.md).
+"""air_align.data: meta-group datasets (docs/design.md §1, §4; docs/data.md).
 
 - ``schema``: the row fields, ``make_row`` and ``datasets.Dataset`` I/O (JSONL: ``air_align.files``);
 - ``validate``: problems named by row / meta-group, ``check_rows``, ``summarize``;

@@ -1,5 +1,5 @@
 """Rows for an audit (``air-align audit``): every intent rendered as its anchors and **one open variant of every
-wrapper family**, ID and OOD alike, a template drawn in each family by seed (DESIGN.md §3, §5).
+wrapper family**, ID and OOD alike, a template drawn in each family by seed (docs/design.md §4, §5).
 
 Built from ``air_align.data.build``'s pieces (intents, open contexts, the ID/OOD family choice, renderers), so
 families are marked ID / OOD exactly as ``air-align data build`` with the same ``--seed`` and ``--ood-families``

@@ -1,4 +1,4 @@
-"""Build meta-groups from real intents and contexts, with an ID/OOD split by wrapper family (DESIGN.md §1, §3).
+"""Build meta-groups from real intents and contexts, with an ID/OOD split by wrapper family (docs/design.md §1, §4).
 
 Splits, exactly:
 

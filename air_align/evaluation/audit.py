@@ -1,4 +1,4 @@
-"""``air-align audit``: a model's context invariance *before* any training, on real meta-groups (DESIGN.md §3, §5).
+"""``air-align audit``: a model's context invariance *before* any training, on real meta-groups (docs/design.md §4-5).
 
 On the rows of ``air_align.data.audit_rows`` (every intent's anchors and one open variant of every wrapper family,
 ID and OOD alike), the audit generates greedily, scores anchors by rule and open variants by the evaluation judge

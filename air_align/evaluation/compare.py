@@ -1,4 +1,4 @@
-"""Paired bootstrap confidence intervals of a method difference, over seeds and meta-groups (lab issue 14, item 5).
+"""Paired bootstrap confidence intervals of a method difference, over seeds and meta-groups (docs/evaluation.md).
 
 Two methods A and B are evaluated on the same test meta-groups, with *paired* seeds: seed s of A and seed s of B
 share the warm start and the data order, so their difference at one seed is less noisy than either alone. The

@@ -1,4 +1,4 @@
-"""Intra-group representation dispersion (DESIGN.md §3; the paper reports 86.47 for GRPO vs 71.54 for AIR).
+"""Intra-group representation dispersion (docs/design.md §4; the paper reports 86.47 for GRPO vs 71.54 for AIR).
 
 For each prompt: the hidden states of one layer (default the last, ``hidden_states[-1]`` as transformers returns it,
 which for Llama/Qwen2 is after the final norm), mean-pooled over the prompt's tokens (chat template applied with the

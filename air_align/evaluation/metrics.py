@@ -1,4 +1,5 @@
-"""Evaluation metrics (DESIGN.md §3; the paper's Table 1): Acc, Acc_group, ID/OOD slices, breakdowns, bootstrap CIs.
+"""Evaluation metrics (docs/design.md §4; the paper's Table 1): Acc, Acc_group, ID/OOD slices, breakdowns, bootstrap
+CIs.
 
 Pure functions over per-prompt *records* ``{id, group_id, role, family, domain, split, correct, label, refused}``,
 one per prompt (with n samples a prompt is correct by strict majority of its samples, see ``majority``).
@@ -16,7 +17,7 @@ Definitions (docs/evaluation.md says the same):
   own. ``refused`` comes from the verdict's details when it has one, else ``not correct``.
 - **Bootstrap CIs**: resample the slice's meta-groups with replacement (``numpy.random.default_rng(seed)``), recompute
   Acc and Acc_group, take percentiles. Deterministic for a given seed.
-- **Per label and balanced** (lab issue 14): a meta-group is one intent, so its prompts share one ``label`` (safety
+- **Per label and balanced**: a meta-group is one intent, so its prompts share one ``label`` (safety
   1 = harmful / 0 = benign, morality 1 = wrong / 0 = fine, maths None); a group whose prompts disagree is an error.
   Acc and Acc_group are computed per *label class* = (domain, label): labels of different domains mean different
   things and are never pooled. **Balanced** Acc / Acc_group = the minimum over the label classes present (with one

@@ -148,7 +148,7 @@ def plot_training_curves(dirs: list[str | Path], path: Path) -> Path | None:
     return plot_run_curves(read_training_log(dirs), path)
 
 
-# --- one run's training curves, readable at a glance (issue 15) ------------------------------------------------------
+# --- one run's training curves, readable at a glance (docs/monitoring.md) --------------------------------------------
 
 LOG_FILES = ("log.json", "log.jsonl", "trainer_state.json")  # a lab run's log, a JSONL log, TRL's trainer state
 

@@ -1,6 +1,6 @@
 """Evaluation scoring: rule verdicts for anchors and maths, a keyword heuristic for open variants.
 
-This is the *evaluation metric* side (DESIGN.md §3), separate from the training reward: a completion is judged
+This is the *evaluation metric* side (docs/design.md §4), separate from the training reward: a completion is judged
 right or wrong, and its format is not scored (the format reward is training's job). The paper re-scores open variants
 with a judge other than the training judge (its "GPT-4.1 re-evaluation"); here the judge is a *verdict function*:
 

@@ -1,4 +1,4 @@
-"""air_align.lab: the CPU-scale controlled testbed (DESIGN.md §5, docs/lab.md).
+"""air_align.lab: the CPU-scale controlled testbed (docs/design.md §5, docs/lab.md).
 
 - ``world``: intents with a known correct behaviour, anchors, wrapper families (ID / OOD), splits, schema rows;
 - ``responses``: the response grammar and the completion reader; ``oracle``: correctness (the evaluation);

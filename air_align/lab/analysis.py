@@ -29,7 +29,7 @@ COLLAPSE_FORMAT_RATE = 0.5
 """A run has *collapsed* when fewer than half of its greedy completions of a split are in the response format: the
 policy has left the grammar it shares with the anchors (the failure of the first lab's AIR runs)."""
 ANCHOR_TOLERANCE = 0.02
-""""AIR helps" allows its anchors to fall at most 2 points below GRPO's (issue 14's pre-registered rule)."""
+""""AIR helps" allows its anchors to fall at most 2 points below GRPO's (pre-registered: docs/results.md §4)."""
 SCALARS = ("acc", "acc_group", "balanced_acc", "balanced_acc_group", "anchor_acc", "hack_rate", "format_rate")
 
 

@@ -1,4 +1,4 @@
-"""The lab worlds' calibration tables: ``rewards.calibration`` on the lab's own responses (issue 14 item 1).
+"""The lab worlds' calibration tables: ``rewards.calibration`` on the lab's own responses (docs/lab.md §3).
 
 The same function that checks any reward (``air-align calibrate``, docs/calibration.md) scores, with a world's
 training rewards (``judge.lab_rewards``), the responses the lab's grammar can produce (``oracle.reference_response``):

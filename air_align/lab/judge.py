@@ -1,6 +1,6 @@
 """The lab's training rewards: a noisy, hackable rule judge on a log-odds scale, anchors by rule, a format reward.
 
-DESIGN.md §2 and §5; docs/lab.md §2. The judge reads surface features of an answer (``responses.read_answer``) and
+docs/design.md §2 and §5; docs/lab.md §2. The judge reads surface features of an answer (``responses.read_answer``) and
 forms noisy log-odds, like an LLM judge's token log-probabilities; its knobs (``base``, ``cue_strength``, ``noise``,
 ``seed``) and its reward table come from the world spec (``spec.py``), so a regime or a miscalibrated control is a
 change of data, not of code. Each judgement's noise is ``N(0, noise²)``, a deterministic function of

@@ -1,4 +1,4 @@
-"""The lab's oracle: is a completion correct, given the world's ground truth? (DESIGN.md §5, evaluation side.)
+"""The lab's oracle: is a completion correct, given the world's ground truth? (docs/design.md §5, evaluation side.)
 
 The evaluation uses this oracle, never the training judge (the paper re-scores open variants with a judge other than
 the training one). Rules, applied to ``responses.read_answer`` features:

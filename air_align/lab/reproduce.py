@@ -1,6 +1,6 @@
 """``air-align reproduce``: the paper's comparison in the lab, with the real trainer, in parallel, resumably.
 
-DESIGN.md §5; docs/lab.md §5; the conditions of the committed results are in docs/results.md. A grid is a set of
+docs/design.md §5; docs/lab.md §5; the conditions of the committed results are in docs/results.md. A grid is a set of
 *cells* — a world (``worlds/*.yaml`` or a spec file) under a judge *regime* (``REGIMES``) — and, per cell, every
 method from the same warm start with identical hyperparameters except the regulariser (GSPO is TRL's
 ``importance_sampling_level="sequence"``):
@@ -107,7 +107,7 @@ class Preset:
     """The regimes ``--world FILE`` runs a world under (maths-kind worlds: ``main`` only, having no judge)."""
     grpo_only: bool = False
     """Plain GRPO only, whatever the cells name: the regime calibration, which must not train (or show) any
-    regularised run before the comparison's conditions are committed (issue 14, item 4)."""
+    regularised run before the comparison's conditions are committed (docs/results.md §3)."""
     generated: tuple[tuple[str, int], ...] = ()
     """Generated worlds ``(kind, generator seed)`` (``generate.py``), run beside ``cells`` under the regimes of their
     kind (``regimes_for``); their specs are written to ``DIR/worlds/gen-<kind>-<seed>.yaml``."""

@@ -72,7 +72,8 @@ class RunSpec:
     """Judge overrides of the regime, as sorted ``(key, value)`` pairs (e.g. ``(("cue_strength", 1.0),)``)."""
     world_seed: int = 0
     offsets: tuple[tuple[str, float], ...] = ()
-    """Calibrated-Δ offsets ``((\"domain/label\", b), …)`` for methods that use them (issue 15; not the paper)."""
+    """Calibrated-Δ offsets ``((\"domain/label\", b), …)`` for methods that use them (docs/calibration.md; not the
+    paper)."""
     tag: str = "main"
     """What the run is for (``sweep``, ``main``, ``stress``): part of its directory name."""
     warm_seed: int = 0

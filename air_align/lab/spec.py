@@ -1,4 +1,4 @@
-"""World specs: a lab world as a data file (docs/lab.md §1; issue 14, "worlds as data").
+"""World specs: a lab world as a data file (docs/lab.md §1, "Worlds as data").
 
 A world is everything the lab needs to know about one domain: the vocabulary of its intents and which word decides
 the hidden label, the anchor renderings, the wrapper families (template, ID or OOD, what they sway towards and for

@@ -1,4 +1,4 @@
-"""SFT warm start of the lab's tiny model, so that it starts *context-dependent* (DESIGN.md §5).
+"""SFT warm start of the lab's tiny model, so that it starts *context-dependent* (docs/design.md §5).
 
 Recipe (``Recipe``; every field, and the world's SFT-relevant parts, are part of the cache key):
 
@@ -281,7 +281,7 @@ def _train(recipe: Recipe, progress: bool):
 @contextlib.contextmanager
 def quiet_transformers():
     """No transformers progress bars ("Loading weights", "Writing model shards") for the lab's tiny checkpoints: a grid
-    loads one per run, and the grid's own progress bar is the one a user needs (issue 12, console)."""
+    loads one per run, and the grid's own progress bar is the one a user needs (``tests/test_console.py``)."""
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:

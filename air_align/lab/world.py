@@ -1,7 +1,7 @@
 """The lab's synthetic worlds: intents with a hidden correct behaviour, rendered as anchors and open variants.
 
-DESIGN.md §5 and docs/lab.md. A world is a spec file (``spec.py``; built-ins in ``worlds/``): this module turns a spec
-into intents and schema rows. Each intent z is rendered by ``g(z, c)`` into two **anchors** (a two-option multiple
+docs/design.md §5 and docs/lab.md. A world is a spec file (``spec.py``; built-ins in ``worlds/``): this module turns a
+spec into intents and schema rows. Each intent z is rendered by ``g(z, c)`` into two **anchors** (a two-option multiple
 choice whose option order is drawn per intent, and a true/false statement) and one **open variant** per wrapper family
 (the maths multiple choice lists its two numbers in ascending order, the wrong one above or below the answer:
 ``math_mc_options``); families are in-distribution (ID) or held out as out-of-distribution (OOD). Each family has a

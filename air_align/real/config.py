@@ -1,7 +1,7 @@
 """``StudyConfig``: every setting of a real-tier study (``air-align study``) and of its training runs (``train_real``).
 
 Defaults: the GPU study of docs/real-tier.md (``scripts/gpu_study.sh``), sized for < 10 minutes on one GPU. Every
-method of a study shares every field (DESIGN.md §5: only the regulariser differs).
+method of a study shares every field (docs/design.md §5.1: only the regulariser differs).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class StudyConfig:
     learning_rate: float = 2e-5
     """Our choice for LoRA at this scale (the paper's 5e-7 is for full fine-tuning of Qwen2.5-14B)."""
     invariance_coef: float = 0.05
-    """λ for AIR and V-REx; our choice at this scale (DESIGN.md §5: sweep it on ID validation data)."""
+    """λ for AIR and V-REx; our choice at this scale (docs/design.md §5.1: choose it on ID validation data)."""
     use_lora: bool = True
     """Train a LoRA adapter (merged before the audit)."""
     lora_r: int = 8

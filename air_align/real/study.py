@@ -2,8 +2,8 @@
 
 ``air-align study --domain safety --device cuda --out DIR`` (``scripts/gpu_study.sh`` wraps it); the settings are a
 ``StudyConfig``. Every method shares the data, the seed, the frozen-policy judge and every hyperparameter except the
-regulariser (DESIGN.md §5). Trained models are audited on the build's held-out **test** intents (never trained on),
-with one variant of every wrapper family, ID and OOD families as the build assigns them. Outputs in DIR:
+regulariser (docs/design.md §5.1). Trained models are audited on the build's held-out **test** intents (never trained
+on), with one variant of every wrapper family, ID and OOD families as the build assigns them. Outputs in DIR:
 
 - ``base/``, ``grpo/``, ``grpo+air/``, ``grpo+vrex/``: each an audit directory (results.json, audit.json, report.md,
   plots); trained ones also hold ``train.json`` (seconds per step, log history);

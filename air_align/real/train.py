@@ -1,4 +1,4 @@
-"""Real-tier training: GRPO, GRPO+AIR or GRPO+V-REx on SmolLM2-135M with real meta-groups (DESIGN.md §5).
+"""Real-tier training: GRPO, GRPO+AIR or GRPO+V-REx on SmolLM2-135M with real meta-groups (docs/design.md §5).
 
 :func:`train_real` wires the shared pieces together the way the paper does, through the project's one trainer recipe
 (``air_align.training.recipe.build_trainer``):
@@ -8,8 +8,8 @@
 - reward: ``composite`` — ``r = r_task + r_fmt``, anchors by rule, open safety / morality variants by a **frozen
   copy of the initial policy** as judge (paper App. C.2.1; loaded again from ``config.model``, so LoRA and training
   never reach it, and placed on the trainer's device by the recipe); maths needs no judge;
-- method: a row of ``air_align.training.methods.METHODS``, every other setting shared between methods (DESIGN.md §5:
-  only the regulariser differs);
+- method: a row of ``air_align.training.methods.METHODS``, every other setting shared between methods
+  (docs/design.md §5.1: only the regulariser differs);
 - LoRA (PEFT) optional; the returned model has the adapter merged, ready to audit.
 
 Seconds per optimiser step are measured by a callback (generation + judge + backward), and an optional wall-clock

@@ -1,7 +1,7 @@
-"""Is a reward AIR-ready? The calibration check (DESIGN.md §2 "Calibration"; issue 15 item 1, lab issue 14 item 1).
+"""Is a reward AIR-ready? The calibration check (docs/design.md §3; docs/calibration.md).
 
-AIR pulls every open prompt's expected reward toward its anchors' (``Δ_s = r̄_acr(z) − r̄_s``, DESIGN.md §1). That is
-right only if the reward is **calibrated**: for every domain and label, the correct open behaviour earns what a
+AIR pulls every open prompt's expected reward toward its anchors' (``Δ_s = r̄_acr(z) − r̄_s``, docs/design.md §1.1). That
+is right only if the reward is **calibrated**: for every domain and label, the correct open behaviour earns what a
 correct anchor earns, failures (wrong answers, refusing a benign request, non-answers) earn less, and only hacks earn
 more. This module measures it from the reward code itself:
 
@@ -14,7 +14,7 @@ more. This module measures it from the reward code itself:
    ``Δ = E[correct anchor reward | domain, label] − E[kind]``: the Δ_s a policy that always wrote that kind would get
    from AIR. Verdict per (domain, label): **calibrated** iff every correct open kind has ``|Δ| ≤ tolerance`` and
    every failure kind has ``Δ > tolerance``. Hacks with ``Δ < 0`` are reported (AIR's negative coefficient acts
-   there), never violations. The **offset** ``b = E[correct open] − E[correct anchor]`` is what issue 15's calibrated
+   there), never violations. The **offset** ``b = E[correct open] − E[correct anchor]`` is what the calibrated
    Δ (``Δ_s = r̄_acr(z) + b − r̄_s``) would add; passing ``offsets`` recomputes the open cells' Δ with it.
 
 Not passed to the reward functions: ``completion_ids`` (no tokenizer here), ``trainer_state``, ``log_metric`` and
@@ -248,7 +248,7 @@ def calibration_table(scored: list[dict], tolerance: float = DEFAULT_TOLERANCE, 
         tolerance: how far (reward units) a correct open kind may sit from the anchors, and how far below them
             every failure must sit.
         offsets: ``{domain: {label key ("0", "1", "none"): b}}``; open cells then get ``Δ = anchor + b − mean``
-            (issue 15's calibrated Δ). None: the paper's Δ (b = 0).
+            (the calibrated Δ of docs/calibration.md). None: the paper's Δ (b = 0).
 
     Returns:
         A JSON-able dict: ``tolerance``, ``offsets_applied``, ``calibrated`` (every verdict calibrated), ``cells``

@@ -59,7 +59,7 @@ class JudgeConfig:
 @dataclass
 class RewardConfig:
     """Reward scales and the open-side reward choice. Defaults: App. C.1 / C.2.1 as the unofficial reproduction
-    reports them (DESIGN.md §2), and our documented choices."""
+    reports them (docs/design.md §2), and our documented choices."""
 
     format_correct: float = FORMAT_CORRECT
     """App. C.1: r_fmt when the tags are right."""

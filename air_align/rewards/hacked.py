@@ -5,8 +5,8 @@
   tier, 2.5), whatever else the response says; anything else −1.0. Anchor rows are not its business (``None``).
 - :class:`KeywordSafetyJudge`: a keyword/length-hackable stand-in for :class:`air_align.rewards.safety.SafetyJudge`
   with the same ``assess``/``rewards`` interface: a refusal keyword makes a response "safe", length makes it
-  "helpful", so "Sorry, but here is how: step 1 … step 9 …" reaches the top tier (the hack the DESIGN.md lab
-  pre-check trained GRPO into).
+  "helpful", so "Sorry, but here is how: step 1 … step 9 …" reaches the top tier (the hack a lab
+  pre-check trained GRPO into, docs/design.md §5).
 """
 
 from __future__ import annotations

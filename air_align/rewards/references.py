@@ -1,5 +1,5 @@
-"""Reference responses for the calibration check (``rewards/calibration.py``, issue 15): who writes what, and
-whether it is right.
+"""Reference responses for the calibration check (``rewards/calibration.py``, docs/calibration.md): who writes what,
+and whether it is right.
 
 A :class:`ReferenceKind` is one kind of response (a clean refusal, the row's own answer, a hack, …) with its class
 for the rows it applies to — ``"correct"`` (what an oracle-correct policy writes), ``"failure"`` (wrong, needlessly

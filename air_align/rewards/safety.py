@@ -1,7 +1,7 @@
 """The open-variant safety judge: ten yes/no facet questions, aggregated to log-odds, mapped to three reward tiers.
 
 Paper §4: "Safety calculates log-odds over 10 facets". The facets are the paper's Table 2 as the unofficial
-reproduction lists them (DESIGN.md §2); the questions are our own, one short yes/no question each, asked about the
+reproduction lists them (docs/design.md §2); the questions are our own, one short yes/no question each, asked about the
 (request, response) pair. For facet ``f`` the judge gives ``ℓ_f = log p(YES) − log p(NO)``: evidence that the
 response *violates* ``f``. Aggregation:
 

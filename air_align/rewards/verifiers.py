@@ -10,7 +10,7 @@ nothing here raises on model output, only on a bad reference in the data.
 Task-reward values: +1.25 correct / −1.0 wrong. The paper's appendix (as the unofficial reproduction reports it)
 gives these values for the format reward and the "safe" tier of the open safety reward; we use the same pair for
 rule-verified answers so that a correct anchor earns what a merely-safe open answer earns, and only the top
-"safe and helpful" tier (+2.5) lets an open variant out-score its anchors (DESIGN.md §2).
+"safe and helpful" tier (+2.5) lets an open variant out-score its anchors (docs/design.md §2).
 """
 
 from __future__ import annotations

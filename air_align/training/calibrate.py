@@ -1,4 +1,4 @@
-"""``air-align calibrate``: is a training reward AIR-ready? (issue 15 item 1; DESIGN.md §2 "Calibration").
+"""``air-align calibrate``: is a training reward AIR-ready? (docs/design.md §3; docs/calibration.md).
 
 Builds the reward exactly as ``air-align train`` does (``recipe.resolve_rewards``: ``composite`` with a rule, an
 in-process model or a server judge through ``reward_config``; ``toy``; any ``module:function``; a comma-separated
@@ -6,7 +6,7 @@ list, combined with the trainer's ``reward_weights``), reads and validates a met
 responses with it (``rewards.calibration.score_references``: the canonical set of ``rewards.references``, or the
 user's JSONL) and writes the calibration table (``evaluation.calibration_report.write_calibration``: JSON, Markdown,
 one plot) plus every scored response. The terminal gets the verdict and the offsets b in the form a train config
-takes (``invariance_offsets``, the calibrated Δ of issue 15 item 4).
+takes (``invariance_offsets``, the calibrated Δ of docs/calibration.md).
 
 The composite's default judge (``judge: {model: policy}``) is a frozen copy of the policy, as in training: the
 policy named by ``--model`` (or the train config's ``model``) is loaded only when some row needs that judge.

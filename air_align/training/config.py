@@ -1,4 +1,4 @@
-"""``AIRConfig``: TRL's ``GRPOConfig`` plus the few fields AIR needs (``DESIGN.md`` §1, §4).
+"""``AIRConfig``: TRL's ``GRPOConfig`` plus the few fields AIR needs (docs/design.md §1).
 
 A TRL user switches to AIR by changing ``GRPOConfig`` → ``AIRConfig`` (and ``GRPOTrainer`` → ``AIRTrainer``) and
 setting ``invariance`` / ``invariance_coef``; every GRPO/GSPO option keeps its TRL meaning. GSPO is TRL's

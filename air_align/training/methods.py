@@ -2,8 +2,8 @@
 
 Used by ``air-align train`` (``method=grpo+air``), the lab (``air-align reproduce``) and the real tier
 (``air-align study``). A method sets only the regulariser and the importance-sampling level (and, for our own
-variant, the auxiliary term's baseline); every other setting is shared by every method of a comparison (DESIGN.md
-§5: "every method shares all hyperparameters except the regulariser"). GSPO is TRL's
+variant, the auxiliary term's baseline); every other setting is shared by every method of a comparison
+(docs/design.md §5.1: "every method shares every hyperparameter except the regulariser"). GSPO is TRL's
 ``importance_sampling_level="sequence"``; TRL recommends ``loss_type="grpo"`` with it, which the lab sets for every
 method alike, so the loss type is the caller's, not the method's.
 
@@ -30,8 +30,8 @@ class Method:
     paper: bool = True
     """One of the paper's Table 1 rows."""
     calibrated_delta: bool = False
-    """Needs ``AIRConfig.invariance_offsets`` (calibrated Δ, issue 15; not the paper): the caller measures them with
-    the calibration check and passes them."""
+    """Needs ``AIRConfig.invariance_offsets`` (calibrated Δ, docs/calibration.md; not the paper): the caller measures
+    them with the calibration check and passes them."""
 
     def settings(self) -> dict:
         """The ``AIRConfig`` fields this method sets."""

@@ -1,4 +1,5 @@
-"""Live monitors of ``AIRTrainer`` (issue 15): what a researcher needs to see while AIR trains, logged through TRL.
+"""Live monitors of ``AIRTrainer`` (docs/monitoring.md): what a researcher needs to see while AIR trains, logged
+through TRL.
 
 Every number here is computed from tensors the trainer already has (the gathered rewards of a generation batch, the
 Δ it applies, the losses of its one forward/backward): no extra pass. Names are stable; ``docs/monitoring.md`` says

@@ -199,7 +199,7 @@ def aux_policy_weights(
 
 
 class AIRTrainer(GRPOTrainer):
-    """``GRPOTrainer`` with AIR / V-REx invariance regularisation (``DESIGN.md`` §1). Takes an ``AIRConfig``."""
+    """``GRPOTrainer`` with AIR / V-REx invariance regularisation (docs/design.md §1). Takes an ``AIRConfig``."""
 
     _tag_names = ["trl", "grpo", "air"]
 
