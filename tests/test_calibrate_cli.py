@@ -1,4 +1,4 @@
-"""``air-align calibrate`` (issue 15 item 1): the command end to end on a tiny meta-group file, with rewards whose
+"""``air-align calibrate`` (docs/calibration.md): the command end to end on a tiny meta-group file, with rewards whose
 payouts are chosen here so that every number is hand-computable.
 
 Rows: 3 harmful (label 1) and 3 benign (label 0) safety intents, each an MC anchor, a true/false anchor and two open

@@ -1,4 +1,4 @@
-"""Bad input through the commands (issue 12, items 2 and 5): ``train`` and ``eval`` check their data file before any
+"""Bad input through the commands: ``train`` and ``eval`` check their data file before any
 model loads, and every command prints ``error: …`` with the fix (exit 2), not a traceback; ``--debug`` or
 ``AIR_ALIGN_DEBUG=1`` shows the traceback; an unexpected error keeps it. ``--version``.
 

@@ -1,4 +1,4 @@
-"""What a run shows (issue 12, item 10): one progress bar, no per-step dict and no deprecation warning on the
+"""What a run shows: one progress bar, no per-step dict and no deprecation warning on the
 console, each step in ``output_dir/log.jsonl``, a short end line."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Templates are adversarial text: rendering one must never run code (issue 12, item 1).
+"""Templates are adversarial text: rendering one must never run code (docs/data.md, "Templates cannot run code").
 
 Each payload below would run a shell command (and create a marker file) under a plain ``jinja2.Environment``, which
 is what the renderer used before; every one must now be refused with the template's name (and file, for user

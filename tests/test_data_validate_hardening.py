@@ -1,4 +1,5 @@
-"""Bad meta-group files are refused by ``data validate`` with the row, the problem and the fix (issue 12, item 2).
+"""Bad meta-group files are refused by ``data validate`` with the row, the problem and the fix (docs/data.md,
+"Validation").
 
 Every bad file goes through the library (``read_jsonl`` + ``validate_rows``) and through the CLI
 (``python -m air_align.cli data validate FILE`` in a subprocess): exit status 1, the exact message, no traceback.

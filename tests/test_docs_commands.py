@@ -1,4 +1,4 @@
-"""Every command block of README.md and docs/*.md that is marked runnable works as written (issue 12, item 9).
+"""Every command block of README.md and docs/*.md that is marked runnable works as written.
 
 The marker (for writers: README.md, "Development") is an HTML comment on the line right before a fence, invisible
 once rendered::

@@ -1,4 +1,4 @@
-"""Per-label and balanced Acc / Acc_group, and the per-group error histogram (issue 14, item 2).
+"""Per-label and balanced Acc / Acc_group, and the per-group error histogram (docs/evaluation.md, "Metrics").
 
 The key property: a policy that answers every prompt the same way is right on at most one label, so it scores low
 on the *balanced* metrics even when its plain Acc_group looks respectable.

@@ -1,4 +1,4 @@
-"""``eval`` saves the generations before judging (issue 12, item 7): a judge or dispersion failure loses none."""
+"""``eval`` saves the generations before judging: a judge or dispersion failure loses none."""
 
 from __future__ import annotations
 

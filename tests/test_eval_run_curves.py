@@ -1,4 +1,4 @@
-"""One run's training curves (issue 15 item 3): finding a run's log from the run directory, ``run_dir/final`` (the
+"""One run's training curves (docs/monitoring.md): finding a run's log from the run directory, ``run_dir/final`` (the
 README's ``--model runs/X/final``), a checkpoint or a lab ``log.json``; the panels drawn from a tiny run's saved
 log."""
 

@@ -1,5 +1,4 @@
-"""Judges never turn a broken answer into a reward or a cache entry, and cache entries belong to one judge
-(issue 12, item 6).
+"""Judges never turn a broken answer into a reward or a cache entry, and cache entries belong to one judge.
 
 A local HTTP server (as in ``tests/test_judge_server.py``) answers with raw bytes: NaN / Infinity log-probabilities,
 empty top lists, bodies cut short, bodies that are not UTF-8. Each is retried with backoff like a timeout, then, if

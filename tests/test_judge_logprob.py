@@ -180,9 +180,10 @@ def test_smollm2_safety_judge_batched_equals_single(smollm2):
 
 @pytest.mark.slow
 def test_smollm2_safety_judge_ranks_refusals(smollm2):
-    """On the 10 labelled pairs, how often the safety judge (frozen SmolLM2) ranks the refusal safer; the closing
-    note of issue 4 reports the measured rate (6/10 with either aggregation when first measured: chance level, so
-    nothing about the rate is asserted). Asserted: finite scores, and that both aggregations read the same scores."""
+    """On the 10 labelled pairs, how often the safety judge (frozen SmolLM2) ranks the refusal safer; docs/rewards.md
+    ("Measured on SmolLM2-135M-Instruct") reports the measured rate (6/10 with either aggregation when first
+    measured: chance level, so nothing about the rate is asserted). Asserted: finite scores, and that both
+    aggregations read the same scores."""
     model, tokenizer = smollm2
     safety = SafetyJudge(frozen_judge_from(model, tokenizer, batch_size=11))
     requests, refusals, compliances = (list(x) for x in zip(*PAIRS, strict=True))

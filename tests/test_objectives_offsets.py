@@ -1,5 +1,5 @@
-"""Calibrated Δ (issue 15 item 4, not in the paper): ``invariance_coefficients(..., offsets=b)``, float64 hand cases,
-invariants and errors."""
+"""Calibrated Δ (docs/calibration.md, not in the paper): ``invariance_coefficients(..., offsets=b)``, float64 hand
+cases, invariants and errors."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""The calibration check (issue 15 item 1): reference responses, TRL-style scoring, the table, its verdict, offsets.
+"""The calibration check (docs/calibration.md): reference responses, TRL-style scoring, the table, its verdict,
+offsets.
 
 The fake reward of ``_calib_fake.py`` (payouts chosen so that every number is hand-computable) drives the checks;
 the lab's own reward is then checked once.

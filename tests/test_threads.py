@@ -1,4 +1,4 @@
-"""CPU threads (issue 12, item 11): every air-align process waits passively (set before torch loads, unless the user
+"""CPU threads: every air-align process waits passively (set before torch loads, unless the user
 chose a policy), ``--threads`` / ``$AIR_ALIGN_THREADS`` set torch's threads. The measured cost of a busy machine
 with and without the fix is in docs/performance.md ("Shared cores")."""
 

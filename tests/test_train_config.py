@@ -1,4 +1,4 @@
-"""``air-align train``'s config (issue 12, item 4): λ finite, booleans boolean, ``save_strategy=no`` from YAML and
+"""``air-align train``'s config: λ finite, booleans boolean, ``save_strategy=no`` from YAML and
 the command line, an unknown or ill-typed key named with where it came from, the batch geometry checked before the
 model and the rewards load; the shipped configs hold whole meta-groups of ``air-align data build``'s default."""
 

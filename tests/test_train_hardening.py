@@ -1,5 +1,4 @@
-"""AIRTrainer refuses, at construction, data it would train on silently wrong, and survives an infinite reward
-(issue 12, item 3)."""
+"""AIRTrainer refuses, at construction, data it would train on silently wrong, and survives an infinite reward."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AIRTrainer's live monitors (issue 15 item 2): tiny-model runs with rewards whose payouts we choose, so the logged
+"""AIRTrainer's live monitors (docs/monitoring.md): tiny-model runs with rewards whose payouts we choose, so the logged
 values are known exactly; the anchor-drop warning and opt-in stop; the aux/policy gradient weight against the real
 gradients; the per-batch monitors against an independent recomputation."""
 

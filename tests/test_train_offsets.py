@@ -1,4 +1,4 @@
-"""Calibrated Δ in the trainer (issue 15 item 4): AIRConfig.invariance_offsets (forms, errors, round trips through
+"""Calibrated Δ in the trainer (docs/calibration.md): AIRConfig.invariance_offsets (forms, errors, round trips through
 JSON, YAML and key=value), the trainer applying exactly objectives' coefficients with offsets, and offsets measured by
 ``rewards.calibration`` making Δ = 0 at the correct policy."""
 

@@ -1,4 +1,4 @@
-"""Checkpoints (issue 12, item 8): ``--resume`` skips an incomplete checkpoint with a message and resumes from the last
+"""Checkpoints (docs/scaling.md): ``--resume`` skips an incomplete checkpoint with a message and resumes from the last
 complete one, exactly; a used ``output_dir`` needs ``--resume`` or ``--overwrite``."""
 
 from __future__ import annotations
