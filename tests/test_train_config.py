@@ -121,7 +121,7 @@ def test_a_batch_that_is_no_multiple_of_k_names_the_fix(tmp_path, capsys):
     ("name", "processes"), [("tiny-cpu.yaml", 1), ("smollm2-cpu.yaml", 1), ("paper-qwen2.5-14b.yaml", 7)]
 )
 def test_shipped_configs_hold_whole_meta_groups_of_data_build(name, processes):
-    # Issue 12, item 9: `data build` writes meta-groups of anchors + opens prompts (its defaults, read from the
+    # `data build` writes meta-groups of anchors + opens prompts (its defaults, read from the
     # command and the function so that a change there fails here: 2 + 4 = 6), the toy data 1 + 2 = 3. A generation
     # batch is per_device × processes × steps_per_generation completions, / K prompts; e.g. the paper's
     # 3 × 7 × 6 = 126 completions / K 3 = 42 prompts = 7 meta-groups of 6 (7 training processes, vLLM's server on
