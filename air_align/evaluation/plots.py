@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from air_align.evaluation.metrics import SPLIT_LABELS, anchor_open_by_group, slice_records
+from air_align.extras import require
 from air_align.files import atomic_path
 
 # Keys plotted first when present; any other numeric key starting with these prefixes follows.
@@ -20,12 +21,10 @@ from air_align.files import atomic_path
 
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (no display needed); imported on first use."""
-    import matplotlib  # heavy, and the backend must be chosen before pyplot is imported: imported on first plot
-
+    # heavy, optional (the `plots` extra), and the backend must be chosen before pyplot is imported
+    matplotlib = require("matplotlib", "plotting")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return require("matplotlib.pyplot", "plotting")
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:

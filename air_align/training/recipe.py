@@ -17,6 +17,7 @@ import torch
 
 from air_align.data.schema import to_dataset
 from air_align.data.validate import check_rows, read_checked
+from air_align.extras import require
 from air_align.models import load_model, torch_dtype
 from air_align.rewards.composite import RewardConfig
 from air_align.rewards.training_judge import DeferredJudge, training_judge
@@ -106,7 +107,7 @@ def lora_config(run: RunConfig):
     """PEFT ``LoraConfig`` from the run's ``lora_*`` fields, or None when ``use_lora`` is off."""
     if not run.use_lora:
         return None
-    from peft import LoraConfig  # optional: only LoRA runs need PEFT
+    LoraConfig = require("peft", "LoRA training (use_lora)").LoraConfig  # optional: only LoRA runs need PEFT
 
     targets = run.lora_target_modules
     return LoraConfig(
