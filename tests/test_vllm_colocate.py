@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,9 +32,18 @@ RUNNER = Path(__file__).resolve().parent / "_vllm_colocate_run.py"
 COEF = 0.5  # large against the toy rewards' scale, so one step's aux gradient moves the weights visibly
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start(coef: float, out_dir: Path) -> tuple[subprocess.Popen, Path]:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    # each run is a one-process torch.distributed group (vLLM's external launcher): its own rendezvous port, as the
+    # two runs go side by side and TRL's default is 29500 for both
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     log_path = out_dir.parent / f"{out_dir.name}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
