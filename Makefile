@@ -44,8 +44,12 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# The checkpointing test again on the transformers vLLM needs (5.19), then the tests marked vllm; their runs' logs and
+# results stay in .cache/pytest-vllm.
 test-vllm: $(VLLM_STAMP)
-	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_PY) -m pytest -q -m vllm -p no:cacheprovider -rs
+	$(VLLM_PY) -m pytest -q -p no:cacheprovider tests/test_train_checkpointing.py
+	mkdir -p .cache
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_PY) -m pytest -q -p no:cacheprovider -rs --basetemp=.cache/pytest-vllm -m vllm
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

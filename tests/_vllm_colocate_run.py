@@ -5,9 +5,10 @@ saved once as safetensors in ``air_align.models.cache_dir()``: vLLM loads a mode
 meta-groups for 2 optimiser steps with ``use_vllm=True, vllm_mode="colocate"``, and writes ``OUT_DIR/result.json``:
 
 - ``probe``: log-probs of one fixed completion under vLLM (``vllm_before`` the run, ``vllm_after`` it) and under the
-  trainer's model (``hf_before``, ``hf_step1`` at the end of step 1). TRL pushes the weights into vLLM before each
-  generation, so after 2 steps vLLM holds the step-1 weights;
-- ``log_history``, ``is_gradient_checkpointing``, the completion ids of each generation batch, timings;
+  trainer's model (``hf_before``, ``hf_step1`` at the end of step 1; each ``fp32`` and ``bf16_weights``). TRL
+  pushes the weights into vLLM before each generation, so after 2 steps vLLM holds the step-1 weights;
+- ``log_history``, the model's checkpointing flag at each step's end, each generation batch's completion ids,
+  timings;
 
 and the final weights to ``OUT_DIR/weights.pt``. A subprocess per run, because a second colocated vLLM engine in
 one process would share the first one's distributed state.
@@ -46,11 +47,20 @@ def probe_ids(tokenizer) -> tuple[list[int], int]:
 
 
 @torch.no_grad()
-def hf_logprobs(model, ids: list[int], start: int) -> list[float]:
-    """log π(y_t | y_<t) of the completion tokens ``ids[start:]`` under the trainer's model."""
-    logits = model(torch.tensor([ids], device=model.device)).logits[0].float()  # (T, V)
-    logps = torch.log_softmax(logits[start - 1 : -1], dim=-1)
-    return logps.gather(-1, torch.tensor(ids[start:], device=logps.device)[:, None]).squeeze(-1).tolist()
+def hf_logprobs(model, ids: list[int], start: int) -> dict[str, list[float]]:
+    """log π(y_t | y_<t) of the completion tokens ``ids[start:]`` under the trainer's model: as it trains (``fp32``)
+    and with its weights rounded to bfloat16, computed in float32 (``bf16_weights``). vLLM's CPU build holds a
+    float32 checkpoint's weights in bfloat16, and one Adam step of 1e-4 is below a bfloat16 step for most weights,
+    so the rounded weights are what vLLM can reproduce after a sync."""
+    rounded = type(model)(model.config).eval()  # a fresh module: the trainer's may carry accelerate's forward wrappers
+    rounded.load_state_dict({k: v.detach().to(torch.bfloat16).float() for k, v in model.state_dict().items()})
+    out = {}
+    for name, module in (("fp32", model), ("bf16_weights", rounded)):
+        logits = module(torch.tensor([ids], device=model.device)).logits[0].float()  # (T, V)
+        logps = torch.log_softmax(logits[start - 1 : -1], dim=-1)
+        index = torch.tensor(ids[start:], device=logps.device)[:, None]
+        out[name] = logps.gather(-1, index).squeeze(-1).tolist()
+    return out
 
 
 def vllm_logprobs(llm, ids: list[int], start: int) -> list[float]:
@@ -80,14 +90,22 @@ def reload_into_packed_cpu_engine(generation) -> None:
     generation.sync_weights = sync_weights
 
 
+def checkpointing_on(model) -> bool:
+    """The model's checkpointing flag, under the name the installed transformers has (renamed in 5.20)."""
+    if hasattr(model, "is_activation_checkpointing"):
+        return bool(model.is_activation_checkpointing)
+    return bool(model.is_gradient_checkpointing)
+
+
 class StepOneProbe(TrainerCallback):
     """Log-probs of the probe under the model at the end of optimiser step 1 (the weights vLLM gets at step 2)."""
 
     def __init__(self, ids, start):
-        self.ids, self.start, self.logprobs, self.step_ends = ids, start, None, []
+        self.ids, self.start, self.logprobs, self.step_ends, self.checkpointing = ids, start, None, [], []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.step_ends.append(time.time())
+        self.checkpointing.append(checkpointing_on(model))  # the Trainer turns it on in train()
         if state.global_step == 1:
             self.logprobs = hf_logprobs(model, self.ids, self.start)
 
@@ -107,7 +125,7 @@ def main(coef: float, out_dir: Path) -> None:
         num_generations=3,
         per_device_train_batch_size=9,  # one meta-group (anchor + 2 open variants) × K = 3 per step
         max_completion_length=16,
-        learning_rate=3e-4,  # one Adam step moves every weight by about this: a visible change in vLLM
+        learning_rate=1e-4,  # one Adam step moves every weight by about this: a change vLLM's bf16 cannot hide
         max_steps=2,
         logging_steps=1,
         save_strategy="no",
@@ -140,13 +158,13 @@ def main(coef: float, out_dir: Path) -> None:
     trainer._generate_and_score_completions = recording_generate
     result = {
         "coef": coef,
-        "is_gradient_checkpointing": bool(trainer.model.is_gradient_checkpointing),
         "probe": {"hf_before": hf_logprobs(trainer.model, ids, start), "vllm_before": vllm_logprobs(llm, ids, start)},
     }
     trainer.train()
     result["probe"]["hf_step1"] = probe.logprobs
     result["probe"]["vllm_after"] = vllm_logprobs(llm, ids, start)
     result["completion_ids"] = batches
+    result["checkpointing_during_steps"] = probe.checkpointing
     result["log_history"] = trainer.state.log_history
     result["global_step"] = trainer.state.global_step
     result["seconds"] = {"build": built - started, "steps": [t - built for t in probe.step_ends]}

@@ -98,12 +98,22 @@ def test_two_optimiser_steps_ran(runs):
 def test_weights_reach_vllm(runs):
     """vLLM's log-probs of a fixed completion move after step 1, to the trainer's step-1 values."""
     probe = runs[COEF][0]["probe"]
-    before_gap = max(abs(a - b) for a, b in zip(probe["vllm_before"], probe["hf_before"]))  # numerics of 2 engines
-    moved = max(abs(a - b) for a, b in zip(probe["vllm_after"], probe["vllm_before"]))
-    after_gap = max(abs(a - b) for a, b in zip(probe["vllm_after"], probe["hf_step1"]))
-    print(f"vLLM vs trainer before: {before_gap:.2e}; vLLM moved by {moved:.2e}; vs trainer at step 1 {after_gap:.2e}")
-    assert moved > 10 * max(before_gap, 1e-4)  # the step-1 weights reached vLLM …
-    assert after_gap <= max(3 * before_gap, 1e-3)  # … and vLLM now computes what the trainer's model does
+
+    def gaps(a, b):
+        return [abs(x - y) for x, y in zip(a, b)]
+
+    # vLLM holds the float32 checkpoint in bfloat16 (its CPU default): the reference is the trainer's model with its
+    # weights rounded to bfloat16, so that before_gap is the two engines' kernels alone
+    before = gaps(probe["vllm_before"], probe["hf_before"]["bf16_weights"])
+    moved = gaps(probe["vllm_after"], probe["vllm_before"])
+    after = gaps(probe["vllm_after"], probe["hf_step1"]["bf16_weights"])
+    stale = gaps(probe["hf_step1"]["bf16_weights"], probe["hf_before"]["bf16_weights"])  # vLLM without the sync
+    print(f"max gaps: before {max(before):.3f}, vLLM moved {max(moved):.3f}, after {max(after):.3f}")
+    n = len(before)
+    print(f"mean gaps: before {sum(before) / n:.3f}, stale {sum(stale) / n:.3f}, after {sum(after) / n:.3f}")
+    assert max(moved) > 10 * max(max(before), 1e-3)  # the step-1 weights reached vLLM …
+    assert sum(after) <= 0.25 * sum(stale)  # … vLLM is much nearer the step-1 model than the one it started with …
+    assert max(after) <= max(3 * max(before), 1e-2)  # … and computes what that model does, up to kernel noise
 
 
 def test_delta_and_aux_loss_logged_and_non_zero(runs):
@@ -127,7 +137,14 @@ def test_importance_sampling_ratio_reaches_the_loss(runs):
         assert {"invariance/aux_is_ratio/min", "invariance/aux_is_ratio/mean", "invariance/aux_is_ratio/max"} <= set(
             aux
         )
-        assert all(math.isfinite(v) and v > 0 for v in trl.values())
+        # sequence_mask (TRL's default mode) sets the ratio of a sequence outside its bounds to 0: min can be 0
+        assert all(math.isfinite(v) and v >= 0 for v in trl.values())
+        assert trl["sampling/importance_sampling_ratio/mean"] > 0
+        # one pass per generation (num_iterations=1): θ is the sampling-time θ_old, so the aux weight is vLLM's ratio
+        for stat in ("min", "mean", "max"):
+            assert aux[f"invariance/aux_is_ratio/{stat}"] == pytest.approx(
+                trl[f"sampling/importance_sampling_ratio/{stat}"], abs=1e-3
+            )
         # vLLM samples with its own kernels: the ratio is near 1, never exactly 1 on every row
         assert trl["sampling/importance_sampling_ratio/min"] != 1 or trl["sampling/importance_sampling_ratio/max"] != 1
         assert aux["invariance/aux_is_ratio/min"] != 1 or aux["invariance/aux_is_ratio/max"] != 1
@@ -148,7 +165,8 @@ def test_lambda_changes_the_trained_weights(runs):
 
 
 def test_gradient_checkpointing_on_when_requested(runs):
+    """Requested with ``activation_checkpointing=True``; on transformers 5.19 the Trainer reads only the old name."""
     import transformers
 
     for result, _ in runs.values():
-        assert result["is_gradient_checkpointing"], f"off on transformers {transformers.__version__}"
+        assert result["checkpointing_during_steps"] == [True, True], f"transformers {transformers.__version__}"
