@@ -149,7 +149,7 @@ def test_cache_persists_and_skips_torn_lines(tmp_path):
 def test_a_maths_anchor_answers_with_a_letter_and_needs_no_box():
     """A maths anchor's prompt asks for the letter (or true/false) only; the format reward and the composite require
     ``\\boxed{}`` on maths *answers* (verifier ``math``) alone, so a correct bare-letter anchor earns the full format
-    reward (it earned −1.0 before, making the maths reward miscalibrated: docs/real-tier.md)."""
+    reward (it earned −1.0 before, making the maths reward miscalibrated: docs/real-tier-results.md)."""
     from air_align.data.renderers import with_instruction
     from air_align.rewards.composite import build_reward
     from air_align.rewards.format import format_reward

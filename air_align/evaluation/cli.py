@@ -13,7 +13,8 @@ EVAL_OUTPUTS = ("results.json", "records.jsonl", "completions.jsonl", "report.md
 """What ``eval`` writes in ``--out`` (``evaluation.evaluate.write_outputs``); ``audit`` adds :data:`AUDIT_OUTPUTS`."""
 AUDIT_OUTPUTS = ("audit.json", "flip_rates.png")
 
-# Per-domain defaults sized for ~10 minutes on 2 CPU cores with SmolLM2-135M (docs/real-tier.md, "Cost").
+# Per-domain defaults sized for ~10 minutes on 2 CPU cores with SmolLM2-135M (docs/real-tier-results.md, "Audit of
+# SmolLM2-135M-Instruct").
 DEFAULT_N_INTENTS = {"safety": 8, "morality": 8, "math": 8}
 DEFAULT_MAX_NEW_TOKENS = {"safety": 64, "morality": 64, "math": 128}
 
