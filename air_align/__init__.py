@@ -2,9 +2,6 @@
 
 Paper: "Towards Context-Invariant Safety Alignment for Large Language Models", ICML 2026, arXiv 2605.20994.
 The maths lives in :mod:`air_align.objectives`; the TRL integration in :mod:`air_align.training`.
-
-``from air_align import AIRConfig, AIRTrainer`` works; TRL is imported on first use of those names (as in
-:mod:`air_align.training`), so that ``import air_align`` and the command line stay light.
 """
 
 from air_align.threads import use_passive_wait
@@ -14,13 +11,3 @@ from air_align.threads import use_passive_wait
 use_passive_wait()
 
 __version__ = "0.1.0"
-
-__all__ = ["AIRConfig", "AIRTrainer", "MetaGroupSampler", "__version__"]
-
-
-def __getattr__(name: str):
-    if name in ("AIRConfig", "AIRTrainer", "MetaGroupSampler"):
-        from air_align import training
-
-        return getattr(training, name)
-    raise AttributeError(f"module 'air_align' has no attribute {name!r}")
