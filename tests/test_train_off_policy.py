@@ -8,21 +8,19 @@ from __future__ import annotations
 import pytest
 import torch
 from _toy import toy_trainer
-from test_train_trainer import REL_TOL, RewardRecorder, expected_coefficients, first_generation_batch, flat, grads
+from test_train_trainer import (
+    REL_TOL,
+    RewardRecorder,
+    expected_coefficients,
+    first_generation_batch,
+    flat,
+    grads,
+    plain_completion_logps,
+)
 from trl import GRPOTrainer
 
 from air_align.objectives import aux_importance_weights, aux_loss, sequence_logprob
 from air_align.training.config import AIRConfig
-
-
-def plain_logps(trainer, out):
-    """Completion log-probs through a separate plain forward (unfused head, log_softmax by hand). (B, C)"""
-    input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], 1)
-    attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], 1)
-    logits = trainer.model(input_ids=input_ids, attention_mask=attention_mask).logits
-    c = out["completion_ids"].shape[1]
-    logits = logits[:, -c - 1 : -1] / trainer.temperature
-    return torch.log_softmax(logits, -1).gather(-1, out["completion_ids"].unsqueeze(-1)).squeeze(-1)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,7 @@ def test_replayed_aux_gradient_is_importance_weighted(replayed, loss_type, level
     g_none = flat(grads(GRPOTrainer._compute_loss(trainer, trainer.model, out), params), params)
 
     def independent(weighted: bool):
-        logps = plain_logps(trainer, out)
+        logps = plain_completion_logps(trainer, out)
         mask = out["completion_mask"]
         rho = None
         if weighted:

@@ -87,34 +87,22 @@ def flat(gs, params):
     return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for g, p in zip(gs, params, strict=True)])
 
 
-def independent_aux_gradient(trainer, out, rewards, coef, params):
-    """∇ of objectives.aux_loss through a separate plain forward (unfused head, log_softmax by hand)."""
-    model = trainer.model
+def plain_completion_logps(trainer, out):
+    """Completion token log-probs (B, C) through a separate plain forward (unfused head, log_softmax by hand)."""
     input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], 1)  # (B, P+C)
     attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], 1)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, P+C, V)
+    logits = trainer.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, P+C, V)
     c = out["completion_ids"].shape[1]
     logits = logits[:, -c - 1 : -1] / trainer.temperature  # position t predicts token t+1
-    logps = torch.log_softmax(logits, -1).gather(-1, out["completion_ids"].unsqueeze(-1)).squeeze(-1)  # (B, C)
+    return torch.log_softmax(logits, -1).gather(-1, out["completion_ids"].unsqueeze(-1)).squeeze(-1)  # (B, C)
+
+
+def independent_aux_gradient(trainer, out, rewards, coef, params):
+    """∇ of objectives.aux_loss through a separate plain forward (:func:`plain_completion_logps`)."""
+    logps = plain_completion_logps(trainer, out)
     seq = sequence_logprob(logps, out["completion_mask"], trainer.args.aux_logprob_reduction)  # (B,)
     loss = aux_loss(seq, rewards.to(seq.dtype), coef.to(seq.dtype), trainer.args.invariance_coef, len(seq))
     return flat(grads(loss, params), params)
-
-
-@pytest.fixture(scope="module")
-def f64_batch(tmp_path_factory):
-    """A float64 tiny-model trainer, λ = 0.5, one unshuffled generation batch: 2 meta-groups × 3 prompts × K = 3."""
-    recorder = RewardRecorder()
-    trainer = toy_trainer(
-        "air",
-        str(tmp_path_factory.mktemp("f64")),
-        reward_funcs=recorder,
-        dtype=torch.float64,
-        invariance_coef=0.5,
-        per_device_train_batch_size=18,
-    )
-    out = first_generation_batch(trainer)
-    return trainer, out, recorder.calls[0]
 
 
 # TRL's fused LM head returns float32 log-probs even for a float64 model, so gradients through TRL's forward match

@@ -25,9 +25,7 @@ import torch
 from _toy import toy_trainer
 from test_train_trainer import (
     REL_TOL,
-    RewardRecorder,
     expected_coefficients,
-    first_generation_batch,
     flat,
     grads,
     independent_aux_gradient,
@@ -131,22 +129,6 @@ def test_log_probs_are_captured_once_per_compute_loss_with_gradients(tmp_path, m
         assert capture and grad_enabled
         assert logps.requires_grad and logps.grad_fn is not None
         assert used is logps  # the aux term takes the tensor TRL's loss got, not a copy or another forward
-
-
-@pytest.fixture(scope="module")
-def f64_batch(tmp_path_factory):
-    """A float64 tiny-model trainer, λ = 0.5, one unshuffled generation batch of 18 completions, its rewards call."""
-    recorder = RewardRecorder()
-    trainer = toy_trainer(
-        "air",
-        str(tmp_path_factory.mktemp("f64")),
-        reward_funcs=recorder,
-        dtype=torch.float64,
-        invariance_coef=0.5,
-        per_device_train_batch_size=18,
-    )
-    out = first_generation_batch(trainer)
-    return trainer, out, recorder.calls[0]
 
 
 def test_captured_log_probs_carry_both_the_policy_and_the_aux_gradient(f64_batch):
