@@ -142,7 +142,7 @@ class AIRConfig(GRPOConfig):
             "help": "Baseline subtracted from r in the auxiliary term: 'none' (the paper's Algorithm 1: Δ·r·log π) or "
             "'leave_one_out' (Δ·(r − b)·log π with b the mean reward of the prompt's other K−1 completions; NOT in "
             "the paper: same expected gradient, lower variance, and with Δ < 0 it lowers only above-average "
-            "samples instead of every rewarded one; see docs/results.md for why the lab tried it).",
+            "samples instead of every rewarded one; docs/results-history.md says why the lab tried it).",
             "choices": list(AUX_BASELINES),
         },
     )

@@ -47,7 +47,7 @@ METHODS: dict[str, Method] = {
     "grpo+vrex": Method("GRPO + V-REx", "vrex"),
     "grpo+air": Method("GRPO + AIR", "air"),
     "gspo+air": Method("GSPO + AIR", "air", importance_sampling_level="sequence"),
-    # not in the paper: AIR with a leave-one-out baseline in the aux term (AIRConfig.aux_baseline, docs/results.md)
+    # not in the paper: a leave-one-out baseline in AIR's aux term (AIRConfig.aux_baseline, docs/results-history.md)
     "grpo+air-loo": Method("GRPO + AIR (LOO baseline)", "air", aux_baseline="leave_one_out", paper=False),
     # not in the paper: AIR with calibrated Δ = r̄_acr + b − r̄_s, b measured by `air-align calibrate`
     "grpo+air-cal": Method("GRPO + AIR (calibrated Δ)", "air", paper=False, calibrated_delta=True),
