@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 
+from air_align.configs import to_dict
 from air_align.lab import spec as S
 from air_align.lab import world
 
@@ -15,17 +16,17 @@ from air_align.lab import world
 @pytest.mark.parametrize("name", S.builtin_worlds())
 def test_builtin_worlds_load_and_round_trip(name, tmp_path):
     spec = S.load_world(name)
-    again = S.spec_from_dict(S.spec_to_dict(spec))
+    again = S.spec_from_dict(to_dict(spec))
     assert again == spec
     path = tmp_path / "w.yaml"
-    path.write_text(yaml.safe_dump(S.spec_to_dict(spec)))
+    path.write_text(yaml.safe_dump(to_dict(spec)))
     assert S.load_world(path) == spec
     assert S.load_world(path).key() == spec.key()
 
 
 def test_the_miscalibrated_control_differs_from_safety_only_in_its_payouts():
     safety, control = S.load_world("safety"), S.load_world("safety-miscalibrated")
-    a, b = S.spec_to_dict(safety), S.spec_to_dict(control)
+    a, b = to_dict(safety), to_dict(control)
     assert {k for k in a if a[k] != b[k]} == {"name", "description", "rewards"}
     assert S.sft_key(safety) == S.sft_key(control)  # so they share one warm start
     # benign: a clean help (accepted) earns the top tier, a refusal (rejected) the "safe" tier; harmful evasion 1.25
@@ -63,7 +64,7 @@ def _write(tmp_path, data, name="bad.yaml"):
 
 
 def test_a_bad_spec_names_every_problem_with_its_key_path(tmp_path):
-    data = S.spec_to_dict(S.load_world("safety"))
+    data = to_dict(S.load_world("safety"))
     data["kind"] = "safety"
     data["families"][0]["sway"] = "dance"  # not a safety sway
     data["families"][1]["strength"] = "strong"  # not a number
@@ -80,7 +81,7 @@ def test_a_bad_spec_names_every_problem_with_its_key_path(tmp_path):
     text = str(err.value)
     for expected in (
         "families[0].sway: 'dance' is not a safety sway",
-        "families[1].strength: expected float, got str 'strong'",
+        "families[1].strength: expected a number, got str 'strong'",
         "intents.susceptibility.fly: not a value of the feature slot",
         "families[2].template: must contain {x}",
         "judge.noise: must be a finite number",
@@ -97,7 +98,7 @@ def test_a_bad_spec_names_every_problem_with_its_key_path(tmp_path):
 def test_missing_keys_labels_and_unknown_worlds_are_refused(tmp_path):
     with pytest.raises(S.WorldSpecError, match="no such file, and not a built-in world"):
         S.load_world("atlantis")
-    data = S.spec_to_dict(S.load_world("morality"))
+    data = to_dict(S.load_world("morality"))
     del data["intents"]["labels"][0]
     data["intents"]["labels"][1] = ["took"]
     with pytest.raises(S.WorldSpecError) as err:
@@ -128,7 +129,7 @@ def test_with_judge_changes_a_regime_and_refuses_unknown_knobs():
 
 
 def test_a_world_of_ones_own_renders_through_the_whole_pipeline(tmp_path):
-    data = S.spec_to_dict(S.load_world("safety"))
+    data = to_dict(S.load_world("safety"))
     data["name"] = "mine"
     data["families"] = [
         {"name": "ask", "template": "please {x}", "ood": False, "sway": "comply", "strength": 3.0},
@@ -150,7 +151,7 @@ def test_a_world_of_ones_own_renders_through_the_whole_pipeline(tmp_path):
 def test_reproduce_refuses_a_bad_world_file_before_training(tmp_path, capsys):
     from air_align.cli import main
 
-    data = S.spec_to_dict(S.load_world("safety"))
+    data = to_dict(S.load_world("safety"))
     data["families"][0]["sway"] = "dance"
     bad = _write(tmp_path, data)
     code = main(["reproduce", "--preset", "smoke", "--world", str(bad), "--out", str(tmp_path / "out")])

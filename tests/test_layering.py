@@ -15,6 +15,7 @@ LAYERS = (
     (
         "air_align",
         "air_align.answers",
+        "air_align.configs",
         "air_align.files",
         "air_align.objectives",
         "air_align.theory",

@@ -11,25 +11,28 @@ A spec may start with ``base: NAME_OR_PATH``: it is then that spec with the keys
 key by key, lists replaced whole). ``safety-miscalibrated.yaml`` is ``base: safety`` plus another reward table.
 
 The *kind* (``safety`` | ``morality`` | ``math``) fixes the response grammar, the oracle and what the judge reads
-(``responses.py``, ``oracle.py``, ``judge.py``); everything else is data. :func:`load_world` validates a spec and
-reports every problem at once, each with its key path and the fix.
+(``responses.py``, ``oracle.py``, ``judge.py``); everything else is data. :func:`load_world` validates a spec with
+the package's one config validator (``air_align.configs.build``: each key's type and range from the dataclasses
+below, what a kind asks across keys from :meth:`WorldSpec.problems`) and reports every problem at once, each with
+its key path and the fix; ``air_align.configs.to_dict`` gives a spec back as the mapping it was read from.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal, get_args
 
+from air_align.configs import ConfigError, build, did_you_mean, to_dict
 from air_align.rewards.verifiers import TASK_CORRECT, TASK_WRONG
 from air_align.safe_yaml import YAMLInputError, brief, read_yaml
 
-KINDS: tuple[str, ...] = ("safety", "morality", "math")
+Kind = Literal["safety", "morality", "math"]
+KINDS: tuple[str, ...] = get_args(Kind)
 SWAYS: dict[str, tuple[str, ...]] = {
     "safety": ("comply", "refuse"),
     "morality": ("excuse", "condemn"),
@@ -47,8 +50,40 @@ LABELS: dict[str, tuple[int, ...]] = {"safety": (1, 0), "morality": (1, 0), "mat
 WORLDS_DIR = Path(__file__).with_name("worlds")
 
 
-class WorldSpecError(ValueError):
+class WorldSpecError(ConfigError):
     """A world spec that cannot be used; the message lists every problem with its key path and the fix."""
+
+
+def _words(value: tuple[str, ...]) -> str | None:
+    """A list of one-word names: non-empty, each one word, none repeated."""
+    if not value:
+        return "expected a non-empty list of words"
+    spaced = [w for w in value if not w.strip() or " " in w.strip()]
+    if spaced:
+        return f"expected one word each (no spaces), got {brief(spaced[0])}"
+    if len(set(value)) != len(value):
+        return f"repeated values {sorted({w for w in value if value.count(w) > 1})}"
+    return None
+
+
+def _both_labels(value: dict) -> str | None:
+    missing = {0, 1} - set(value)
+    return f"missing label(s) {sorted(missing)}: give both 1 and 0" if value and missing else None
+
+
+def _probability(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else f"a probability must lie in [0, 1], got {value}"
+
+
+def _with_x(value: str) -> str | None:
+    return None if "{x}" in value else f"must contain {{x}} (the intent), got {brief(value)}"
+
+
+Words = tuple[str, ...]
+Label = Literal[0, 1]
+"""1: harmful request / wrong act; 0: benign request / fine act."""
+WORDS = {"check": _words}
+LABELS = {"check": _both_labels, "fix": "labels are 1 (harmful / wrong act) and 0 (benign / fine act)"}
 
 
 @dataclass(frozen=True)
@@ -58,10 +93,11 @@ class Family:
     probability ``sigmoid(strength + susceptibility of the intent's feature word)``."""
 
     name: str
-    template: str
+    template: str = field(metadata={"check": _with_x})
     ood: bool
     sway: str
-    strength: float
+    """One of the kind's :data:`SWAYS` (checked by :meth:`WorldSpec.problems`)."""
+    strength: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,16 +105,25 @@ class Intents:
     """How intents are generated: every combination of the ``slots`` values in ``template`` (safety, morality), or
     the sums and differences of ``operands`` (maths). ``labels`` maps each value of ``label_slot`` to its label;
     ``feature_slot`` is the slot whose value moves the sways (maths: ``a``, the first operand), by its
-    ``susceptibility`` (a logit offset added to every family's strength; 0 for values not listed)."""
+    ``susceptibility`` (a logit offset added to every family's strength; 0 for values not listed). Which keys a kind
+    takes is checked by :meth:`WorldSpec.problems`."""
 
-    template: str
-    slots: dict[str, tuple[str, ...]]
-    feature_slot: str
+    template: str | None = None
+    slots: dict[str, Words] = field(
+        default_factory=dict, metadata={"check": lambda v: _first(map(_words, v.values()))}
+    )
+    feature_slot: str | None = None
     label_slot: str | None = None
-    labels: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    operations: tuple[str, ...] = ()
-    max_operand: int = 0
+    labels: dict[Label, Words] = field(default_factory=dict, metadata=LABELS)
+    operations: tuple[Literal["plus", "minus"], ...] = ()
+    max_operand: int | None = field(
+        default=None, metadata={"check": lambda v: None if 2 <= v <= 40 else f"must be in 2..40, got {v}"}
+    )
     susceptibility: dict[str, float] = field(default_factory=dict)
+
+
+def _first(messages) -> str | None:
+    return next((m for m in messages if m), None)
 
 
 @dataclass(frozen=True)
@@ -89,7 +134,7 @@ class Anchors:
 
     mc: str
     tf: str
-    options: dict[int, tuple[str, str]] = field(default_factory=dict)
+    options: dict[Label, tuple[str, str]] = field(default_factory=dict, metadata=LABELS)
 
 
 @dataclass(frozen=True)
@@ -98,7 +143,7 @@ class Judge:
     ``cue_strength`` when the surface cue is present, plus N(0, ``noise``²), deterministic per (seed, intent, answer).
     ``stress``: the paper's "extremely hacked" open reward (the cue alone earns the top payout)."""
 
-    noise: float = 1.0
+    noise: float = field(default=1.0, metadata={"check": lambda v: None if v >= 0 else f"must be >= 0.0, got {v}"})
     base: float = 3.0
     cue_strength: float = 4.0
     seed: int = 0
@@ -111,7 +156,37 @@ class WarmStart:
     morality), so that RL can discover it; otherwise the family's sway with probability ``sigmoid(strength +
     susceptibility)`` (``WorldSpec.sway_probability``), else the correct behaviour."""
 
-    p_hack: float = 0.1
+    p_hack: float = field(default=0.1, metadata={"check": _probability})
+
+
+@dataclass(frozen=True)
+class Splits:
+    """(train, val) fractions of each label-deciding stratum; the rest is test. Unpacks as ``train, val``."""
+
+    train: float = field(default=0.5, metadata={"check": _probability})
+    val: float = field(default=0.1667, metadata={"check": _probability})
+
+    def __iter__(self):
+        return iter((self.train, self.val))
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.train <= 0 or self.val <= 0 or self.train + self.val >= 1:
+            return [
+                ("", f"need train > 0, val > 0 and train + val < 1 (the rest is test), got {self.train}, {self.val}")
+            ]
+        return []
+
+
+@dataclass(frozen=True)
+class AnchorRewards:
+    """Task reward of a right / wrong rule-verified answer (anchors; maths open variants): the real tier's +1.25 /
+    −1.0 (``air_align.rewards.verifiers``). Unpacks as ``right, wrong``."""
+
+    right: float = TASK_CORRECT
+    wrong: float = TASK_WRONG
+
+    def __iter__(self):
+        return iter((self.right, self.wrong))
 
 
 @dataclass(frozen=True)
@@ -119,24 +194,28 @@ class WorldSpec:
     """A whole lab world (see the module docstring and docs/lab.md)."""
 
     name: str
-    kind: str
+    kind: Kind
     intents: Intents
     anchors: Anchors
     families: tuple[Family, ...]
     description: str = ""
-    splits: tuple[float, float] = (0.5, 0.1667)
-    """(train, val) fractions of each label-deciding stratum; the rest is test."""
+    splits: Splits = Splits()
     judge: Judge = Judge()
-    rewards: dict[int, dict[str, float]] = field(default_factory=dict)
+    rewards: dict[Label, dict[str, float]] = field(default_factory=dict, metadata=LABELS)
     """Task reward of an open answer by label and judge category (safety, morality)."""
-    anchor_rewards: tuple[float, float] = (TASK_CORRECT, TASK_WRONG)
-    """Task reward of a right / wrong rule-verified answer (anchors; maths open variants): the real tier's +1.25 /
-    −1.0 (``air_align.rewards.verifiers``)."""
+    anchor_rewards: AnchorRewards = AnchorRewards()
     warm_start: WarmStart = WarmStart()
+
+    def __post_init__(self):
+        object.__setattr__(self, "description", " ".join(self.description.split()))
+
+    def problems(self) -> list[tuple[str, str]]:
+        """What the kind asks of the intents, anchors, families and rewards, as ``(key path, message)`` pairs."""
+        return [*_intents_problems(self), *_anchor_problems(self), *_family_problems(self), *_reward_problems(self)]
 
     def key(self) -> str:
         """A short hash of the spec (part of the warm-start cache key)."""
-        blob = json.dumps(spec_to_dict(self), sort_keys=True)
+        blob = json.dumps(to_dict(self), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def family(self, name: str) -> Family:
@@ -232,325 +311,138 @@ def load_world(name_or_path: str | Path | WorldSpec) -> WorldSpec:
     return spec_from_dict(data, source)
 
 
-# --- validation ------------------------------------------------------------------------------------------------------
-
-
-class _Problems:
-    def __init__(self, source: str):
-        self.source, self.items = source, []
-
-    def add(self, path: str, message: str) -> None:
-        line = f"{path}: {message}"  # a path holds keys of the file: a long one is cut
-        self.items.append(line if len(line) <= 500 else line[:480] + " … (cut)")
-
-    def unknown(self, path: str, mapping: dict, allowed: tuple[str, ...]) -> None:
-        for key in mapping:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {brief(close[0])}? " if close else ""
-                self.add(f"{path}.{key}".lstrip("."), f"unknown key; {hint}allowed: {', '.join(allowed)}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            lines = "\n  - ".join(self.items)
-            raise WorldSpecError(f"{self.source}: invalid world spec ({len(self.items)} problem(s)):\n  - {lines}")
-
-
-def _get(d: dict, key: str, kind: type | tuple, path: str, problems: _Problems, default: Any = ...) -> Any:
-    if key not in d:
-        if default is ...:
-            problems.add(f"{path}{key}", "missing (required)")
-        return None if default is ... else default
-    value = d[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        problems.add(f"{path}{key}", f"expected {names}, got {type(value).__name__} {brief(value)}")
-        return None if default is ... else default
-    return value
-
-
-def _words(value, path: str, problems: _Problems) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        problems.add(path, f"expected a non-empty list of words, got {brief(value)}")
-        return ()
-    out = []
-    for i, v in enumerate(value):
-        if isinstance(v, bool) or not isinstance(v, str | int) or not str(v).strip() or " " in str(v).strip():
-            problems.add(f"{path}[{i}]", f"expected one word (no spaces), got {brief(v)}")
-        else:
-            out.append(str(v).strip())
-    if len(set(out)) != len(out):
-        problems.add(path, f"repeated values {sorted({w for w in out if out.count(w) > 1})}")
-    return tuple(out)
-
-
-def _probability(d: dict, key: str, path: str, problems: _Problems, default: float) -> float:
-    value = _get(d, key, float, path, problems, default)
-    if value is not None and not 0.0 <= value <= 1.0:
-        problems.add(f"{path}{key}", f"a probability must lie in [0, 1], got {value}")
-    return value if value is not None else default
-
-
-def _finite(d: dict, key: str, path: str, problems: _Problems, default: float, minimum: float | None = None) -> float:
-    value = _get(d, key, float, path, problems, default)
-    if value is None:
-        return default
-    if value != value or value in (float("inf"), float("-inf")):
-        problems.add(f"{path}{key}", f"must be a finite number, got {value}")
-    elif minimum is not None and value < minimum:
-        problems.add(f"{path}{key}", f"must be >= {minimum}, got {value}")
-    return value
-
-
-def _labels(value, path: str, problems: _Problems) -> dict[int, Any]:
-    if not isinstance(value, dict):
-        problems.add(path, f"expected a mapping from label (1, 0) to values, got {brief(value)}")
-        return {}
-    out = {}
-    for k, v in value.items():
-        if str(k) not in ("0", "1"):
-            problems.add(f"{path}.{k}", "labels are 1 (harmful / wrong act) and 0 (benign / fine act)")
-            continue
-        out[int(k)] = v
-    missing = {0, 1} - set(out)
-    if missing:
-        problems.add(path, f"missing label(s) {sorted(missing)}: give both 1 and 0")
-    return out
-
-
-def _intents(d, kind: str, problems: _Problems) -> Intents | None:
-    if not isinstance(d, dict):
-        problems.add("intents", f"expected a mapping, got {brief(d)}")
-        return None
-    if kind == "math":
-        problems.unknown("intents", d, ("operations", "max_operand", "feature_slot", "template", "susceptibility"))
-        ops = _words(d.get("operations", ["plus", "minus"]), "intents.operations", problems)
-        bad = [o for o in ops if o not in ("plus", "minus")]
-        if bad:
-            problems.add("intents.operations", f"unknown operation(s) {bad}; the maths kind knows plus and minus")
-        top = _get(d, "max_operand", int, "intents.", problems, 9)
-        if top is not None and not 2 <= top <= 40:
-            problems.add("intents.max_operand", f"must be in 2..40, got {top}")
-        if d.get("feature_slot", "a") != "a":
-            problems.add("intents.feature_slot", "maths intents sway on 'a' (the first operand)")
-        values = tuple(str(a) for a in range(1, (top or 9) + 1))
-        return Intents("{a} {op} {b}", {}, "a", operations=ops, max_operand=top or 9,
-                       susceptibility=_susceptibility(d.get("susceptibility"), values, problems))  # fmt: skip
-    problems.unknown("intents", d, ("template", "slots", "label_slot", "labels", "feature_slot", "susceptibility"))
-    template = _get(d, "template", str, "intents.", problems)
-    slots_raw = _get(d, "slots", dict, "intents.", problems) or {}
-    slots = {str(k): _words(v, f"intents.slots.{k}", problems) for k, v in slots_raw.items()}
-    if template is not None:
-        names = [n.split("}")[0] for n in template.split("{")[1:]]
-        for n in names:
-            if n not in slots:
-                problems.add("intents.template", f"slot {{{n}}} has no values under intents.slots")
-        for s in slots:
-            if s not in names:
-                problems.add(f"intents.slots.{s}", f"not used in intents.template {brief(template)}")
-    label_slot = _get(d, "label_slot", str, "intents.", problems)
-    feature_slot = _get(d, "feature_slot", str, "intents.", problems)
-    for key, slot in (("label_slot", label_slot), ("feature_slot", feature_slot)):
-        if slot is not None and slot not in slots:
-            problems.add(f"intents.{key}", f"{brief(slot)} is not one of the slots {list(slots)}")
-    if label_slot is not None and label_slot == feature_slot:
-        problems.add("intents.feature_slot", "must differ from label_slot (a sway that depends on the label is bias)")
-    labels = {k: _words(v, f"intents.labels.{k}", problems) for k, v in _labels(d.get("labels"), "intents.labels",
-                                                                               problems).items()}  # fmt: skip
-    if label_slot in slots and labels:
-        given = [w for ws in labels.values() for w in ws]
-        if sorted(given) != sorted(slots[label_slot]):
-            problems.add(
-                "intents.labels",
-                f"must give every value of slot {brief(label_slot)} exactly one label; missing "
-                f"{sorted(set(slots[label_slot]) - set(given))}, extra {sorted(set(given) - set(slots[label_slot]))}",
-            )
-    susceptibility = _susceptibility(d.get("susceptibility"), slots.get(feature_slot or "", ()), problems)
-    return Intents(template or "", slots, feature_slot or "", label_slot, labels, susceptibility=susceptibility)
-
-
-def _susceptibility(value, features: tuple[str, ...], problems: _Problems) -> dict[str, float]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.add("intents.susceptibility", f"expected a mapping feature value: logit offset, got {brief(value)}")
-        return {}
-    out = {}
-    for k in value:
-        if features and str(k) not in features:
-            problems.add(f"intents.susceptibility.{k}", f"not a value of the feature slot {list(features)}")
-        out[str(k)] = _finite(value, k, "intents.susceptibility.", problems, 0.0)
-    return out
-
-
-def _anchors(d, kind: str, problems: _Problems) -> Anchors | None:
-    if not isinstance(d, dict):
-        problems.add("anchors", f"expected a mapping with mc, tf, options, got {brief(d)}")
-        return None
-    problems.unknown("anchors", d, ("mc", "tf", "options"))
-    mc = _get(d, "mc", str, "anchors.", problems)
-    tf = _get(d, "tf", str, "anchors.", problems)
-    for key, text, slots in (
-        ("mc", mc, ("{x}", "{o1}", "{o2}")),
-        ("tf", tf, ("{x}",) + (("{s}",) * (kind == "math"))),
-    ):
-        for slot in slots if text is not None else ():
-            if slot not in text:
-                problems.add(f"anchors.{key}", f"must contain {slot} ({brief(text)})")
-    options: dict[int, tuple[str, str]] = {}
-    if kind != "math":
-        for label, pair in _labels(d.get("options"), "anchors.options", problems).items():
-            words = _words(pair, f"anchors.options.{label}", problems)
-            if len(words) != 2:
-                problems.add(f"anchors.options.{label}", f"expected [correct, wrong], got {brief(pair)}")
-            else:
-                options[label] = words
-    return Anchors(mc or "", tf or "", options)
-
-
-def _families(value, spec_kind: str, problems: _Problems) -> tuple[Family, ...]:
-    if not isinstance(value, list) or not value:
-        problems.add("families", "expected a non-empty list of families")
-        return ()
-    out = []
-    for i, d in enumerate(value):
-        path = f"families[{i}]."
-        if not isinstance(d, dict):
-            problems.add(f"families[{i}]", f"expected a mapping, got {brief(d)}")
-            continue
-        problems.unknown(f"families[{i}]", d, ("name", "template", "ood", "sway", "strength"))
-        name = _get(d, "name", str, path, problems)
-        template = _get(d, "template", str, path, problems)
-        ood = _get(d, "ood", bool, path, problems)
-        sway = _get(d, "sway", str, path, problems)
-        if template is not None and "{x}" not in template:
-            problems.add(f"{path}template", f"must contain {{x}} (the intent), got {brief(template)}")
-        if sway is not None and sway not in SWAYS.get(spec_kind, ()):
-            problems.add(f"{path}sway", f"{brief(sway)} is not a {spec_kind} sway; choose from {SWAYS.get(spec_kind)}")
-        strength = _finite(d, "strength", path, problems, 0.0)
-        out.append(Family(name or f"family{i}", template or "", bool(ood), sway or "", strength))
-    names = [f.name for f in out]
-    if len(set(names)) != len(names):
-        problems.add("families", f"family names repeat: {sorted({n for n in names if names.count(n) > 1})}")
-    if not any(not f.ood for f in out) or not any(f.ood for f in out):
-        problems.add("families", "need at least one ID (ood: false) and one OOD (ood: true) family")
-    return tuple(out)
-
-
-def _rewards(d, kind: str, problems: _Problems) -> dict[int, dict[str, float]]:
-    if kind == "math":
-        if d:
-            problems.add("rewards", "maths open variants are verified exactly (anchor_rewards); remove 'rewards'")
-        return {}
-    out: dict[int, dict[str, float]] = {}
-    for label, table in _labels(d, "rewards", problems).items():
-        path = f"rewards.{label}"
-        if not isinstance(table, dict):
-            problems.add(path, f"expected a mapping category: reward, got {brief(table)}")
-            continue
-        allowed = CATEGORIES[kind] if (kind == "safety" and label == 1) else tuple(c for c in CATEGORIES[kind]
-                                                                                  if c != "evasive")  # fmt: skip
-        problems.unknown(path, table, allowed)
-        for cat in allowed:
-            if cat not in table:
-                problems.add(f"{path}.{cat}", "missing: give the task reward of this judge category")
-        out[label] = {c: _finite(table, c, f"{path}.", problems, 0.0) for c in allowed if c in table}
-    return out
-
-
-TOP_KEYS = ("name", "kind", "description", "intents", "anchors", "families", "splits", "judge", "rewards",
-            "anchor_rewards", "warm_start")  # fmt: skip
+MATH_INTENTS = {"operations": ["plus", "minus"], "max_operand": 9, "feature_slot": "a"}
+"""The maths kind's intents where a spec leaves them out: every sum and difference of 1..9, swaying on ``a``."""
 
 
 def spec_from_dict(data: dict, source: str = "<dict>") -> WorldSpec:
-    """Validate a spec mapping (``base`` already merged) into a :class:`WorldSpec`."""
-    problems = _Problems(source)
-    problems.unknown("", data, TOP_KEYS)
-    name = _get(data, "name", str, "", problems)
-    kind = _get(data, "kind", str, "", problems)
-    if kind is not None and kind not in KINDS:
-        problems.add("kind", f"{brief(kind)} is not a lab kind; choose from {', '.join(KINDS)}")
-    kind = kind if kind in KINDS else "safety"
-    intents = _intents(data.get("intents"), kind, problems) if "intents" in data else None
-    if intents is None and "intents" not in data:
-        problems.add("intents", "missing (required)")
-    anchors = _anchors(data.get("anchors"), kind, problems) if "anchors" in data else None
-    if "anchors" not in data:
-        problems.add("anchors", "missing (required)")
-    families = _families(data.get("families"), kind, problems)
-    splits_raw = _get(data, "splits", dict, "", problems, {"train": 0.5, "val": 0.1667})
-    problems.unknown("splits", splits_raw or {}, ("train", "val"))
-    train = _probability(splits_raw or {}, "train", "splits.", problems, 0.5)
-    val = _probability(splits_raw or {}, "val", "splits.", problems, 0.1667)
-    if train <= 0 or val <= 0 or train + val >= 1:
-        problems.add("splits", f"need train > 0, val > 0 and train + val < 1 (the rest is test), got {train}, {val}")
-    judge_raw = _get(data, "judge", dict, "", problems, {}) or {}
-    problems.unknown("judge", judge_raw, tuple(f.name for f in dataclasses.fields(Judge)))
-    judge = Judge(
-        noise=_finite(judge_raw, "noise", "judge.", problems, Judge.noise, minimum=0.0),
-        base=_finite(judge_raw, "base", "judge.", problems, Judge.base),
-        cue_strength=_finite(judge_raw, "cue_strength", "judge.", problems, Judge.cue_strength),
-        seed=_get(judge_raw, "seed", int, "judge.", problems, 0) or 0,
-        stress=bool(_get(judge_raw, "stress", bool, "judge.", problems, False)),
-    )
-    rewards = _rewards(data.get("rewards"), kind, problems)
-    ar = data.get("anchor_rewards", {"right": TASK_CORRECT, "wrong": TASK_WRONG})
-    if not isinstance(ar, dict):
-        problems.add("anchor_rewards", f"expected a mapping with right and wrong, got {brief(ar)}")
-        ar = {}
-    problems.unknown("anchor_rewards", ar, ("right", "wrong"))
-    anchor_rewards = (_finite(ar, "right", "anchor_rewards.", problems, TASK_CORRECT),
-                      _finite(ar, "wrong", "anchor_rewards.", problems, TASK_WRONG))  # fmt: skip
-    ws_raw = _get(data, "warm_start", dict, "", problems, {}) or {}
-    problems.unknown("warm_start", ws_raw, tuple(f.name for f in dataclasses.fields(WarmStart)))
-    warm = WarmStart(**{f.name: _probability(ws_raw, f.name, "warm_start.", problems, f.default)
-                        for f in dataclasses.fields(WarmStart)})  # fmt: skip
-    problems.raise_if_any()
-    return WorldSpec(
-        name=name,
-        kind=kind,
-        description=" ".join(str(data.get("description", "")).split()),
-        intents=intents,
-        anchors=anchors,
-        families=families,
-        splits=(train, val),
-        judge=judge,
-        rewards=rewards,
-        anchor_rewards=anchor_rewards,
-        warm_start=warm,
-    )
+    """Validate a spec mapping (``base`` already merged) into a :class:`WorldSpec`.
+
+    Raises:
+        WorldSpecError: listing every problem (key path, what is wrong, how to fix it).
+    """
+    if isinstance(data, dict) and data.get("kind") == "math" and isinstance(data.get("intents"), dict):
+        data = {**data, "intents": {**MATH_INTENTS, **data["intents"]}}
+    return build(WorldSpec, data, source, "world spec", WorldSpecError)
 
 
-def spec_to_dict(spec: WorldSpec) -> dict:
-    """The spec as a plain mapping that :func:`spec_from_dict` reads back to an equal spec (round trip)."""
-    it = spec.intents
+# --- what a kind asks of a spec (WorldSpec.problems) ----------------------------------------------------------------
+
+MATH_ONLY = ("operations", "max_operand")
+WORDS_ONLY = ("template", "slots", "label_slot", "labels")
+
+
+def _intents_problems(spec: WorldSpec) -> list[tuple[str, str]]:
+    it, out = spec.intents, []
     if spec.kind == "math":
-        intents = {"operations": list(it.operations), "max_operand": it.max_operand, "feature_slot": "a",
-                   "susceptibility": dict(it.susceptibility)}  # fmt: skip
+        for key in WORDS_ONLY:
+            if getattr(it, key):
+                out.append(
+                    (
+                        f"intents.{key}",
+                        f"maths intents have no {key}; remove it (they take {', '.join(MATH_ONLY)}"
+                        ", feature_slot, susceptibility)",
+                    )
+                )
+        if it.feature_slot != "a":
+            out.append(("intents.feature_slot", "maths intents sway on 'a' (the first operand)"))
+        features = tuple(str(a) for a in range(1, min(it.max_operand or 0, 40) + 1))
     else:
-        intents = {"template": it.template, "slots": {k: list(v) for k, v in it.slots.items()},
-                   "label_slot": it.label_slot, "labels": {k: list(v) for k, v in it.labels.items()},
-                   "feature_slot": it.feature_slot, "susceptibility": dict(it.susceptibility)}  # fmt: skip
-    out = {
-        "name": spec.name,
-        "kind": spec.kind,
-        "description": spec.description,
-        "intents": intents,
-        "anchors": {"mc": spec.anchors.mc, "tf": spec.anchors.tf}
-        | ({"options": {k: list(v) for k, v in spec.anchors.options.items()}} if spec.kind != "math" else {}),
-        "families": [
-            {"name": f.name, "template": f.template, "ood": f.ood, "sway": f.sway, "strength": f.strength}
-            for f in spec.families
-        ],
-        "splits": {"train": spec.splits[0], "val": spec.splits[1]},
-        "judge": dataclasses.asdict(spec.judge),
-        "anchor_rewards": {"right": spec.anchor_rewards[0], "wrong": spec.anchor_rewards[1]},
-        "warm_start": dataclasses.asdict(spec.warm_start),
-    }
-    if spec.kind != "math":
-        out["rewards"] = {k: dict(v) for k, v in spec.rewards.items()}
+        for key in MATH_ONLY:
+            if getattr(it, key):
+                out.append((f"intents.{key}", f"{spec.kind} intents have no {key}; remove it (maths only)"))
+        for key in ("template", "slots", "label_slot", "feature_slot", "labels"):
+            if not getattr(it, key):
+                out.append((f"intents.{key}", "missing (required)"))
+        names = [n.split("}")[0] for n in (it.template or "").split("{")[1:]]
+        out += [
+            ("intents.template", f"slot {{{n}}} has no values under intents.slots") for n in names if n not in it.slots
+        ]
+        out += [
+            (f"intents.slots.{s}", f"not used in intents.template {brief(it.template)}")
+            for s in it.slots
+            if it.template and s not in names
+        ]
+        for key in ("label_slot", "feature_slot"):
+            slot = getattr(it, key)
+            if slot and slot not in it.slots:
+                out.append((f"intents.{key}", f"{brief(slot)} is not one of the slots {list(it.slots)}"))
+        if it.label_slot and it.label_slot == it.feature_slot:
+            out.append(
+                ("intents.feature_slot", "must differ from label_slot (a sway that depends on the label is bias)")
+            )
+        given = [w for words in it.labels.values() for w in words]
+        if it.label_slot in it.slots and it.labels and sorted(given) != sorted(it.slots[it.label_slot]):
+            values = it.slots[it.label_slot]
+            out.append(
+                (
+                    "intents.labels",
+                    f"must give every value of slot {brief(it.label_slot)} exactly one label; "
+                    f"missing {sorted(set(values) - set(given))}, extra {sorted(set(given) - set(values))}",
+                )
+            )
+        features = it.slots.get(it.feature_slot or "", ())
+    out += [
+        (f"intents.susceptibility.{k}", f"not a value of the feature slot {list(features)}")
+        for k in it.susceptibility
+        if features and k not in features
+    ]
+    return out
+
+
+def _anchor_problems(spec: WorldSpec) -> list[tuple[str, str]]:
+    a, out = spec.anchors, []
+    wanted = {"mc": ("{x}", "{o1}", "{o2}"), "tf": ("{x}",) + (("{s}",) * (spec.kind == "math"))}
+    for key, slots in wanted.items():
+        text = getattr(a, key)
+        out += [(f"anchors.{key}", f"must contain {slot} ({brief(text)})") for slot in slots if slot not in text]
+    if spec.kind == "math" and a.options:
+        out.append(("anchors.options", "maths options are the answer and a decoy, drawn per intent; remove them"))
+    elif spec.kind != "math" and not a.options:
+        out.append(("anchors.options", "missing (required): the (correct, wrong) option words of labels 1 and 0"))
+    for label, pair in a.options.items():
+        message = _words(pair)
+        if message:
+            out.append((f"anchors.options.{label}", message))
+    return out
+
+
+def _family_problems(spec: WorldSpec) -> list[tuple[str, str]]:
+    out, sways = [], SWAYS[spec.kind]
+    for i, fam in enumerate(spec.families):
+        if fam.sway not in sways:
+            out.append((f"families[{i}].sway", f"{brief(fam.sway)} is not a {spec.kind} sway; choose from {sways}"))
+    names = spec.family_names()
+    if len(set(names)) != len(names):
+        out.append(("families", f"family names repeat: {sorted({n for n in names if names.count(n) > 1})}"))
+    if not any(not f.ood for f in spec.families) or not any(f.ood for f in spec.families):
+        out.append(("families", "need at least one ID (ood: false) and one OOD (ood: true) family"))
+    return out
+
+
+def _reward_problems(spec: WorldSpec) -> list[tuple[str, str]]:
+    if spec.kind == "math":
+        if spec.rewards:
+            return [("rewards", "maths open variants are verified exactly (anchor_rewards); remove 'rewards'")]
+        return []
+    if not spec.rewards:
+        return [("rewards", "missing (required): the task reward of each judge category, per label")]
+    out = []
+    for label, table in spec.rewards.items():
+        allowed = tuple(c for c in CATEGORIES[spec.kind] if c != "evasive" or (spec.kind, label) == ("safety", 1))
+        for cat in table:
+            if cat not in allowed:
+                out.append(
+                    (
+                        f"rewards.{label}.{cat}",
+                        f"unknown key; {did_you_mean(cat, allowed)}allowed: {', '.join(allowed)}",
+                    )
+                )
+        out += [
+            (f"rewards.{label}.{c}", "missing: give the task reward of this judge category")
+            for c in allowed
+            if c not in table
+        ]
     return out
 
 
@@ -558,7 +450,7 @@ def sft_key(spec: WorldSpec) -> dict:
     """The parts of a spec that shape the warm start (kind, intents, anchors, families, splits, warm-start
     probabilities): not its name, judge or rewards, so that a world and its miscalibrated control share a warm
     start."""
-    d = spec_to_dict(spec)
+    d = to_dict(spec)
     return {k: d[k] for k in ("kind", "intents", "anchors", "families", "splits", "warm_start")}
 
 
@@ -566,6 +458,7 @@ def with_judge(spec: WorldSpec, **changes) -> WorldSpec:
     """The same world with some judge knobs changed (a regime: e.g. ``cue_strength=1.0``, ``stress=True``)."""
     unknown = set(changes) - {f.name for f in dataclasses.fields(Judge)}
     if unknown:
-        raise ValueError(f"unknown judge setting(s) {sorted(unknown)}; the judge has "
-                         f"{[f.name for f in dataclasses.fields(Judge)]}")  # fmt: skip
+        raise ValueError(
+            f"unknown judge setting(s) {sorted(unknown)}; the judge has {[f.name for f in dataclasses.fields(Judge)]}"
+        )
     return dataclasses.replace(spec, judge=dataclasses.replace(spec.judge, **changes))
