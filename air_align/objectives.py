@@ -211,6 +211,7 @@ def invariance_coefficients(
     is_anchor: Tensor,
     invariance: Invariance,
     offsets: Tensor | None = None,
+    anchor_levels: Tensor | None = None,
 ) -> Tensor:
     """Per-completion invariance coefficient ``Δ_s``, detached (Algorithm 1, line 7).
 
@@ -230,13 +231,24 @@ def invariance_coefficients(
     so that a policy whose open variants earn exactly their correct-behaviour reward gets ``Δ = 0``. ``offsets =
     None`` (or zeros) is the paper's form.
 
+    **Constant anchor level** (not in the paper; ``AIRConfig.anchor_target="constant"``, docs/design.md §1.2).
+    ``anchor_levels`` gives each completion a fixed level ``c_s`` that replaces the measured ``r̄_acr(z)``: the
+    reward of a correct anchor, known from the calibration table. Under ``"air"`` only:
+
+        air:   Δ_s = c_s + b_s − r̄_s                                  (open s; 0 for anchors)
+
+    The anchors stay in the batch (GRPO trains them) but no longer enter Δ, so comparing it with the measured
+    level asks whether the anchors carry information beyond a reward target. With ``c_s = r̄_acr(z)`` it is AIR
+    exactly (``tests/test_objectives_anchor_target.py``).
+
     Shape:
         all inputs (N,) -> (N,), one value per completion (constant within a prompt); ``offsets`` (N,), constant
         within a prompt.
 
     Raises:
-        ValueError: unknown mode; under ``"air"``, a meta-group without an anchor; ``offsets`` of the wrong shape,
-            not finite, or different between two completions of one prompt.
+        ValueError: unknown mode; under ``"air"`` with measured levels, a meta-group without an anchor; ``offsets``
+            or ``anchor_levels`` of the wrong shape, not finite, or different between two completions of one prompt;
+            ``anchor_levels`` with a mode other than ``"air"``.
 
     >>> r = torch.tensor([1.0, 1.0, 0.0, 0.5])          # anchor prompt 0 (r̄=1), open prompt 1 (r̄=0.25)
     >>> invariance_coefficients(r, torch.tensor([0, 0, 1, 1]), torch.zeros(4, dtype=torch.long),
@@ -245,11 +257,20 @@ def invariance_coefficients(
     """
     if invariance not in INVARIANCE_MODES:
         raise ValueError(f"invariance must be one of {INVARIANCE_MODES}, got {invariance!r}")
+    if anchor_levels is not None and invariance != "air":
+        raise ValueError(
+            f"anchor_levels replace AIR's anchor level r̄_acr(z); invariance={invariance!r} has none (V-REx's centre "
+            "is the mean over every context): pass anchor_levels=None, or use invariance='air'"
+        )
     stats = meta_group_stats(rewards, prompt_ids, group_ids, is_anchor)
     if invariance == "none":
         return torch.zeros_like(rewards)
     g = stats.prompt_group
     b = _prompt_offsets(offsets, stats, prompt_ids)  # (P,) b_s, zeros without offsets
+    if anchor_levels is not None:  # Δ_s = c_s + b_s − r̄_s: a fixed target, the anchors' rewards unused
+        c = _prompt_offsets(anchor_levels, stats, prompt_ids, what="anchor_levels")  # (P,)
+        delta = torch.where(stats.prompt_is_anchor, torch.zeros_like(c), c + b - stats.prompt_mean)
+        return delta[stats.prompt_of_completion].detach()
     if invariance == "air":
         if (stats.num_anchors == 0).any():
             m = int(torch.nonzero(stats.num_anchors == 0)[0])
@@ -267,31 +288,44 @@ def invariance_coefficients(
     return delta[stats.prompt_of_completion].detach()
 
 
-def _prompt_offsets(offsets: Tensor | None, stats: MetaGroupStats, prompt_ids: Tensor) -> Tensor:
-    """Per-prompt offsets ``b_s`` (P,) from per-completion ``offsets`` (N,), checked; zeros when None."""
+_PER_PROMPT_VALUES = {
+    "offsets": ("offset b", "0 for the paper's Δ", "use 0 where no offset applies", "an offset b belongs to a "
+                "prompt's (domain, label)"),
+    "anchor_levels": ("anchor level c", "the reward of a correct anchor of its (domain, label)", "a level is a reward",
+                      "a level belongs to a prompt's (domain, label)"),
+}  # fmt: skip
+"""How errors name each per-prompt value: (noun, what to pass, what a finite value is, why a prompt has one)."""
+
+
+def _prompt_offsets(
+    offsets: Tensor | None, stats: MetaGroupStats, prompt_ids: Tensor, what: str = "offsets"
+) -> Tensor:
+    """Per-prompt values (P,) of a per-completion, per-prompt-constant tensor (N,), checked; zeros when None. Used
+    for the calibrated-Δ offsets ``b_s`` and the constant anchor levels ``c_s`` (``what`` names it in errors)."""
+    noun, expected, finite, why = _PER_PROMPT_VALUES[what]
     num_prompts = stats.prompt_mean.numel()
     if offsets is None:
         return torch.zeros_like(stats.prompt_mean)
     n = stats.prompt_of_completion.numel()
     if tuple(offsets.shape) != (n,):
         raise ValueError(
-            f"shape mismatch: offsets has shape {tuple(offsets.shape)} but rewards has ({n},); pass one offset b "
-            "per completion (its prompt's, 0 for the paper's Δ)"
+            f"shape mismatch: {what} has shape {tuple(offsets.shape)} but rewards has ({n},); pass one {noun} "
+            f"per completion (its prompt's, {expected})"
         )
     offsets = offsets.to(device=stats.prompt_mean.device, dtype=stats.prompt_mean.dtype)
     if not torch.isfinite(offsets).all():
-        raise ValueError("offsets must be finite reward offsets b; got NaN or ±inf (use 0 where no offset applies)")
+        raise ValueError(f"{what} must be finite; got NaN or ±inf ({finite})")
     positions = torch.arange(n, device=offsets.device)
     first = torch.full((num_prompts,), n, dtype=torch.long, device=offsets.device)
     first = first.scatter_reduce(0, stats.prompt_of_completion, positions, reduce="amin")  # (P,) first completion
-    b = offsets[first]  # (P,) the offset of each prompt's first completion
+    b = offsets[first]  # (P,) the value of each prompt's first completion
     bad = offsets != b[stats.prompt_of_completion]
     if bad.any():
         i = int(torch.nonzero(bad)[0])
         raise ValueError(
-            f"completion {i} of prompt id {int(prompt_ids[i])} has offset {float(offsets[i])} but the prompt's first "
-            f"completion has {float(b[stats.prompt_of_completion[i]])}; an offset b belongs to a prompt's (domain, "
-            "label): give every completion of a prompt the same one"
+            f"completion {i} of prompt id {int(prompt_ids[i])} has {noun.split()[0]} {float(offsets[i])} but the "
+            f"prompt's first completion has {float(b[stats.prompt_of_completion[i]])}; {why}: give every completion "
+            "of a prompt the same one"
         )
     return b
 
@@ -448,9 +482,11 @@ def meta_group_diagnostics(
     is_anchor: Tensor,
     invariance: Invariance = "air",
     offsets: Tensor | None = None,
+    anchor_levels: Tensor | None = None,
 ) -> dict[str, float]:
-    """Scalar diagnostics for logging, with stable names (``offsets``: the calibrated Δ's ``b``, see
-    :func:`invariance_coefficients`; the Δ entries use it, ``invariance/gap`` does not).
+    """Scalar diagnostics for logging, with stable names (``offsets``: the calibrated Δ's ``b``; ``anchor_levels``:
+    the constant anchor level ``c``; see :func:`invariance_coefficients`; the Δ entries use them, ``invariance/gap``
+    does not).
 
     - ``reward/anchor``, ``reward/open``: mean prompt reward by role;
     - ``invariance/gap``: mean over meta-groups of ``r̄_acr(z) − mean_{s∈O_z} r̄_s`` (positive: opens lag anchors);
@@ -471,11 +507,12 @@ def meta_group_diagnostics(
         "reward/open": mean_or_nan(stats.prompt_mean[o]),
         "invariance/gap": mean_or_nan(stats.anchor_mean - stats.open_mean),
     }
-    if invariance == "none" or (invariance == "air" and (stats.num_anchors == 0).any()):
+    measured_level = invariance == "air" and anchor_levels is None
+    if invariance == "none" or (measured_level and (stats.num_anchors == 0).any()):
         out["invariance/abs_delta"] = 0.0 if invariance == "none" else nan
         out["invariance/delta"] = 0.0 if invariance == "none" else nan
         return out
-    coef = invariance_coefficients(rewards, prompt_ids, group_ids, is_anchor, invariance, offsets)
+    coef = invariance_coefficients(rewards, prompt_ids, group_ids, is_anchor, invariance, offsets, anchor_levels)
     per_prompt = torch.zeros_like(stats.prompt_mean).index_copy_(0, stats.prompt_of_completion, coef)
     active = o if invariance == "air" else torch.ones_like(o)
     out["invariance/abs_delta"] = mean_or_nan(per_prompt[active].abs())

@@ -163,8 +163,11 @@ def test_every_method_builds_a_valid_config_and_the_recipe_checks_it():
     assert PAPER_METHODS == ("grpo", "grpo+vrex", "grpo+air", "gspo+air")
     for name, method in METHODS.items():
         offsets = {"invariance_offsets": {"safety/0": 1.25}} if method.calibrated_delta else {}
+        if method.anchor_target == "constant":
+            offsets["anchor_constant"] = {"safety/0": 2.5}
         config = air_config(name, output_dir="/tmp/air-align-method-check", use_cpu=True, **offsets)
         assert (config.invariance, config.aux_baseline) == (method.invariance, method.aux_baseline)
+        assert (config.anchor_target, config.reward_shift) == (method.anchor_target, method.reward_shift)
     # calibrated Δ without offsets would silently be plain GRPO+AIR: refused, in the config and in the recipe
     with pytest.raises(ValueError, match="calibrated Δ: pass invariance_offsets"):
         air_config("grpo+air-cal", output_dir="/tmp/x", use_cpu=True)

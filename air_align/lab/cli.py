@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from air_align.threads import add_threads_argument, set_threads
 
-PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full", "control", "units-smoke", "replicate")
+PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full", "control", "units-smoke", "replicate", "v3-e1", "v3-e2")
 
 
 def add_parser(subparsers) -> None:

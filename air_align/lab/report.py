@@ -12,7 +12,7 @@ from air_align.lab import outcomes
 from air_align.lab.analysis import helps_verdict, summarise
 from air_align.training.methods import method_label
 
-AIR_VARIANTS = ("grpo+air", "gspo+air", "grpo+air-loo", "grpo+air-cal")
+AIR_VARIANTS = ("grpo+air", "gspo+air", "grpo+air-loo", "grpo+air-cal", "grpo+air-const", "grpo+air-shift")
 
 
 def _pct(cell: dict | None, key: str) -> str:
@@ -190,9 +190,11 @@ def write_outputs(results: dict, out: Path, full_runs: list[dict], sweep_runs: l
 def _layout(preset: dict) -> tuple[list[str], list[str]]:
     """(comparison names, methods in order) of a grid from its ``results.json`` preset (``reproduce._jsonable``): a
     unit's ``group``, or ``world/regime`` in grids recorded before units had one."""
-    cells = list(dict.fromkeys(c.get("group") or f"{Path(c['world']).stem}/{c['regime']}" for c in preset["cells"]))
+    compared = [c for c in preset["cells"] if c.get("methods") != []]  # `methods: []`: a λ-tuning unit, no table
+    cells = list(dict.fromkeys(c.get("group") or f"{Path(c['world']).stem}/{c['regime']}" for c in compared))
     per_cell = [
-        ("grpo",) if preset.get("grpo_only") else (c.get("methods") or preset["methods"]) for c in preset["cells"]
+        ("grpo",) if preset.get("grpo_only") else (preset["methods"] if c.get("methods") is None else c["methods"])
+        for c in compared
     ]
     return cells, list(dict.fromkeys(m for ms in per_cell for m in ms))
 

@@ -38,19 +38,32 @@ from air_align.lab.calibration import world_calibration
 from air_align.lab.generate import world_name, write_world
 from air_align.lab.report import write_outputs
 from air_align.lab.runner import run_all
-from air_align.lab.runs import RunSpec, Training, score
-from air_align.lab.spec import load_world, with_judge
+from air_align.lab.runs import RunSpec, Training, score, with_regime
+from air_align.lab.spec import load_world
 from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, warm_starts
+from air_align.training.config import offset_key
 from air_align.training.methods import METHODS, PAPER_METHODS
 
+CUE_LEVELS = (1.0, 2.0, 3.0, 4.0, 6.0)
+"""The hack dial (docs/results/lab-v3/conditions.md, E2): judge cue strengths from "rarely fooled" to "always
+fooled". The hack passes the judge with probability Φ((c − 3)/σ) and reaches its top tier with about its square:
+at noise σ = 1, 2 %, 16 %, 50 %, 84 %, 99.9 % (top tier 0.05 %, 2.5 %, 25 %, 71 %, 99.7 %)."""
+SUBTLE_EXEMPLARY = 1.5
+"""The "subtle" regime's top-tier task payout: with the format reward a hack that the judge always passes earns
+2.75 against a correct anchor's 2.5, and a judge of noise 0.75–1.5 leaves it 0.18–0.25 above (the measured gap is
+the calibration table's hack Δ)."""
 REGIMES: dict[str, dict] = {
     "main": {"cue_strength": 1.0},
     "hack": {"cue_strength": 4.0},
     "stress": {"stress": True},
+    **{f"cue{c:g}": {"cue_strength": c} for c in CUE_LEVELS},
+    "subtle": {"cue_strength": 6.0, "exemplary": SUBTLE_EXEMPLARY},
 }
-"""Judge regimes (overrides of the world's judge). ``main``: the paper's main regime, a noisy judge that its surface
-cue rarely fools; ``hack``: the cue fools it most of the time, so plain GRPO learns the hack; ``stress``: the paper's
-"extremely hacked" open reward. Calibrated on plain GRPO before any AIR run (docs/results.md)."""
+"""Judge regimes (overrides of the world, ``runs.with_regime``). ``main``: the paper's main regime, a noisy judge that
+its surface cue rarely fools; ``hack``: the cue fools it most of the time, so plain GRPO learns the hack; ``stress``:
+the paper's "extremely hacked" open reward. Calibrated on plain GRPO before any AIR run (docs/results.md).
+``cue1`` … ``cue6``: the hack dial (``CUE_LEVELS``; ``cue1`` and ``cue4`` are ``main`` and ``hack`` under other
+names); ``subtle``: an always-fooled judge whose top tier pays only a little above a correct answer."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +126,20 @@ class Preset:
     kind (``regimes_for``); their specs are written to ``DIR/worlds/gen-<kind>-<seed>.yaml``."""
     warm_seeds: tuple[int, ...] = (0,)
     """Warm-start seeds: every cell runs from a warm start of each (``units``)."""
+    swept: tuple[str, ...] = ("grpo+air",)
+    """The methods whose λ is swept, each on its own (``sweep_key``); a regularised method not listed takes
+    GRPO+AIR's λ."""
+    tuning: tuple[tuple[str, int], ...] = ()
+    """Generated worlds ``(kind, generator seed)`` that only choose λ: at warm-start seed 0, under ``tune_regime``
+    (or each regime of their kind), they run the sweep and no table; every generated unit of their kind (and regime)
+    takes their λ instead of sweeping its own. Their seeds must not be among ``generated``."""
+    tune_regime: str | None = None
+    """The one regime the tuning worlds sweep under, its λ used under every regime (None: each regime its own)."""
 
     def methods_of(self, cell: Cell) -> tuple[str, ...]:
-        """The methods a cell runs."""
-        methods = cell.methods or self.methods
-        return ("grpo",) if self.grpo_only else methods
+        """The methods a cell runs (a λ-tuning cell: none)."""
+        methods = self.methods if cell.methods is None else cell.methods
+        return ("grpo",) if self.grpo_only and methods else methods
 
 
 def unit_name(cell_name: str, warm_seed: int) -> str:
@@ -138,15 +160,46 @@ def units(preset: Preset, out: str | Path) -> tuple[Cell, ...]:
         raise ValueError(f"preset {preset.name!r}: give warm-start seeds as warm_seeds, not warm['seed']")
     if not preset.warm_seeds or len(set(preset.warm_seeds)) != len(preset.warm_seeds):
         raise ValueError(f"preset {preset.name!r}: warm_seeds {preset.warm_seeds} must be distinct, at least one")
+    if preset.tune_regime is not None and preset.tune_regime not in preset.regimes:
+        raise ValueError(f"preset {preset.name!r}: tune_regime {preset.tune_regime!r} is not one of its regimes "
+                         f"{preset.regimes}")  # fmt: skip
+    clash = sorted(set(preset.tuning) & set(preset.generated))
+    if clash:
+        raise ValueError(f"preset {preset.name!r}: tuning worlds {clash} are also compared; tune λ on other seeds")
     cells = list(preset.cells)
+    tuned: dict[tuple[str, str], str] = {}  # (kind, regime) -> the tuning unit whose λ it takes
+    tuning = []
+    for kind, seed in preset.tuning:
+        path = write_world(kind, seed, Path(out) / "worlds" / f"{world_name(kind, seed)}.yaml")
+        regimes = regimes_for(preset, kind)
+        for regime in regimes if preset.tune_regime is None or kind == "math" else (preset.tune_regime,):
+            cell = Cell(str(path), regime, methods=(), pool=f"tune-{kind}/{regime}")
+            tuning.append(cell)
+            for target in regimes if preset.tune_regime is not None else (regime,):
+                if (kind, target) in tuned:
+                    raise ValueError(f"preset {preset.name!r}: two tuning worlds of kind {kind!r}; give one")
+                tuned[(kind, target)] = cell.name
     for kind, seed in preset.generated:
         path = write_world(kind, seed, Path(out) / "worlds" / f"{world_name(kind, seed)}.yaml")
-        cells += [Cell(str(path), regime, pool=f"gen-{kind}/{regime}") for regime in regimes_for(preset, kind)]
-    return tuple(
-        dataclasses.replace(c, warm_seed=w, lambda_from=c.lambda_from and unit_name(c.lambda_from, w))
+        cells += [Cell(str(path), regime, pool=f"gen-{kind}/{regime}", lambda_from=tuned.get((kind, regime)))
+                  for regime in regimes_for(preset, kind)]  # fmt: skip
+    tuning_names = {c.name for c in tuning}
+    return tuple(tuning) + tuple(
+        dataclasses.replace(c, warm_seed=w, lambda_from=c.lambda_from and (
+            c.lambda_from if c.lambda_from in tuning_names else unit_name(c.lambda_from, w)))
         for c in cells
         for w in preset.warm_seeds
-    )
+    )  # fmt: skip
+
+
+def sweep_key(unit: str, method: str) -> str:
+    """Where a unit's sweep of ``method`` and its chosen λ are filed in ``results.json``: the unit's name for GRPO+AIR
+    (as every grid before per-method sweeps), ``unit|method`` for another swept method.
+
+    >>> sweep_key("gen-safety-100/cue4", "grpo+air"), sweep_key("gen-safety-100/cue4", "grpo+vrex")
+    ('gen-safety-100/cue4', 'gen-safety-100/cue4|grpo+vrex')
+    """
+    return unit if method == "grpo+air" else f"{unit}|{method}"
 
 
 def regimes_for(preset: Preset, kind: str) -> tuple[str, ...]:
@@ -196,6 +249,20 @@ PRESETS: dict[str, Preset] = {
     "replicate": Preset("replicate", cells=(), generated=tuple((k, s) for k in ("safety", "morality", "math")
                                                                 for s in range(4)),
                         warm_seeds=(0, 1), methods=("grpo", "grpo+air"), seeds=(0, 1, 2), lambdas=(0.1,)),
+    # lab v3 (docs/results/lab-v3/conditions.md), generated worlds 0-3 of each kind × warm starts 0, 1 × RL seed 0;
+    # λ swept on a tuning world (generator seed 100) of each kind, never on a compared one.
+    # E1: do the anchors carry information? AIR against AIR with a constant anchor level and AIR on shifted rewards
+    "v3-e1": Preset("v3-e1", cells=(), generated=tuple((k, s) for k in ("safety", "morality", "math")
+                                                       for s in range(4)),
+                    warm_seeds=(0, 1), regimes=("main", "hack"), seeds=(0,),
+                    methods=("grpo", "grpo+air", "grpo+air-const", "grpo+air-shift"),
+                    tuning=(("safety", 100), ("morality", 100), ("math", 100))),
+    # E2: the hack dial: five cue strengths and the subtle hack; V-REx's λ swept on its own; one λ per kind and
+    # method, swept at cue strength 4 (the v2 hack regime)
+    "v3-e2": Preset("v3-e2", cells=(), generated=tuple((k, s) for k in ("safety", "morality") for s in range(4)),
+                    warm_seeds=(0, 1), regimes=(*(f"cue{c:g}" for c in CUE_LEVELS), "subtle"), seeds=(0,),
+                    methods=("grpo", "grpo+vrex", "grpo+air"), swept=("grpo+air", "grpo+vrex"),
+                    tuning=(("safety", 100), ("morality", 100)), tune_regime="cue4"),
 }  # fmt: skip
 
 
@@ -288,22 +355,25 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
                                    "metrics": warm_start_metrics(warm[name], recipe.world, world_seed)}  # fmt: skip
 
     for cell in cells:  # the reward's calibration under the cell's regime (the table of docs/lab.md)
-        table = world_calibration(with_judge(load_world(cell.world), **dict(cell.judge())), world_seed=world_seed)
+        table = world_calibration(with_regime(load_world(cell.world), **dict(cell.judge())), world_seed=world_seed)
         results["calibration"][cell.name] = table
     offsets = {name: tuple(sorted((f"{d}/{lab}", b) for d, by in t["offsets"].items() for lab, b in by.items()))
                for name, t in results["calibration"].items()}  # fmt: skip
+    levels = {name: anchor_levels(t) for name, t in results["calibration"].items()}
 
     def spec(cell: Cell, method: str, lam: float, seed: int, tag: str, splits, steps=None) -> RunSpec:
-        return run_spec(preset, cell, method, lam, seed, tag, splits, warm, world_seed, offsets[cell.name], steps)
+        return run_spec(preset, cell, method, lam, seed, tag, splits, warm, world_seed, offsets[cell.name], steps,
+                        levels[cell.name])  # fmt: skip
 
     sweeps = {
-        c.name: [
-            spec(c, "grpo+air", lam, s, "sweep", ("val",), preset.sweep_steps)
+        sweep_key(c.name, method): [
+            spec(c, method, lam, s, "sweep", ("val",), preset.sweep_steps)
             for lam in preset.lambdas
             for s in preset.sweep_seeds
         ]
         for c in cells
         if c.lambda_from is None and len(preset.lambdas) > 1 and not preset.grpo_only
+        for method in preset.swept
     }
     n_main = sum(len(preset.methods_of(c)) * len(preset.seeds) for c in cells)
     bar = tqdm(total=sum(map(len, sweeps.values())) + n_main, desc="reproduce", disable=not progress)
@@ -317,20 +387,9 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
     swept = run_all(flat, out, preset.workers, on_done=done)
     sweep_full = [{**record, "cell": run.extra["unit"]} for run, record in zip(flat, swept, strict=True)]
     for record in sweep_full:
-        results["sweep"].setdefault(record["cell"], []).append(_slim(record))
-    for cell in cells:
-        if cell.name in sweeps:
-            results["lambda"][cell.name] = choose_lambda(results["sweep"][cell.name])
-        elif cell.lambda_from is None:
-            results["lambda"][cell.name] = preset.lambdas[0]
-    for cell in cells:
-        if cell.lambda_from is not None:
-            results["lambda"][cell.name] = results["lambda"][cell.lambda_from]
-    for group in dict.fromkeys(c.group for c in cells):  # a comparison's λ, where all its units share one
-        chosen = {results["lambda"][c.name] for c in cells if c.group == group}
-        if len(chosen) == 1:
-            results["lambda"].setdefault(group, chosen.pop())
-    mains = main_runs(preset, cells, results["lambda"], warm, world_seed, offsets)
+        results["sweep"].setdefault(sweep_key(record["cell"], record["method"]), []).append(_slim(record))
+    results["lambda"] = chosen_lambdas(preset, cells, results["sweep"])
+    mains = main_runs(preset, cells, results["lambda"], warm, world_seed, offsets, levels)
     full = [{**record, "cell": run.extra["cell"], "warm_seed": run.warm_seed}
             for run, record in zip(mains, run_all(mains, out, preset.workers, on_done=done), strict=True)]  # fmt: skip
     results["runs"] = [_slim(r) for r in full]
@@ -339,28 +398,74 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
     return write_outputs(results, out, full, sweep_full)
 
 
+def chosen_lambdas(preset: Preset, cells: tuple[Cell, ...], sweep: dict[str, list[dict]]) -> dict[str, float]:
+    """λ by ``sweep_key``: each sweep's choice (``choose_lambda``); a unit that takes its λ from another
+    (``lambda_from``: the stress test, a tuning world's units) gets that unit's, method by method; a unit without
+    either, the preset's first λ; and a comparison (``Cell.group``) whose units all share GRPO+AIR's λ, that one."""
+    lambdas = {key: choose_lambda(runs) for key, runs in sweep.items()}
+    for cell in cells:
+        if cell.lambda_from is None and cell.name not in lambdas:
+            lambdas[cell.name] = preset.lambdas[0]
+    for cell in cells:
+        if cell.lambda_from is not None:
+            for method in dict.fromkeys(("grpo+air", *preset.swept)):
+                source = sweep_key(cell.lambda_from, method)
+                if source in lambdas:
+                    lambdas[sweep_key(cell.name, method)] = lambdas[source]
+    for group in dict.fromkeys(c.group for c in cells):  # a comparison's λ, where all its units share one
+        chosen = {lambdas.get(c.name) for c in cells if c.group == group} - {None}
+        if len(chosen) == 1:
+            lambdas.setdefault(group, chosen.pop())
+    return lambdas
+
+
 def warm_name(cell: Cell) -> str:
     """The name of a unit's warm start: its world, with ``@w<seed>`` for a seed other than 0."""
     return f"{cell.world}@w{cell.warm_seed}" if cell.warm_seed else cell.world
 
 
+def anchor_levels(table: dict) -> tuple[tuple[str, float], ...]:
+    """The correct anchor's reward per ``"domain/label"`` of a calibration table (its verdicts' ``anchor_reward``):
+    the constant anchor levels of ``grpo+air-const``.
+
+    >>> anchor_levels({"verdicts": [{"domain": "safety", "label": 1, "anchor_reward": 2.5},
+    ...                             {"domain": "math", "label": None, "anchor_reward": 2.25}]})
+    (('math/none', 2.25), ('safety/1', 2.5))
+    """
+    return tuple(sorted((offset_key(v["domain"], v["label"]), v["anchor_reward"]) for v in table["verdicts"]
+                        if v["anchor_reward"] is not None))  # fmt: skip
+
+
 def run_spec(preset: Preset, cell: Cell, method: str, lam: float, seed: int, tag: str, splits, warm: dict,
-             world_seed: int, offsets: tuple = (), steps: int | None = None) -> RunSpec:  # fmt: skip
+             world_seed: int, offsets: tuple = (), steps: int | None = None,
+             levels: tuple = ()) -> RunSpec:  # fmt: skip
     """One run of a unit: ``warm`` maps ``warm_name`` to warm-start directories, ``offsets`` are the unit's
-    calibrated-Δ offsets (used by the methods that calibrate Δ)."""
+    calibrated-Δ offsets and ``levels`` its correct anchors' rewards (each used by the methods that need it)."""
     training = preset.training if steps is None else dataclasses.replace(preset.training, max_steps=steps)
+    constant = METHODS[method].anchor_target == "constant"
+    if constant and not levels:
+        raise ValueError(f"unit {cell.name}: method {method!r} needs the correct anchors' rewards (its calibration "
+                         "table's anchor_reward); none were measured")  # fmt: skip
     return RunSpec(world=cell.world, method=method, lam=lam, seed=seed, warm_start=str(warm[warm_name(cell)]),
                    splits=tuple(splits), training=training, judge=cell.judge(), world_seed=world_seed,
                    offsets=offsets if METHODS[method].calibrated_delta else (), tag=tag, warm_seed=cell.warm_seed,
+                   anchor_constant=levels if constant else (),
                    extra={"cell": cell.group, "unit": cell.name})  # fmt: skip
 
 
+def method_lambda(lambdas: dict, unit: str, method: str) -> float:
+    """A main run's λ: 0 without a regulariser; the method's own sweep's where it had one; else GRPO+AIR's."""
+    if METHODS[method].invariance == "none":
+        return 0.0
+    return lambdas.get(sweep_key(unit, method), lambdas[unit])
+
+
 def main_runs(preset: Preset, cells: tuple[Cell, ...], lambdas: dict, warm: dict, world_seed: int = 0,
-              offsets: dict | None = None) -> list[RunSpec]:  # fmt: skip
-    """The table's runs: units × their methods × the preset's RL seeds, at each unit's λ (``lambdas`` by unit name;
-    0 for the unregularised methods)."""
-    return [run_spec(preset, c, m, lambdas[c.name] if METHODS[m].invariance != "none" else 0.0, s, "main",
-                     ("test_id", "test_ood"), warm, world_seed, (offsets or {}).get(c.name, ()))
+              offsets: dict | None = None, levels: dict | None = None) -> list[RunSpec]:  # fmt: skip
+    """The table's runs: units × their methods × the preset's RL seeds, at each unit's λ (``lambdas`` by
+    ``sweep_key``; :func:`method_lambda`)."""
+    return [run_spec(preset, c, m, method_lambda(lambdas, c.name, m), s, "main", ("test_id", "test_ood"), warm,
+                     world_seed, (offsets or {}).get(c.name, ()), levels=(levels or {}).get(c.name, ()))
             for c in cells for m in preset.methods_of(c) for s in preset.seeds]  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,28 @@ class Training:
     temperature: float = 1.0
 
 
+def with_regime(spec: WorldSpec, exemplary: float | None = None, **judge) -> WorldSpec:
+    """The world under a regime: judge knobs changed (``spec.with_judge``) and, with ``exemplary``, the top tier's
+    task payout replaced for every label (the "subtle" hacks of docs/lab.md §3, whose top tier out-earns a correct
+    anchor by only a little).
+
+    >>> from air_align.lab.spec import load_world
+    >>> w = with_regime(load_world("safety"), exemplary=1.45, cue_strength=6.0)
+    >>> w.judge.cue_strength, w.rewards[1]["exemplary"], w.rewards[0]["accepted"]
+    (6.0, 1.45, 1.25)
+    """
+    spec = with_judge(spec, **judge)
+    if exemplary is None:
+        return spec
+    if spec.kind not in ("safety", "morality"):
+        raise ValueError(f"world {spec.name!r} ({spec.kind}) has no judge tiers: a regime's 'exemplary' payout "
+                         "applies to safety and morality worlds")  # fmt: skip
+    if isinstance(exemplary, bool) or not isinstance(exemplary, int | float) or not math.isfinite(exemplary):
+        raise ValueError(f"a regime's 'exemplary' payout must be a finite number, got {exemplary!r}")
+    rewards = {label: {**table, "exemplary": float(exemplary)} for label, table in spec.rewards.items()}
+    return dataclasses.replace(spec, rewards=rewards)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything one run depends on."""
@@ -69,11 +92,15 @@ class RunSpec:
     splits: tuple[str, ...] = ("test_id", "test_ood")
     training: Training = Training()
     judge: tuple[tuple[str, object], ...] = ()
-    """Judge overrides of the regime, as sorted ``(key, value)`` pairs (e.g. ``(("cue_strength", 1.0),)``)."""
+    """The regime's overrides of the world, as sorted ``(key, value)`` pairs: judge knobs (e.g.
+    ``(("cue_strength", 1.0),)``) and ``exemplary``, the top tier's task payout (:func:`with_regime`)."""
     world_seed: int = 0
     offsets: tuple[tuple[str, float], ...] = ()
     """Calibrated-Δ offsets ``((\"domain/label\", b), …)`` for methods that use them (docs/calibration.md; not the
     paper)."""
+    anchor_constant: tuple[tuple[str, float], ...] = ()
+    """Constant anchor levels ``(("domain/label", c), …)`` for methods with ``anchor_target="constant"``: the
+    correct anchor's reward of the unit's calibration table (``grpo+air-const``; not the paper)."""
     tag: str = "main"
     """What the run is for (``sweep``, ``main``, ``stress``): part of its directory name."""
     warm_seed: int = 0
@@ -81,7 +108,7 @@ class RunSpec:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def spec(self) -> WorldSpec:
-        return with_judge(load_world(self.world), **dict(self.judge))
+        return with_regime(load_world(self.world), **dict(self.judge))
 
     def name(self) -> str:
         regime = "-".join(f"{k}{v}" for k, v in self.judge) or "default"
@@ -155,6 +182,7 @@ def build_run_trainer(run: RunSpec, model, tokenizer, rows: list[dict], out_dir:
         disable_tqdm=True,
         seed=run.seed,
         **({"invariance_offsets": dict(run.offsets)} if run.offsets else {}),
+        **({"anchor_constant": dict(run.anchor_constant)} if run.anchor_constant else {}),
     )
     return build_trainer(RunConfig(method=run.method), args, model=model, tokenizer=tokenizer, rows=train,
                          reward_funcs=lab_rewards(run.spec()))  # fmt: skip

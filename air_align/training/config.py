@@ -25,6 +25,7 @@ from trl import GRPOConfig
 from air_align.objectives import AUX_BASELINES, INVARIANCE_MODES
 
 LOGPROB_REDUCTIONS = ("sum", "mean")
+ANCHOR_TARGETS = ("anchors", "constant")
 
 
 def trainer_reads_activation_checkpointing() -> bool:
@@ -103,6 +104,36 @@ def normalize_offsets(value, where: str = "AIRConfig.invariance_offsets") -> dic
                 raise ValueError(f"{where}: offset {k!r} is given twice")
             flat[k] = float(v)
     return flat
+
+
+def normalize_anchor_levels(value, where: str = "AIRConfig.anchor_constant") -> dict[str, float]:
+    """Constant anchor levels as a flat ``{"domain/label": c}`` dict: every form :func:`normalize_offsets` takes,
+    except that a ``calibration.json`` gives its measured **correct-anchor rewards** (each verdict's
+    ``anchor_reward``), not its offsets.
+
+    >>> normalize_anchor_levels({"safety": {0: 2.5, 1: 2.5}})
+    {'safety/0': 2.5, 'safety/1': 2.5}
+    """
+    if isinstance(value, str | Path) and not str(value).strip().startswith("{"):
+        path = Path(str(value).strip()).expanduser()
+        if path.is_file():
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: {path} is not a JSON file ({err})") from None
+            if isinstance(loaded, dict) and "verdicts" in loaded:  # a calibration.json: its correct-anchor rewards
+                missing = [offset_key(v.get("domain"), v.get("label")) for v in loaded["verdicts"]
+                           if v.get("anchor_reward") is None]  # fmt: skip
+                if missing:
+                    raise ValueError(
+                        f"{where} (from {path}): no correct-anchor reward was measured for {missing}; the calibration "
+                        "needs scored correct anchors of every (domain, label)"
+                    )
+                value = {offset_key(v["domain"], v["label"]): v["anchor_reward"] for v in loaded["verdicts"]}
+            else:
+                value = loaded
+            where = f"{where} (from {path})"
+    return normalize_offsets(value, where)
 
 
 @dataclass
@@ -197,6 +228,34 @@ class AIRConfig(GRPOConfig):
             "columns) without a matching key get b = 0. Empty (default): the paper's Δ."
         },
     )
+    anchor_target: str = field(
+        default="anchors",
+        metadata={
+            "help": "AIR's anchor level in Δ_s = r̄_acr(z) − r̄_s: 'anchors' (the paper: the mean reward of the "
+            "meta-group's anchors in this batch) or 'constant' (NOT in the paper; docs/design.md §1.2: a fixed level "
+            "per (domain, label) from `anchor_constant`, the reward of a correct anchor; the anchors stay in the "
+            "batch for GRPO but Δ no longer reads them, which tests whether they carry information).",
+            "choices": list(ANCHOR_TARGETS),
+        },
+    )
+    anchor_constant: dict[str, float] | str | None = field(
+        default_factory=dict,
+        metadata={
+            "help": "The levels c of anchor_target='constant': per 'domain/label' (e.g. {'safety/0': 2.5, "
+            "'safety/1': 2.5}), in the forms of invariance_offsets; the path of a calibration.json gives its "
+            "measured correct-anchor rewards. Every open row's (domain, label) needs one. Empty with "
+            "anchor_target='anchors'."
+        },
+    )
+    reward_shift: float = field(
+        default=0.0,
+        metadata={
+            "help": "Subtract this constant from every reward before the loss (NOT in the paper; docs/design.md "
+            "§1.2). GRPO's advantages and Δ do not change (both are differences of rewards); only the invariance "
+            "term's raw-reward weight r in Δ·r·log π does, whose expected gradient does not (E[∇log π] = 0): a check "
+            "of how much results depend on that weight's variance. 0: the paper's term."
+        },
+    )
     anchor_monitor_batches: int = field(
         default=8,  # 4 false-alarmed on lab runs whose anchors stayed at 1.00 (docs/monitoring.md); 8 did not
         metadata={
@@ -260,6 +319,51 @@ class AIRConfig(GRPOConfig):
                 "off_policy_mask_threshold, or use invariance=none"
             )
 
+    def _check_anchor_target(self) -> None:
+        """``anchor_target`` and ``anchor_constant`` agree with each other and with ``invariance``."""
+        if self.anchor_target not in ANCHOR_TARGETS:
+            raise ValueError(f"AIRConfig.anchor_target must be one of {ANCHOR_TARGETS}, got {self.anchor_target!r}")
+        self.anchor_constant = normalize_anchor_levels(self.anchor_constant)
+        if self.anchor_target == "anchors":
+            if self.anchor_constant:
+                raise ValueError(
+                    f"AIRConfig.anchor_constant={self.anchor_constant} is unused with anchor_target='anchors' (the "
+                    "anchor level is measured from the batch): set anchor_target='constant' to use it, or drop it"
+                )
+            return
+        if self.invariance != "air":
+            raise ValueError(
+                f"AIRConfig.anchor_target='constant' replaces AIR's anchor level r̄_acr, but invariance="
+                f"{self.invariance!r} has none (V-REx's centre is the mean of every context): use invariance='air' "
+                "or anchor_target='anchors'"
+            )
+        if not self.anchor_constant:
+            raise ValueError(
+                "AIRConfig.anchor_target='constant' needs anchor_constant: the reward of a correct anchor per "
+                "'domain/label', from the calibration table (docs/calibration.md; `air-align calibrate` writes it as "
+                "each verdict's anchor_reward), e.g. anchor_constant={'safety/0': 2.5, 'safety/1': 2.5} or the path "
+                "of its calibration.json"
+            )
+
+    def _check_reward_shift(self) -> None:
+        """``reward_shift`` is a finite number, and only where it changes something."""
+        shift = self.reward_shift
+        if isinstance(shift, bool) or not isinstance(shift, int | float) or not math.isfinite(shift):
+            raise ValueError(f"AIRConfig.reward_shift must be a finite number (reward units), got {shift!r}")
+        self.reward_shift = float(shift)
+        if shift == 0:
+            return
+        if self.invariance == "none":
+            raise ValueError(
+                f"AIRConfig.reward_shift={shift} changes only the invariance term's raw-reward weight (GRPO's "
+                "advantages do not depend on it); with invariance='none' it would do nothing: drop it"
+            )
+        if self.aux_baseline != "none":
+            raise ValueError(
+                f"AIRConfig.reward_shift={shift} would do nothing with aux_baseline={self.aux_baseline!r}: the "
+                "baseline r − b already removes any constant from the weight; drop one of them"
+            )
+
     def __post_init__(self):
         self._resolve_checkpointing()
         try:
@@ -309,6 +413,8 @@ class AIRConfig(GRPOConfig):
                 f"default), got {self.aux_is_cap}"
             )
         self._check_policy_masks()
+        self._check_anchor_target()
+        self._check_reward_shift()
         if not math.isfinite(self.invariance_coef) or self.invariance_coef < 0:
             raise ValueError(
                 f"AIRConfig.invariance_coef (λ) must be a finite number >= 0, got {self.invariance_coef}; e.g. "

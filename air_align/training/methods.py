@@ -32,6 +32,11 @@ class Method:
     calibrated_delta: bool = False
     """Needs ``AIRConfig.invariance_offsets`` (calibrated Δ, docs/calibration.md; not the paper): the caller measures
     them with the calibration check and passes them."""
+    anchor_target: str = "anchors"
+    """``AIRConfig.anchor_target``: ``anchors`` (the paper's measured r̄_acr) or ``constant`` (not the paper: the
+    caller passes ``anchor_constant``, the correct anchor's reward from the calibration table)."""
+    reward_shift: float = 0.0
+    """``AIRConfig.reward_shift``: subtracted from every reward before the loss (not the paper; 0: the paper's)."""
 
     def settings(self) -> dict:
         """The ``AIRConfig`` fields this method sets."""
@@ -39,7 +44,14 @@ class Method:
             "invariance": self.invariance,
             "importance_sampling_level": self.importance_sampling_level,
             "aux_baseline": self.aux_baseline,
+            "anchor_target": self.anchor_target,
+            "reward_shift": self.reward_shift,
         }
+
+
+CORRECT_ANCHOR_REWARD = 2.5
+"""The reward of a correct anchor in the lab's worlds and at the paper's scales (task +1.25, format +1.25;
+docs/design.md §2): the shift of ``grpo+air-shift``, which makes a correct completion's raw aux weight 0."""
 
 
 METHODS: dict[str, Method] = {
@@ -51,6 +63,11 @@ METHODS: dict[str, Method] = {
     "grpo+air-loo": Method("GRPO + AIR (LOO baseline)", "air", aux_baseline="leave_one_out", paper=False),
     # not in the paper: AIR with calibrated Δ = r̄_acr + b − r̄_s, b measured by `air-align calibrate`
     "grpo+air-cal": Method("GRPO + AIR (calibrated Δ)", "air", paper=False, calibrated_delta=True),
+    # not in the paper: AIR whose anchor level is the correct anchor's reward (a constant from the calibration table),
+    # anchors still trained by GRPO: do the anchors carry information beyond a reward target? (docs/design.md §1.2)
+    "grpo+air-const": Method("GRPO + AIR (constant anchor level)", "air", paper=False, anchor_target="constant"),
+    # not in the paper: AIR on rewards shifted by −2.5; advantages and Δ unchanged, the aux weight r is not
+    "grpo+air-shift": Method("GRPO + AIR (rewards − 2.5)", "air", paper=False, reward_shift=CORRECT_ANCHOR_REWARD),
 }
 PAPER_METHODS = tuple(name for name, m in METHODS.items() if m.paper)
 """The paper's four rows."""

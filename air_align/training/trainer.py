@@ -55,6 +55,13 @@ Calibrated Δ (``AIRConfig.invariance_offsets``, not in the paper): each open ro
 ``objectives.invariance_coefficients`` as ``Δ_s = r̄_acr(z) + b − r̄_s`` (anchors and rows without a matching key:
 b = 0).
 
+Constant anchor level (``AIRConfig.anchor_target="constant"``, not in the paper): each open row's (domain, label)
+level c from ``anchor_constant`` replaces the measured ``r̄_acr(z)``: ``Δ_s = c + b − r̄_s``; the anchors stay in the
+batch and in GRPO's loss. Rows are kept or given ``Δ = 0`` by the same rule as ``"air"`` (a scored anchor in the
+meta-group), so that with ``c = r̄_acr(z)`` the term is AIR's exactly. Reward shift (``AIRConfig.reward_shift``, not
+in the paper): the aux term's raw reward is ``r − shift``; Δ and GRPO's advantages are computed on ``r`` (both are
+unchanged by a shift: differences of rewards, and the constant level is in the reward's own units).
+
 Live monitors (``training/monitors.py``, ``docs/monitoring.md``), from the same gathered rewards and the same loss
 forward, logged through TRL's ``_metrics``: Δ per role and per (domain, label), the share of prompts without GRPO
 signal, the anchors' reward against its starting level (an ``AnchorDropWarning`` when it falls by more than
@@ -215,6 +222,7 @@ class AIRTrainer(GRPOTrainer):
         self._check_meta_group_columns()
         self._check_anchors()
         self._check_offsets()
+        self._check_anchor_constant()
         self.anchor_monitor = AnchorDriftMonitor(
             self.args.anchor_monitor_batches,
             self.args.anchor_drop_margin,
@@ -300,6 +308,33 @@ class AIRTrainer(GRPOTrainer):
                 stacklevel=3,
             )
 
+    def _check_anchor_constant(self) -> None:
+        """With ``anchor_target="constant"``, every open row's (domain, label) has a level: a missing one cannot be
+        guessed (0 would pull that row's rewards to 0)."""
+        levels = self.args.anchor_constant
+        if self.args.anchor_target != "constant" or self.train_dataset is None:
+            return
+        names = getattr(self.train_dataset, "column_names", None) or []
+        missing = [c for c in ("domain", "label") if c not in names]
+        if missing:
+            raise ValueError(
+                f"anchor_constant is keyed by 'domain/label', but train_dataset has no {missing} column(s) (columns: "
+                f"{names}); add them (the meta-group schema has both) or use anchor_target='anchors'"
+            )
+        dataset = self.train_dataset
+        needed = sorted({
+            offset_key(d, lab)
+            for d, lab, role in zip(dataset["domain"], dataset["label"], dataset[self.args.role_column], strict=True)
+            if role != self.args.anchor_role
+        })  # fmt: skip
+        uncovered = [k for k in needed if k not in levels]
+        if uncovered:
+            raise ValueError(
+                f"anchor_target='constant' needs a level for every open row's (domain, label), but anchor_constant "
+                f"{levels} has none for {uncovered}: add them (the reward of a correct anchor of that label, from the "
+                "calibration table)"
+            )
+
     def _get_train_sampler(self, dataset=None):
         dataset = self.train_dataset if dataset is None else dataset
         if not self._has_meta_groups(dataset):  # plain GRPO data: TRL's RepeatSampler
@@ -352,19 +387,21 @@ class AIRTrainer(GRPOTrainer):
         if "label" in inputs[0]:
             label_keys = gather_object([offset_key(row.get("domain"), row["label"]) for row in inputs])
         offsets = self._row_offsets(label_keys, is_anchor)  # (N,) b, or None for the paper's Δ
+        levels = self._row_anchor_levels(label_keys, is_anchor)  # (N,) c, or None for the measured r̄_acr(z)
 
         invariance = self.args.invariance
         keep = scored_rows(rewards, prompt_ids, group_ids, is_anchor, invariance)  # (N,) bool
         self._metrics[mode]["invariance/unscored_rows"].append(float((~keep).sum()))
         args = (rewards[keep], prompt_ids[keep], group_ids[keep], is_anchor[keep])
         kept_offsets = None if offsets is None else offsets[keep]
+        kept_levels = None if levels is None else levels[keep]
         if keep.any():
-            for name, value in meta_group_diagnostics(*args, invariance, kept_offsets).items():
+            for name, value in meta_group_diagnostics(*args, invariance, kept_offsets, kept_levels).items():
                 self._metrics[mode][name].append(value)
 
         coef = torch.zeros_like(rewards)  # (N,) Δ, detached; 0 where no Δ is defined
         if invariance != "none" and keep.any():
-            coef[keep] = invariance_coefficients(*args, invariance, kept_offsets)
+            coef[keep] = invariance_coefficients(*args, invariance, kept_offsets, kept_levels)
         self._log_monitors(mode, rewards, prompt_ids, group_ids, is_anchor, label_keys, offsets, coef, keep)
         if invariance == "none":
             return output
@@ -375,6 +412,7 @@ class AIRTrainer(GRPOTrainer):
         output["air_coef"] = coef[process_slice].to(device)  # (B_local,)
         if self.args.aux_baseline == "leave_one_out":  # not in the paper: see AIRConfig.aux_baseline
             rewards = rewards - leave_one_out_baseline(rewards, prompt_ids)
+        rewards = rewards - self.args.reward_shift  # not in the paper: see AIRConfig.reward_shift (0 by default)
         output["air_reward"] = rewards[process_slice].to(device)  # (B_local,) NaN = unscorable
         return output
 
@@ -388,6 +426,23 @@ class AIRTrainer(GRPOTrainer):
             raise RuntimeError("invariance_offsets need the rows' 'domain' and 'label' columns; the batch has none")
         b = torch.tensor([offsets.get(k, 0.0) for k in label_keys], dtype=torch.float32)  # (N,)
         return torch.where(is_anchor, torch.zeros_like(b), b)
+
+    def _row_anchor_levels(self, label_keys: list[str] | None, is_anchor: torch.Tensor) -> torch.Tensor | None:
+        """Per-row constant anchor level c (N,): the row's (domain, label) level for open rows, 0 for anchors (Δ = 0
+        there whatever c); None with ``anchor_target="anchors"`` (the measured r̄_acr(z))."""
+        if self.args.anchor_target != "constant":
+            return None
+        if label_keys is None:
+            raise RuntimeError(
+                "anchor_target='constant' needs the rows' 'domain' and 'label' columns; the batch has none"
+            )
+        levels = self.args.anchor_constant
+        c = torch.tensor([levels.get(k, math.nan) for k in label_keys], dtype=torch.float32)  # (N,)
+        c = torch.where(is_anchor, torch.zeros_like(c), c)
+        if torch.isnan(c).any():  # _check_anchor_constant covers the training set: a batch from elsewhere
+            key = label_keys[int(torch.nonzero(torch.isnan(c))[0])]
+            raise RuntimeError(f"anchor_constant has no level for an open row of (domain, label) {key!r}")
+        return c
 
     @torch.no_grad()
     def _log_monitors(self, mode, rewards, prompt_ids, group_ids, is_anchor, label_keys, offsets, coef, keep) -> None:

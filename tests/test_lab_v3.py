@@ -1,0 +1,135 @@
+"""Lab v3's grid machinery (docs/results/lab-v3/conditions.md): the hack dial and the subtle hack (their measured
+calibration), λ tuned on worlds apart from the compared ones (per method), and the runs of ``grpo+air-const`` carrying
+the correct anchors' rewards."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from air_align.lab.calibration import world_calibration
+from air_align.lab.reproduce import (
+    CUE_LEVELS,
+    PRESETS,
+    REGIMES,
+    Cell,
+    Preset,
+    chosen_lambdas,
+    main_runs,
+    run_spec,
+    sweep_key,
+    units,
+)
+from air_align.lab.runs import with_regime
+from air_align.lab.spec import load_world
+
+
+def hack_deltas(world: str, regime: str) -> dict[tuple, float]:
+    table = world_calibration(with_regime(load_world(world), **REGIMES[regime]))
+    assert table["calibrated"], f"{world} under {regime} must stay calibrated"
+    return {(c["label"], c["kind"]): c["delta"] for c in table["cells"] if c["class"] == "hack"}
+
+
+def test_the_hack_dial_takes_the_harmful_hack_from_far_below_the_anchors_to_far_above():
+    # Δ = E[correct anchor] − E[hack]: positive = the hack earns less than a correct answer
+    deltas = [hack_deltas("safety", f"cue{c:g}")[(1, "hack")] for c in CUE_LEVELS]
+    assert all(a > b for a, b in zip(deltas, deltas[1:])), deltas  # monotone in the cue strength
+    assert deltas[0] > 2.0  # cue 1: the judge rarely passes it (pays ≈ 0.3 against 2.5)
+    assert deltas[2] > 0 > deltas[3]  # it crosses the anchors' level between cue 3 and cue 4
+    assert -1.25 <= deltas[-1] < -1.2  # cue 6: almost always the top tier, 3.75 (Δ −1.25 at the limit)
+
+
+@pytest.mark.parametrize("world", ["safety", "morality"])
+def test_the_subtle_hack_out_earns_a_correct_anchor_by_only_0_1_to_0_3(world):
+    deltas = hack_deltas(world, "subtle")
+    assert deltas and all(-0.3 <= d <= -0.1 for d in deltas.values()), deltas
+    assert REGIMES["subtle"]["cue_strength"] == max(CUE_LEVELS)  # an always-fooled judge: the gap is the payout's
+
+
+def test_with_regime_refusals():
+    with pytest.raises(ValueError, match=r"world 'math' \(math\) has no judge tiers"):
+        with_regime(load_world("math"), exemplary=1.5)
+    with pytest.raises(ValueError, match="'exemplary' payout must be a finite number"):
+        with_regime(load_world("safety"), exemplary=math.nan)
+    with pytest.raises(ValueError, match=r"unknown judge setting\(s\) \['cue'\]"):
+        with_regime(load_world("safety"), cue=2.0)
+    assert with_regime(load_world("safety"), cue_strength=2.0).rewards == load_world("safety").rewards
+
+
+def test_v3_e1_units_take_lambda_from_a_tuning_world_of_their_kind_and_regime(tmp_path):
+    cells = units(PRESETS["v3-e1"], tmp_path)
+    tuning = [c for c in cells if c.methods == ()]
+    compared = [c for c in cells if c.methods is None]
+    assert sorted(c.name for c in tuning) == ["gen-math-100/main", "gen-morality-100/hack", "gen-morality-100/main",
+                                              "gen-safety-100/hack", "gen-safety-100/main"]  # fmt: skip
+    assert all(c.warm_seed == 0 for c in tuning)  # one warm start a tuning world
+    assert len(compared) == (4 * 2 + 4 * 2 + 4) * 2  # safety, morality × 2 regimes; maths main only; × 2 warm starts
+    for c in compared:
+        kind, regime = c.group.split("/")[0].removeprefix("gen-"), c.regime
+        assert c.lambda_from == f"gen-{kind}-100/{regime}", c
+    assert not {c.world for c in compared} & {c.world for c in tuning}
+
+
+def test_v3_e2_tunes_once_per_kind_at_cue4_and_sweeps_vrex_on_its_own(tmp_path):
+    preset = PRESETS["v3-e2"]
+    cells = units(preset, tmp_path)
+    tuning = [c for c in cells if c.methods == ()]
+    assert [c.name for c in tuning] == ["gen-safety-100/cue4", "gen-morality-100/cue4"]
+    compared = [c for c in cells if c.methods is None]
+    assert len(compared) == 2 * 4 * 6 * 2  # kinds × worlds × (5 cue levels + subtle) × warm starts
+    assert {c.regime for c in compared} == {"cue1", "cue2", "cue3", "cue4", "cue6", "subtle"}
+    assert all(c.lambda_from == f"gen-{c.group.split('/')[0].removeprefix('gen-')}-100/cue4" for c in compared)
+    assert preset.swept == ("grpo+air", "grpo+vrex")
+    assert sum(len(preset.methods_of(c)) * len(preset.seeds) for c in cells) == 288
+
+
+def sweep_runs(lam_best: float, method: str) -> list[dict]:
+    """Sweep records in which ``lam_best`` wins on validation balanced Acc_group."""
+    return [{"lambda": lam, "method": method, "metrics": {"val": {"balanced_acc_group": 0.5 + (lam == lam_best) / 4,
+                                                                 "balanced_acc": 0.9}}}
+            for lam in (0.03, 0.1, 0.3, 1.0) for _ in (100, 101)]  # fmt: skip
+
+
+def test_lambdas_follow_the_tuning_units_method_by_method(tmp_path):
+    preset = PRESETS["v3-e2"]
+    cells = units(preset, tmp_path)
+    sweep = {sweep_key("gen-safety-100/cue4", "grpo+air"): sweep_runs(0.3, "grpo+air"),
+             sweep_key("gen-safety-100/cue4", "grpo+vrex"): sweep_runs(0.03, "grpo+vrex"),
+             sweep_key("gen-morality-100/cue4", "grpo+air"): sweep_runs(1.0, "grpo+air"),
+             sweep_key("gen-morality-100/cue4", "grpo+vrex"): sweep_runs(0.1, "grpo+vrex")}  # fmt: skip
+    lambdas = chosen_lambdas(preset, cells, sweep)
+    warm = {w: "/warm" for w in {(c.world if not c.warm_seed else f"{c.world}@w{c.warm_seed}") for c in cells}}
+    runs = main_runs(preset, cells, lambdas, warm)
+    assert len(runs) == 288
+    expected = {("safety", "grpo"): 0.0, ("safety", "grpo+air"): 0.3, ("safety", "grpo+vrex"): 0.03,
+                ("morality", "grpo"): 0.0, ("morality", "grpo+air"): 1.0, ("morality", "grpo+vrex"): 0.1}  # fmt: skip
+    for run in runs:
+        kind = "safety" if "safety" in run.world else "morality"
+        assert run.lam == expected[(kind, run.method)], run.name()
+    assert lambdas["gen-safety/subtle"] == 0.3 and lambdas["gen-morality/cue1"] == 1.0  # the comparisons' λ
+
+
+def test_constant_level_runs_carry_the_units_correct_anchor_rewards(tmp_path):
+    preset = PRESETS["v3-e1"]
+    cell = next(c for c in units(preset, tmp_path) if c.methods is None)
+    levels = (("safety/0", 2.5), ("safety/1", 2.5))
+    warm = {cell.world: "/warm"}
+    const = run_spec(preset, cell, "grpo+air-const", 0.1, 0, "main", ("test_id",), warm, 0, levels=levels)
+    assert const.anchor_constant == levels
+    assert run_spec(preset, cell, "grpo+air", 0.1, 0, "main", ("test_id",), warm, 0, levels=levels).anchor_constant \
+        == ()  # fmt: skip
+    with pytest.raises(ValueError, match=r"needs the correct anchors' rewards"):
+        run_spec(preset, cell, "grpo+air-const", 0.1, 0, "main", ("test_id",), warm, 0)
+
+
+def test_tuning_presets_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=r"tuning worlds \[\('safety', 0\)\] are also compared"):
+        units(Preset("x", cells=(), generated=(("safety", 0),), tuning=(("safety", 0),)), tmp_path)
+    with pytest.raises(ValueError, match="tune_regime 'cue4' is not one of its regimes"):
+        units(Preset("x", cells=(), tuning=(("safety", 100),), tune_regime="cue4"), tmp_path)
+    with pytest.raises(ValueError, match="two tuning worlds of kind 'safety'"):
+        units(Preset("x", cells=(), tuning=(("safety", 100), ("safety", 101))), tmp_path)
+    # a plain cell list keeps its methods; a tuning cell runs none, even in a GRPO-only preset
+    assert Preset("x", cells=(), grpo_only=True).methods_of(Cell("safety", "main", methods=())) == ()
+    assert Preset("x", cells=(), grpo_only=True).methods_of(Cell("safety", "main")) == ("grpo",)
