@@ -133,3 +133,27 @@ def test_tuning_presets_are_checked(tmp_path):
     # a plain cell list keeps its methods; a tuning cell runs none, even in a GRPO-only preset
     assert Preset("x", cells=(), grpo_only=True).methods_of(Cell("safety", "main", methods=())) == ()
     assert Preset("x", cells=(), grpo_only=True).methods_of(Cell("safety", "main")) == ("grpo",)
+
+
+@pytest.mark.slow
+def test_a_tuned_grid_runs_end_to_end(tmp_path):
+    # ~80 s: a tuning world and a compared world (short warm starts, 2-step runs) under the subtle regime; AIR and
+    # V-REx swept on the tuning world only, each on its own; the constant-level and shifted variants train
+    from air_align.lab.reproduce import reproduce
+    from air_align.lab.runs import Training
+
+    preset = Preset("v3-smoke", cells=(), generated=(("safety", 0),), tuning=(("safety", 1),), regimes=("subtle",),
+                    methods=("grpo", "grpo+vrex", "grpo+air-const", "grpo+air-shift"), swept=("grpo+air", "grpo+vrex"),
+                    lambdas=(0.1, 1.0), sweep_seeds=(100,), seeds=(0,), training=Training(max_steps=2), workers=1,
+                    warm={"epochs": 2, "open_per_intent": 2})  # fmt: skip
+    results = reproduce(preset, tmp_path / "grid", progress=False, warm_root=tmp_path / "warm")
+    assert sorted(results["sweep"]) == ["gen-safety-1/subtle", "gen-safety-1/subtle|grpo+vrex"]
+    assert all(r["method"] == "grpo+vrex" for r in results["sweep"]["gen-safety-1/subtle|grpo+vrex"])
+    lam_air, lam_vrex = results["lambda"]["gen-safety-1/subtle"], results["lambda"]["gen-safety-1/subtle|grpo+vrex"]
+    by_method = {r["method"]: r["lambda"] for r in results["runs"]}
+    assert by_method == {"grpo": 0.0, "grpo+vrex": lam_vrex, "grpo+air-const": lam_air, "grpo+air-shift": lam_air}
+    assert {r["cell"] for r in results["runs"]} == {"gen-safety/subtle"}  # the tuning world has no table runs
+    assert "## tune-" not in results["table"] and "## gen-safety/subtle" in results["table"]
+    assert set(results["comparisons"]["gen-safety/subtle"]) == {"grpo+air-const", "grpo+air-shift"}
+    hacks = [c["delta"] for c in results["calibration"]["gen-safety-0/subtle"]["cells"] if c["class"] == "hack"]
+    assert hacks and all(-0.3 <= d <= -0.1 for d in hacks)

@@ -190,7 +190,8 @@ def write_outputs(results: dict, out: Path, full_runs: list[dict], sweep_runs: l
 def _layout(preset: dict) -> tuple[list[str], list[str]]:
     """(comparison names, methods in order) of a grid from its ``results.json`` preset (``reproduce._jsonable``): a
     unit's ``group``, or ``world/regime`` in grids recorded before units had one."""
-    compared = [c for c in preset["cells"] if c.get("methods") != []]  # `methods: []`: a λ-tuning unit, no table
+    # a λ-tuning unit (`methods: []`, reproduce.Preset.tuning) has no runs of its own to show
+    compared = [c for c in preset["cells"] if c.get("methods") is None or len(c["methods"])]
     cells = list(dict.fromkeys(c.get("group") or f"{Path(c['world']).stem}/{c['regime']}" for c in compared))
     per_cell = [
         ("grpo",) if preset.get("grpo_only") else (preset["methods"] if c.get("methods") is None else c["methods"])
