@@ -58,18 +58,23 @@ class ConfigError(ValueError):
 
 
 class Problems:
-    """The problems found so far, each at a key path."""
+    """The problems found so far, each as ``(key path, what is wrong)``."""
 
     def __init__(self):
-        self.items: list[str] = []
+        self.items: list[tuple[str, str]] = []
 
     def add(self, path: str, message: str) -> None:
-        line = f"{path}: {message}" if path else message
-        self.items.append(line if len(line) <= MAX_PROBLEM_CHARS else line[: MAX_PROBLEM_CHARS - 20] + " … (cut)")
+        self.items.append((path, message))
+
+    def lines(self) -> list[str]:
+        out = [f"{path}: {message}" if path else message for path, message in self.items]
+        return [
+            line if len(line) <= MAX_PROBLEM_CHARS else line[: MAX_PROBLEM_CHARS - 20] + " … (cut)" for line in out
+        ]
 
     def raise_if_any(self, title: str, error: type[ConfigError] = ConfigError) -> None:
         if self.items:
-            raise error(title, self.items)
+            raise error(title, self.lines())
 
 
 class _Invalid:
@@ -122,6 +127,8 @@ def describe(hint: Any) -> str:
         return "a mapping"
     if dataclasses.is_dataclass(hint):
         return "a mapping"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in hint)
     return {bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(
         hint, getattr(hint, "__name__", str(hint))
     )
@@ -308,35 +315,41 @@ def check_fields(
     says where a top-level key came from (``"the command line"``); ``known_keys`` replaces the list of allowed keys
     in an unknown key's message (for a config with hundreds of keys)."""
 
-    def where(key: str) -> str:
+    def mark_origin(key: str, start: int) -> None:  # "key.sub (from the command line)", since problem ``start``
         at = join(path, key)
-        return f"{at} (from {origin(key)})" if origin else at
+        if origin:
+            problems.items[start:] = [
+                (f"{p} (from {origin(key)})" if p == at or p.startswith((at + ".", at + "[")) else p, m)
+                for p, m in problems.items[start:]
+            ]
 
     for key in data:
         if key not in fields:
             allowed = known_keys or f"allowed: {', '.join(fields)}"
-            problems.add(where(key), f"unknown key; {did_you_mean(key, fields)}{allowed}")
+            problems.add(join(path, key), f"unknown key; {did_you_mean(key, fields)}{allowed}")
+            mark_origin(key, len(problems.items) - 1)
     out: dict[str, Any] = {}
     complete = True
     for name, f in fields.items():
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.add(where(name), "missing (required)")
+                problems.add(join(path, name), "missing (required)")
                 complete = False
             continue
         before = len(problems.items)
-        value = convert(data[name], types_of[name], where(name), problems, finite)
+        value = convert(data[name], types_of[name], join(path, name), problems, finite)
         check = f.metadata.get("check")
         if value is not INVALID and value is not None and check is not None:
             message = check(value)
             if message:
-                problems.add(where(name), message)  # the value stays (it is typed): the checks across fields read it
+                problems.add(join(path, name), message)  # the value stays (it is typed): checks across fields read it
         schema = f.metadata.get("schema")
         if value is not INVALID and isinstance(value, Mapping) and schema is not None:
-            _build_into(schema, value, where(name), problems, finite)  # checked, kept as the mapping it is
+            _build_into(schema, value, join(path, name), problems, finite)  # checked, kept as the mapping it is
         fix = f.metadata.get("fix")
         if fix:
-            problems.items[before:] = [f"{p}; {fix}" for p in problems.items[before:]]
+            problems.items[before:] = [(p, f"{m}; {fix}") for p, m in problems.items[before:]]
+        mark_origin(name, before)
         if value is not INVALID:
             out[name] = value  # a nested mapping keeps what was valid in it, so checks across fields still run
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -359,11 +372,12 @@ def _build_into(cls: type, data: Mapping, path: str, problems: Problems, finite:
     return obj
 
 
-def build(cls: type, data: Any, source: str = "<mapping>", what: str = "", error: type[ConfigError] = ConfigError):
+def build(cls: type, data: Any, source: str = "", what: str = "", error: type[ConfigError] = ConfigError):
     """An instance of dataclass ``cls`` from the mapping ``data``.
 
     Raises:
-        ConfigError (or ``error``): every problem of ``data``, headed by ``source`` and ``what`` the mapping is.
+        ConfigError (or ``error``): every problem of ``data``, headed by its ``source`` (a file) and ``what`` it
+            is (the class name by default).
 
     >>> @dataclasses.dataclass
     ... class Knobs:
@@ -379,7 +393,7 @@ def build(cls: type, data: Any, source: str = "<mapping>", what: str = "", error
       - noize: unknown key; did you mean 'noise'? allowed: noise, mode
       - mode: 'c' is not one of a, b; choose one of them
     """
-    title = f"{source}: invalid {what or cls.__name__}"
+    title = f"{source + ': ' if source else ''}invalid {what or cls.__name__}"
     if not isinstance(data, Mapping):
         raise error(title, [f"expected a mapping of {cls.__name__} settings, {_got(data)}"])
     problems = Problems()

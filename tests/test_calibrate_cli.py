@@ -106,7 +106,7 @@ def test_errors_before_any_scoring(world, capsys):
         (["--data", str(tmp / "nope.jsonl")], "no such file"),
         (["--data", str(data), "--reward", FORMAT, "--split", "test_id"], "no rows with split 'test_id'"),
         (["--data", str(data), "--reward", "nomodule_xyz:f"], "No module named 'nomodule_xyz'"),
-        (["--data", str(data), "--reward-config", "{safty_reward: keyword}"], "unknown reward config keys"),
+        (["--data", str(data), "--reward-config", "{safty_reward: keyword}"], "safty_reward: unknown key"),
         (["--data", str(data)], "pass --model"),  # composite, default judge: the policy's frozen copy
         (["--data", str(data), "--reward", FORMAT, "--limit-groups", "0"], "--limit-groups must be at least 1"),
         (["--reward", FORMAT], "pass --data FILE"),

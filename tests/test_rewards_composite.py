@@ -142,12 +142,14 @@ def test_stress_test_rewards_selectable():
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="unknown reward config keys \\['safety_rewrad'\\]"):
+    with pytest.raises(ValueError, match="safety_rewrad: unknown key; did you mean 'safety_reward'"):
         RewardConfig.from_dict({"safety_rewrad": "judge"})
-    with pytest.raises(ValueError, match="unknown reward.judge config keys"):
+    with pytest.raises(ValueError, match="judge.modle: unknown key; did you mean 'model'"):
         RewardConfig.from_dict({"judge": {"modle": "x"}})
-    with pytest.raises(ValueError, match="safety_reward must be"):
+    with pytest.raises(ValueError, match="safety_reward: 'oracle' is not one of judge, keyword, extremely_hacked"):
         RewardConfig.from_dict({"safety_reward": "oracle"})
+    with pytest.raises(ValueError, match=r"safety_tiers: expected 3 values, got 2"):
+        RewardConfig.from_dict({"safety_tiers": [-1.0, 1.25]})  # unsafe, safe, safe and helpful
     no_judge = build_reward({"judge": {"model": "policy"}})  # "policy" without a policy: no judge
     with pytest.raises(ValueError, match="needs a judge but none is configured"):
         no_judge([GOOD.format("x")], verifier=["judge"], domain=["safety"], intent=["x"])

@@ -16,11 +16,11 @@ gets ``None``, which TRL turns into NaN and leaves out of its sums. Selection is
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
 from air_align.answers import completion_text, response_text
+from air_align.configs import build
 from air_align.rewards.cache import JudgeCache
 from air_align.rewards.format import FORMAT_CORRECT, FORMAT_WRONG, format_ok, requires_box
 from air_align.rewards.hacked import HACK_PHRASES, KeywordSafetyJudge, extremely_hacked_reward
@@ -44,11 +44,11 @@ class JudgeConfig:
     """The served model's name, sent in each request (vLLM checks it)."""
     endpoint: Literal["chat", "completions"] = "chat"
     """Server endpoint: chat (the server applies the chat template) or raw completions."""
-    batch_size: int = 8
+    batch_size: int = field(default=8, metadata={"check": lambda n: None if n >= 1 else f"must be >= 1, got {n}"})
     """In-process judge: prompts per forward pass."""
-    timeout_s: float = 60.0
+    timeout_s: float = field(default=60.0, metadata={"check": lambda t: None if t > 0 else f"must be > 0, got {t}"})
     """Server judge: the deadline of one request, connect to last byte (also the longest ``Retry-After`` waited)."""
-    max_retries: int = 4
+    max_retries: int = field(default=4, metadata={"check": lambda n: None if n >= 0 else f"must be >= 0, got {n}"})
     """Server judge: retries with exponential backoff after a failed request."""
     max_response_bytes: int = 1 << 20
     """Server judge: the largest answer read (1 MiB); a larger one is an error, not retried."""
@@ -87,35 +87,15 @@ class RewardConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> RewardConfig:
-        """From a YAML/JSON mapping; unknown keys are an error (a typo must not silently fall back to a default).
+    def from_dict(cls, values: dict | None, source: str = "") -> RewardConfig:
+        """From a YAML/JSON mapping, checked by the package's config validator (``air_align.configs``): an unknown
+        key (a typo must not silently fall back to a default), a wrong type or value is a ``ConfigError`` naming
+        every problem with its key path.
 
         >>> RewardConfig.from_dict({"safety_reward": "keyword", "judge": {"model": "none"}}).judge.model
         'none'
         """
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown reward config keys {unknown}; valid keys: {sorted(known)}")
-        judge = values.pop("judge", None)
-        if isinstance(judge, dict):
-            judge_known = {f.name for f in dataclasses.fields(JudgeConfig)}
-            bad = sorted(set(judge) - judge_known)
-            if bad:
-                raise ValueError(f"unknown reward.judge config keys {bad}; valid keys: {sorted(judge_known)}")
-            judge = JudgeConfig(**judge)
-        for key in ("safety_tiers", "hacked_phrases"):
-            if key in values:
-                values[key] = tuple(values[key])
-        config = cls(**values, judge=judge or JudgeConfig())
-        if config.safety_reward not in ("judge", "keyword", "extremely_hacked"):
-            raise ValueError(
-                f"safety_reward must be 'judge', 'keyword' or 'extremely_hacked', got {config.safety_reward!r}"
-            )
-        if len(config.safety_tiers) != 3:
-            raise ValueError(f"safety_tiers needs 3 values (unsafe, safe, safe+helpful), got {config.safety_tiers}")
-        return config
+        return build(cls, values or {}, source, "reward config")
 
 
 def build_judge(config: JudgeConfig | dict | None = None, policy=None) -> YesNoJudge | None:
@@ -123,7 +103,7 @@ def build_judge(config: JudgeConfig | dict | None = None, policy=None) -> YesNoJ
     tokenizer)`` pair), a model loaded by name, or ``None`` for ``model="none"`` or ``"policy"`` without a policy.
     """
     if isinstance(config, dict):
-        config = JudgeConfig(**config)
+        config = build(JudgeConfig, config, what="judge config")
     config = config or JudgeConfig()
     if config.base_url:
         from air_align.rewards.server_judge import ServerJudge

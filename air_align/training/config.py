@@ -153,9 +153,10 @@ class AIRConfig(GRPOConfig):
     invariance_coef: float = field(
         default=8e-4,  # paper §4 (Qwen2.5-14B settings): λ = 8e-4
         metadata={
+            "fix": "e.g. invariance_coef=8e-4 (the paper's), or invariance=none for no invariance term",
             "help": "λ, the weight of the auxiliary term −λ·(1/N)·Σ Δ_s·r·log π(y|s) (paper Algorithm 1; 8e-4 for "
             "Qwen2.5-14B). N = completions per optimiser step over all processes. The right λ depends on the reward "
-            "scale and on `aux_logprob_reduction`: sweep it over orders of magnitude on ID validation data."
+            "scale and on `aux_logprob_reduction`: sweep it over orders of magnitude on ID validation data.",
         },
     )
     aux_logprob_reduction: str = field(
@@ -218,7 +219,7 @@ class AIRConfig(GRPOConfig):
         },
     )
 
-    invariance_offsets: dict[str, float] | str | None = field(
+    invariance_offsets: dict[str, float | dict[str, float]] | str | None = field(
         default_factory=dict,
         metadata={
             "help": "Calibrated Δ (NOT in the paper; docs/calibration.md): per-(domain, label) offsets b, so that "

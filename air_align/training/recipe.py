@@ -11,7 +11,7 @@ one table of methods (``air_align.training.methods``).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -45,8 +45,9 @@ class RunConfig:
     reward: str = "toy"
     """Comma-separated reward functions: ``composite`` (``air_align.rewards.composite``: r_task + r_fmt routed by
     role and domain, judged by a frozen copy of the initial policy as in the paper), ``toy`` or ``module:function``."""
-    reward_config: dict | None = None
-    """The ``composite`` reward's settings (``RewardConfig``: ``safety_reward``, tiers, ``judge: {model: policy}``)."""
+    reward_config: dict | None = field(default=None, metadata={"schema": RewardConfig})
+    """The ``composite`` reward's settings (``RewardConfig``: ``safety_reward``, tiers, ``judge: {model: policy}``),
+    checked against ``RewardConfig`` as the config is read and kept as the mapping given."""
     use_lora: bool = False
     """Train a LoRA adapter (PEFT) instead of all weights."""
     lora_r: int = 16

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
-import math
 import os
 import pickle
 import re
@@ -32,6 +30,7 @@ from accelerate import PartialState
 from transformers import TrainerCallback
 
 from air_align import safe_yaml
+from air_align.configs import Problems, check_fields, hints
 from air_align.evaluation.plots import plot_run_curves
 from air_align.files import refuse_overwriting_inputs, write_json
 from air_align.models import unsafe_pickle_error
@@ -59,12 +58,16 @@ from air_align.training.run_record import RECORD, resolved_settings, resumed_rec
 RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 AIR_FIELDS = {f.name: f for f in dataclasses.fields(AIRConfig) if f.init}
 COMMAND_LINE = "the command line"
+KEYS = (
+    "keys are RunConfig fields (model, dataset, reward, lora_*, method; air_align/training/recipe.py) or AIRConfig "
+    "fields (TRL's GRPOConfig and AIR's own)"
+)
 
 
 class ConfigLoader(BoundedLoader):
     """The project's YAML loader (no aliases, bounded depth and size) with YAML 1.2 booleans: only true / false
     (any case). YAML 1.1 also reads yes / no / on / off as booleans, which turned ``save_strategy: no`` into
-    ``False``."""
+    ``False``; a boolean field still takes those words (``air_align.configs.BOOL_WORDS``)."""
 
 
 ConfigLoader.yaml_implicit_resolvers = {
@@ -74,7 +77,6 @@ ConfigLoader.yaml_implicit_resolvers = {
 ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
-BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 
 CONFIG_HINT = "a config is one flat mapping of key: value"
@@ -88,46 +90,6 @@ def load_yaml(text: str, source: str) -> Any:
     {'save_strategy': 'no', 'bf16': False}
     """
     return safe_yaml.load_yaml(text, source, ConfigLoader, CONFIG_HINT)
-
-
-def _hint(type_hint: Any) -> str:
-    """A field's annotation as text: ``"bool"``, ``"int | None"`` (a string under PEP 563, else a type)."""
-    return type_hint.__name__ if isinstance(type_hint, type) else str(type_hint)
-
-
-def coerce(name: str, value: Any, type_hint: Any, source: str = COMMAND_LINE) -> Any:
-    """Type a YAML / command-line value by its dataclass field's annotation; a ValueError names the key, the value,
-    where it came from (``source``) and what the field takes.
-
-    >>> coerce("use_lora", "yes", "bool"), coerce("learning_rate", "5e-7", "float"), coerce("lora_r", "8", "int")
-    (True, 5e-07, 8)
-    """
-    hint = _hint(type_hint)
-    where = f"{name}={brief(value)} (from {source})"
-    if re.fullmatch(r"bool( \| None)?", hint):
-        if isinstance(value, bool) or (value is None and "None" in hint):
-            return value
-        if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
-            return BOOL_WORDS[value.strip().lower()]
-        raise ValueError(f"{where}: {name} is a boolean; write {name}=true or {name}=false")
-    if isinstance(value, bool):
-        if "bool" in hint or (value is False and "Literal[False]" in hint):
-            return value
-        raise ValueError(f"{where}: {name} takes {hint}, not a boolean; e.g. save_strategy=no, not false")
-    if "float" in hint and isinstance(value, int | str):
-        try:
-            return float(value)
-        except ValueError:
-            if "str" not in hint:
-                raise ValueError(f"{where}: expected a number ({hint})") from None
-    if "int" in hint and isinstance(value, str) and "str" not in hint:
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"{where}: expected an integer ({hint})") from None
-    if hint.startswith("str") and isinstance(value, int | float):
-        return str(value)
-    return value
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -148,9 +110,14 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
 def build_configs(path: str | os.PathLike | None, overrides: list[str] = ()) -> tuple[RunConfig, AIRConfig]:
     """``(RunConfig, AIRConfig)`` from a YAML file (optional) and ``key=value`` overrides (they win).
 
+    Every key is checked by the package's config validator (``air_align.configs``) against the field it sets:
+    ``learning_rate=5e-7`` is a float, ``use_lora=yes`` a boolean, a ``reward_config`` mapping is checked against
+    ``RewardConfig``; every problem is reported at once, each naming the key and where it came from.
+
     Raises:
-        ValueError: an unknown key (with the closest known names) or a value of the wrong type, naming where it came
-            from (the file or the command line); an invalid YAML file; an invalid AIRConfig (e.g. λ not finite).
+        ConfigError: unknown keys (with the closest known names), values of the wrong type, not finite or out of
+            range, each naming where it came from (the file or the command line).
+        ValueError: an invalid YAML file; an invalid AIRConfig (e.g. λ < 0).
         FileNotFoundError: no such config file.
     """
     loaded: dict[str, Any] = {}
@@ -166,31 +133,26 @@ def build_configs(path: str | os.PathLike | None, overrides: list[str] = ()) -> 
     source = {key: COMMAND_LINE if key in cli else str(path) for key in values}
     if values.get("method") is not None:
         apply_method(values, from_cli="method" in cli, yaml_keys=set(loaded) - set(cli))
-    run_kwargs, air_kwargs = {}, {}
-    for key, value in values.items():
-        where = source.get(key, f"method={values.get('method')}")
-        if key in RUN_FIELDS:
-            run_kwargs[key] = coerce(key, value, RUN_FIELDS[key].type, where)
-        elif key in AIR_FIELDS:
-            air_kwargs[key] = coerce(key, value, AIR_FIELDS[key].type, where)
-        else:
-            close = difflib.get_close_matches(str(key), [*RUN_FIELDS, *AIR_FIELDS], n=3)
-            guess = f"did you mean {', '.join(map(repr, close))}?" if close else "no config key is spelled like it."
-            raise ValueError(
-                f"unknown config key {key!r} (from {where}); {guess} Keys are RunConfig fields (model, dataset, "
-                "reward, lora_*, method; air_align/training/recipe.py) or AIRConfig fields (TRL's GRPOConfig and "
-                "AIR's own)"
-            )
+    types = {**hints(RunConfig), **{name: hints(AIRConfig)[name] for name in AIR_FIELDS}}
+    problems = Problems()
+    kwargs = check_fields(
+        {**RUN_FIELDS, **AIR_FIELDS},
+        types,
+        values,
+        "",
+        problems,
+        origin=lambda key: source.get(key, f"method={values.get('method')}"),
+        known_keys=KEYS,
+    )
+    problems.raise_if_any("invalid train config")
+    run_kwargs = {k: v for k, v in kwargs.items() if k in RUN_FIELDS}
+    air_kwargs = {k: v for k, v in kwargs.items() if k in AIR_FIELDS}
     air_kwargs.setdefault("output_dir", "runs/air")
     if not str(air_kwargs["output_dir"] or "").strip():
         raise ValueError(
             f"output_dir is empty (from {source.get('output_dir')}); name the run's folder, e.g. output_dir=runs/air"
         )
-    run, air = RunConfig(**run_kwargs), AIRConfig(**air_kwargs)  # their own checks first (λ's names its fix)
-    for key, value in {**run_kwargs, **air_kwargs}.items():
-        if isinstance(value, float) and not math.isfinite(value):  # nan, inf: no setting means them, JSON has none
-            raise ValueError(f"{key}={value!r} (from {source.get(key)}): {key} must be a finite number")
-    return run, air
+    return RunConfig(**run_kwargs), AIRConfig(**air_kwargs)
 
 
 def apply_method(values: dict, from_cli: bool, yaml_keys: set[str]) -> None:
