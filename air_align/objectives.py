@@ -443,6 +443,7 @@ def aux_importance_weights(
     return torch.exp(torch.minimum(log_ratio, log_cap)), truncated  # min before exp: no overflow
 
 
+AuxBaseline = Literal["none", "leave_one_out"]
 AUX_BASELINES = ("none", "leave_one_out")
 
 

@@ -18,11 +18,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainingArguments
 from trl import GRPOConfig
 
-from air_align.objectives import AUX_BASELINES, INVARIANCE_MODES
+from air_align.objectives import AUX_BASELINES, INVARIANCE_MODES, AuxBaseline, Invariance, LogprobReduction
 
 LOGPROB_REDUCTIONS = ("sum", "mean")
 ANCHOR_TARGETS = ("anchors", "constant")
@@ -140,7 +141,7 @@ def normalize_anchor_levels(value, where: str = "AIRConfig.anchor_constant") -> 
 class AIRConfig(GRPOConfig):
     """``GRPOConfig`` with AIR's invariance regulariser. Only the fields below are new."""
 
-    invariance: str = field(
+    invariance: Invariance = field(
         default="air",
         metadata={
             "help": "Invariance regulariser: 'air' (Anchor Invariance Regularization: open variants pulled toward "
@@ -159,7 +160,7 @@ class AIRConfig(GRPOConfig):
             "scale and on `aux_logprob_reduction`: sweep it over orders of magnitude on ID validation data.",
         },
     )
-    aux_logprob_reduction: str = field(
+    aux_logprob_reduction: LogprobReduction = field(
         default="sum",
         metadata={
             "help": "How log π(y|s) of the auxiliary term is reduced over completion tokens: 'sum' (the paper's "
@@ -168,7 +169,7 @@ class AIRConfig(GRPOConfig):
             "choices": list(LOGPROB_REDUCTIONS),
         },
     )
-    aux_baseline: str = field(
+    aux_baseline: AuxBaseline = field(
         default="none",
         metadata={
             "help": "Baseline subtracted from r in the auxiliary term: 'none' (the paper's Algorithm 1: Δ·r·log π) or "
@@ -219,7 +220,7 @@ class AIRConfig(GRPOConfig):
         },
     )
 
-    invariance_offsets: dict[str, float | dict[str, float]] | str | None = field(
+    invariance_offsets: dict[str, float | dict[Any, float]] | str | None = field(
         default_factory=dict,
         metadata={
             "help": "Calibrated Δ (NOT in the paper; docs/calibration.md): per-(domain, label) offsets b, so that "
