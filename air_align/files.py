@@ -204,3 +204,14 @@ def refuse_overwriting_inputs(
                     f"{named} is also an output of this command (it writes {output}): write the outputs to another "
                     "folder, or copy the input elsewhere first"
                 )
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes, in hex (read in 1 MiB blocks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -524,7 +524,7 @@ def meta_group_diagnostics(
 def weighted_rewards(rewards_per_func: Tensor, reward_weights: Tensor) -> Tensor:
     """The composite reward ``r = Σ_f w_f r_f`` exactly as TRL's ``GRPOTrainer`` forms it: a function that returned
     None (NaN) is skipped, and the result is NaN where every function returned None. The trainer's AIR term and the
-    calibration check (``rewards/calibration.py``) both use this one implementation.
+    calibration check (``calibration/check.py``) both use this one implementation.
 
     Shape:
         rewards_per_func (N, F), reward_weights (F,) -> (N,)

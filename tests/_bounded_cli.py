@@ -24,9 +24,9 @@ def mapped_bytes() -> int:
 
 def main() -> None:
     extra_mib, commands = int(sys.argv[1]), json.loads(sys.argv[2])
+    import air_align.calibration.run  # noqa: F401
     import air_align.data.build  # noqa: F401 - the heavy imports, before the cap
     import air_align.lab.reproduce  # noqa: F401
-    import air_align.training.calibrate  # noqa: F401
     import air_align.training.run  # noqa: F401
     from air_align.cli import main as cli_main
 

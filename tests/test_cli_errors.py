@@ -137,7 +137,7 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
     def broken(args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("air_align.evaluation.cli.run_report", broken)
+    monkeypatch.setattr("air_align.cli.evaluate.run_report", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["report", "x"])  # not an input error: propagates (Python prints the traceback, exit 1)
 
@@ -174,3 +174,25 @@ def test_unknown_options_are_usage_errors(capsys):
         main(["train", "--config", TINY, "--bogus", "max_steps=1"])
     assert code.value.code == INPUT_ERROR  # argparse's usage error, with the usage line
     assert "air-align: error: unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_every_command_has_the_one_error_path(tmp_path, capsys):
+    # a missing input file, for every command that reads one: `error: <path>: …` and exit 2 from main(); with
+    # --debug the same error propagates (its traceback), because handlers raise and only main() prints
+    missing = str(tmp_path / "missing.jsonl")
+    commands = [
+        ["data", "validate", missing],
+        ["data", "inspect", missing],
+        ["calibrate", "--data", missing, "--reward", "toy", "--out", str(tmp_path / "cal")],
+        ["eval", "--model", "tiny", "--data", missing, "--out", str(tmp_path / "ev")],
+        ["report", str(tmp_path / "missing-run")],
+        ["reproduce", "--world", missing, "--out", str(tmp_path / "lab")],
+        ["train", "--config", str(tmp_path / "missing.yaml")],
+    ]
+    for args in commands:
+        assert main(args) == INPUT_ERROR, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "missing" in err and "Traceback" not in err, (args, err)
+        with pytest.raises((OSError, ValueError)):
+            main([*args, "--debug"])
+        capsys.readouterr()

@@ -20,8 +20,8 @@ from test_cli_errors import TINY, no_model  # noqa: F401 - the fixture
 from test_data_validate_hardening import rows_of, write
 
 from air_align.cli import INPUT_ERROR, build_parser, main
+from air_align.cli.options import number, whole
 from air_align.models import load_model
-from air_align.options import number, whole
 from air_align.training.reward_spec import check_reward_function, resolve_rewards
 from air_align.training.run import build_configs
 
@@ -37,7 +37,7 @@ def _actions(parser: argparse.ArgumentParser, prefix: str = ""):
 
 
 def test_no_option_parses_a_bare_float_or_accepts_nan():
-    # every number option goes through air_align.options: a bare `type=float` would take nan, inf and 1e999
+    # every number option goes through air_align.cli.options: a bare `type=float` would take nan, inf and 1e999
     actions = list(_actions(build_parser()))
     assert not [(cmd, a.option_strings) for cmd, a in actions if a.type is float]
     numbers = [(cmd, a) for cmd, a in actions if getattr(a.type, "__name__", "") == "number"]
@@ -148,8 +148,8 @@ def test_deep_json_row_is_an_error_line(command, tmp_path, no_model, capsys):  #
         "train": ["train", "--config", TINY, f"dataset={path}", f"output_dir={tmp_path / 'run'}"],
         "eval": ["eval", "--model", "tiny", "--data", str(path), "--out", str(tmp_path / "e")],
     }[command]
-    # `data validate` keeps its documented status for a file with problems (1); train and eval exit 2
-    assert main(args) == (1 if command == "validate" else INPUT_ERROR)
+    # a file that is not JSONL is bad input for every command (2); `data validate` exits 1 for problems in its rows
+    assert main(args) == INPUT_ERROR
     assert capsys.readouterr().err == (
         f"error: {path}:3: JSON nested deeper than 64 levels; a row or record needs a few (a chat prompt 4): flatten "
         "the value\n"

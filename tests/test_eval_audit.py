@@ -8,16 +8,16 @@ from collections import Counter
 
 import pytest
 
-from air_align.cli import main
-from air_align.data.audit_rows import audit_rows
-from air_align.data.build import build_meta_groups, choose_ood_families, open_contexts
-from air_align.evaluation.audit import audit_summary, judge_caveat
-from air_align.evaluation.audit_metrics import (
+from air_align.audit.metrics import (
     anchor_bias,
     fails_given_right_anchors,
     flip_rates,
     over_refusal_by_family,
 )
+from air_align.audit.rows import audit_rows
+from air_align.audit.run import audit_summary, judge_caveat
+from air_align.cli import main
+from air_align.data.build import build_meta_groups, choose_ood_families, open_contexts
 
 
 def test_audit_rows_one_variant_per_family_and_build_ood_split():

@@ -109,7 +109,7 @@ def test_lambda_choice_and_plot_from_a_sweep(tmp_path):
 
 
 def test_cli_lists_every_preset():
-    from air_align.lab.cli import PRESET_NAMES
+    from air_align.cli.lab import PRESET_NAMES
 
     assert PRESET_NAMES == tuple(PRESETS)  # the CLI keeps its own copy so that --help imports no torch
 
@@ -117,7 +117,7 @@ def test_cli_lists_every_preset():
 def test_the_regime_calibration_trains_plain_grpo_only_even_for_worlds_given_on_the_command_line():
     import argparse
 
-    from air_align.lab.cli import _preset
+    from air_align.cli.lab import _preset
     from air_align.lab.reproduce import Cell
 
     args = argparse.Namespace(preset="regimes", world=["safety", "math"], seeds=None, warm_seeds=None, max_steps=None,

@@ -94,7 +94,7 @@ def test_reproduce_gives_each_unit_a_warm_start_of_its_seed(tmp_path, monkeypatc
 
 
 def test_the_command_line_sets_warm_starts_and_world_files_replace_generated_worlds():
-    from air_align.lab.cli import _preset
+    from air_align.cli.lab import _preset
 
     args = argparse.Namespace(preset="units-smoke", world=None, seeds=None, warm_seeds=3, max_steps=None, workers=None)
     assert _preset(args).warm_seeds == (0, 1, 2)

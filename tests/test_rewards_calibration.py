@@ -13,11 +13,11 @@ import torch
 from _calib_fake import CALIBRATED, TODAY, cell, fake_task, safety_rows
 
 from air_align.answers import response_text
-from air_align.evaluation.calibration_report import calibration_markdown, write_calibration
+from air_align.calibration.check import calibration_table, score_references
+from air_align.calibration.references import ReferenceKind, default_kinds, load_reference_file
+from air_align.calibration.report import calibration_markdown, write_calibration
 from air_align.objectives import invariance_coefficients, weighted_rewards
-from air_align.rewards.calibration import calibration_table, score_references
 from air_align.rewards.format import format_reward
-from air_align.rewards.references import ReferenceKind, default_kinds, load_reference_file
 
 
 def table_for(payouts, **kwargs):

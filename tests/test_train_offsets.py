@@ -1,6 +1,6 @@
 """Calibrated Δ in the trainer (docs/calibration.md): AIRConfig.invariance_offsets (forms, errors, round trips through
 JSON, YAML and key=value), the trainer applying exactly objectives' coefficients with offsets, and offsets measured by
-``rewards.calibration`` making Δ = 0 at the correct policy."""
+``calibration.check`` making Δ = 0 at the correct policy."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 from _toy import toy_trainer
 from datasets import Dataset
 
-from air_align.evaluation.calibration_report import write_calibration
+from air_align.calibration.check import calibration_table, score_references
+from air_align.calibration.references import default_kinds
+from air_align.calibration.report import write_calibration
 from air_align.models import build_char_tokenizer, tiny_causal_lm
 from air_align.objectives import invariance_coefficients
-from air_align.rewards.calibration import calibration_table, score_references
-from air_align.rewards.references import default_kinds
 from air_align.training.config import AIRConfig, normalize_offsets
 from air_align.training.recipe import RunConfig, build_trainer
 from air_align.training.run import build_configs
@@ -174,7 +174,7 @@ def test_offsets_need_domain_and_label_and_unused_keys_warn(tmp_path):
         toy_trainer("air", str(tmp_path), invariance_offsets={"toy/none": 0.3, "safety/0": 1.0})
 
 
-# --- offsets measured by rewards.calibration make Δ = 0 at the correct policy ----------------------------------------
+# --- offsets measured by calibration.check make Δ = 0 at the correct policy ----------------------------------------
 
 
 def safety_rows() -> list[dict]:

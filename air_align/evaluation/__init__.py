@@ -7,8 +7,8 @@
 - ``generate``: batched chat-template generation; ``dispersion``: intra-group representation dispersion;
 - ``evaluate``: the pipeline (``evaluate(model, tokenizer, rows, verdict=...) -> Evaluation``) and its outputs;
 - ``report`` / ``plots``: report.md, the paper-style table, PNG plots;
-- ``audit`` / ``audit_metrics`` / ``audit_report``: ``air-align audit``, a model's context invariance per family;
-- ``cli``: ``air-align eval``, ``report`` and ``audit``.
+- the audit of a model's context invariance per family, built on this package, is ``air_align.audit``; the
+  commands ``air-align eval`` and ``report`` are ``air_align.cli.evaluate``.
 
-See docs/evaluation.md and docs/real-tier.md (the audit).
+See docs/evaluation.md.
 """

@@ -214,3 +214,34 @@ def write_outputs(
     report = render_report(results) + (f"\n\n{report_appendix}" if report_appendix else "")
     paths["report"] = write_text(out / "report.md", report)
     return paths
+
+
+def check_splits(splits: tuple[str, ...], rows: list[dict], data: str) -> None:
+    """Raise unless every split of ``--splits`` has rows in ``data`` (the message lists the splits it has).
+
+    >>> check_splits(("test_id", "x"), [{"split": "test_id"}, {"split": "train"}], "d.jsonl")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --splits test_id,x: d.jsonl has no rows in split 'x'; its splits are train, test_id (e.g. --splits ...
+    """
+    from air_align.data.schema import SPLITS
+
+    present = sorted({str(r.get("split")) for r in rows}, key=lambda s: (SPLITS.index(s) if s in SPLITS else 99, s))
+    missing = [s for s in splits if s not in present]
+    if not splits or missing:
+        tests = [s for s in present if s.startswith("test")] or present
+        raise ValueError(
+            f"--splits {','.join(splits)}: {data} has no rows in split {', '.join(map(repr, missing)) or '(none)'}; "
+            f"its splits are {', '.join(present)} (e.g. --splits {','.join(tests)})"
+        )
+
+
+def default_train_dir(model: str) -> str | None:
+    """Where ``eval`` looks for the training log of ``model``: the run folder of ``air-align train`` for its
+    ``final/`` model (``log.jsonl`` sits beside ``final/``), else the model's own folder, else none (a hub id)."""
+    from pathlib import Path
+
+    path = Path(model)
+    if not path.is_dir():
+        return None
+    return str(path.parent) if path.name == "final" else str(path)

@@ -4,5 +4,6 @@
 - ``responses``: the response grammar and the completion reader; ``oracle``: correctness (the evaluation);
 - ``judge``: the training rewards (noisy, hackable rule judge on a log-odds scale; anchors; format; stress test);
 - ``tokenizer``: the word-level tokenizer; ``warmstart``: SFT warm start and its context dependence;
-- ``reproduce`` / ``cli``: ``air-align reproduce`` and ``air-align demo``.
+- ``reproduce``: the grids of ``air-align reproduce`` and ``air-align demo`` (the command line: ``air_align.cli.lab``);
+- ``calibration``: each world's calibration table, ``air_align.calibration`` on the lab's own responses.
 """

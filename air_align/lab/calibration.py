@@ -1,4 +1,4 @@
-"""The lab worlds' calibration tables: ``rewards.calibration`` on the lab's own responses (docs/lab.md §3).
+"""The lab worlds' calibration tables: ``calibration.check`` on the lab's own responses (docs/lab.md §3).
 
 The same function that checks any reward (``air-align calibrate``, docs/calibration.md) scores, with a world's
 training rewards (``judge.lab_rewards``), the responses the lab's grammar can produce (``oracle.reference_response``):
@@ -16,13 +16,13 @@ calibrated iff every correct open kind has ``|Δ| ≤ tolerance`` and every fail
 
 from __future__ import annotations
 
+from air_align.calibration.check import DEFAULT_TOLERANCE, calibration_table, score_references
+from air_align.calibration.references import ReferenceKind
 from air_align.lab import world
 from air_align.lab.judge import lab_rewards
 from air_align.lab.oracle import reference_response
 from air_align.lab.responses import morality_response, wrap
 from air_align.lab.spec import WorldSpec, load_world
-from air_align.rewards.calibration import DEFAULT_TOLERANCE, calibration_table, score_references
-from air_align.rewards.references import ReferenceKind
 
 NON_ANSWER = wrap("i think", "")  # well formed, answers nothing
 
@@ -62,7 +62,8 @@ def lab_kinds() -> list[ReferenceKind]:
 
 def world_calibration(world_or_name: WorldSpec | str, split: str = "train", world_seed: int = 0,
                       tolerance: float = DEFAULT_TOLERANCE) -> dict:  # fmt: skip
-    """The calibration table of a world's training reward over its ``split`` rows (``rewards.calibration_table``)."""
+    """The calibration table of a world's training reward over its ``split`` rows
+    (``calibration.check.calibration_table``)."""
     spec = load_world(world_or_name)
     rows = [r for r in world.build_rows(spec, seed=world_seed, splits=(split,))]
     scored = score_references(lab_rewards(spec), rows, lab_kinds(), progress=False)

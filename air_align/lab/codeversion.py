@@ -14,7 +14,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-import air_align
+from air_align import version
 
 HASHED_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".txt")
 """Files of the package that decide what a run does (code, world specs, data tables)."""
@@ -44,4 +44,4 @@ def tree_hash(root: str | Path, suffixes: tuple[str, ...] = HASHED_SUFFIXES) -> 
 def code_version() -> dict:
     """``{"version": air_align.__version__, "hash": tree_hash(<the package directory>)}``, computed once a process
     (a grid's worker processes each compute it from the files they import)."""
-    return {"version": air_align.__version__, "hash": tree_hash(Path(air_align.__file__).parent)}
+    return {"version": version.__version__, "hash": tree_hash(Path(version.__file__).parent)}

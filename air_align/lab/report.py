@@ -210,7 +210,7 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
     results["comparisons"] = compare(full_runs if full_runs is not None else results["runs"])
     parts = [f"# Lab grid `{results['preset']['name']}` ({results['seconds']:.0f} s)"]
     parts += ["## Warm starts (greedy, oracle)", warm_start_table(results["worlds"])]
-    parts += ["## Reward calibration per cell (train rows; `rewards.calibration`)",
+    parts += ["## Reward calibration per cell (train rows; `calibration.check`)",
               calibration_summary(results["calibration"])]  # fmt: skip
     for cell in cells:
         parts += [f"## {cell} (λ = {results['lambda'].get(cell)})", method_table(results["summary"], cell, methods)]

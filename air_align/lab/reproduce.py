@@ -31,7 +31,6 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from air_align import __version__
 from air_align.files import refuse_overwriting_inputs, write_json
 from air_align.lab import world
 from air_align.lab.calibration import world_calibration
@@ -43,6 +42,7 @@ from air_align.lab.spec import load_world
 from air_align.lab.warmstart import Recipe, load_warm_start, measure_context_dependence, warm_starts
 from air_align.training.config import offset_key
 from air_align.training.methods import METHODS, PAPER_METHODS
+from air_align.version import __version__
 
 CUE_LEVELS = (1.0, 2.0, 3.0, 4.0, 6.0)
 """The hack dial (docs/results/lab-v3/conditions.md, E2): judge cue strengths from "rarely fooled" to "always

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from air_align.data.audit_rows import audit_rows
-from air_align.evaluation.audit import run_audit
+from air_align.audit.rows import audit_rows
+from air_align.audit.run import run_audit
 from air_align.evaluation.report import compare_runs, percent
 from air_align.evaluation.scoring import judge_verdict
 from air_align.files import write_json, write_text

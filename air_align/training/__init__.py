@@ -1,9 +1,9 @@
 """air_align.training: AIRConfig / AIRTrainer on TRL's GRPOTrainer, the meta-group sampler, the one trainer recipe
-(``recipe.build_trainer``; the reward spec in ``reward_spec.py``) and table of methods (``methods.METHODS``), the
-train command, and the calibrate command (``calibrate.py``: is a reward AIR-ready?).
+(``recipe.build_trainer``; the reward spec in ``reward_spec.py``), the table of methods (``methods.METHODS``) and
+the training run of ``air-align train`` (``run.py``, its folder and record; the command line is ``air_align.cli``).
 
 ``from air_align.training import AIRConfig, AIRTrainer`` works; TRL is imported on first use of those names, so that
-the light ``air_align.training.cli`` stays fast.
+the light ``air_align.cli.train`` stays fast.
 """
 
 __all__ = ["AIRConfig", "AIRTrainer", "MetaGroupSampler"]

@@ -36,7 +36,7 @@ def trainer_reads_activation_checkpointing() -> bool:
 
 
 def offset_key(domain, label) -> str:
-    """The ``"domain/label"`` key of a row's calibration offset, as ``rewards/calibration.py`` names the pair
+    """The ``"domain/label"`` key of a row's calibration offset, as ``calibration/check.py`` names the pair
     (``str(domain)``; a missing label is ``"none"``).
 
     >>> offset_key("safety", 0), offset_key("math", None)
@@ -49,7 +49,7 @@ def normalize_offsets(value, where: str = "AIRConfig.invariance_offsets") -> dic
     """Calibrated-Δ offsets as a flat ``{"domain/label": b}`` dict, from any accepted form, checked.
 
     Accepted: a flat dict ``{"safety/0": 1.25}``; a nested one ``{"safety": {"0": 1.25}}`` (the ``offsets`` of
-    ``rewards.calibration.calibration_table``; YAML's integer label keys are fine); a JSON string of either; the path
+    ``calibration.check.calibration_table``; YAML's integer label keys are fine); a JSON string of either; the path
     of a JSON file holding either, or a ``calibration.json`` (its ``offsets`` are used); None or ``{}`` (no offsets).
 
     >>> normalize_offsets({"safety": {0: 1.25, 1: 0}, "math/none": -0.5})
@@ -97,7 +97,7 @@ def normalize_offsets(value, where: str = "AIRConfig.invariance_offsets") -> dic
             if not isinstance(k, str) or len(parts) != 2 or not all(p.strip() for p in parts):
                 raise ValueError(
                     f"{where}: key {k!r} is not 'domain/label' (e.g. 'safety/0', 'math/none': the domain, one '/', "
-                    "the label as rewards.calibration names it)"
+                    "the label as calibration.check names it)"
                 )
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 raise ValueError(f"{where}: offset of {k!r} must be a finite number (reward units), got {v!r}")
@@ -224,7 +224,7 @@ class AIRConfig(GRPOConfig):
         default_factory=dict,
         metadata={
             "help": "Calibrated Δ (NOT in the paper; docs/calibration.md): per-(domain, label) offsets b, so that "
-            "Δ_s = r̄_acr(z) + b − r̄_s for open prompts. Keys 'domain/label' as rewards.calibration names them "
+            "Δ_s = r̄_acr(z) + b − r̄_s for open prompts. Keys 'domain/label' as calibration.check names them "
             "(e.g. {'safety/0': 1.25}); a nested {'safety': {'0': 1.25}}, a JSON string, or the path of a "
             "calibration.json (its measured offsets) also work. Rows (from the dataset's 'domain' and 'label' "
             "columns) without a matching key get b = 0. Empty (default): the paper's Δ."

@@ -66,7 +66,7 @@ def read_marker(folder: str | Path) -> dict | None:
 
 
 def new_marker() -> dict:
-    from air_align import __version__
+    from air_align.version import __version__
 
     return {"tool": "air-align", "version": __version__, "written": [MARKER, LOCK], "finished": None}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from air_align.options import number
+from air_align.cli.options import number
 from air_align.threads import add_threads_argument
 
 

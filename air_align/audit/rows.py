@@ -5,7 +5,7 @@ Built from ``air_align.data.build``'s pieces (intents, open contexts, the ID/OOD
 families are marked ID / OOD exactly as ``air-align data build`` with the same ``--seed`` and ``--ood-families``
 assigns them. Every intent gets two meta-groups sharing its ``group_id``: ``test_id`` (its anchors + one variant per
 ID family) and ``test_ood`` (one variant per OOD family; the evaluation borrows the anchors). The audit itself (its
-metrics and report) is ``air_align.evaluation.audit``.
+metrics and report) is ``air_align.audit.run``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reference responses for the calibration check (``rewards/calibration.py``, docs/calibration.md): who writes what,
+"""Reference responses for the calibration check (``calibration/check.py``, docs/calibration.md): who writes what,
 and whether it is right.
 
 A :class:`ReferenceKind` is one kind of response (a clean refusal, the row's own answer, a hack, …) with its class

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from air_align.options import number, whole
+from air_align.cli.options import number, whole
 
 
 def add_parser(subparsers) -> None:
@@ -124,11 +124,9 @@ def _validate(args: argparse.Namespace) -> int:
     from air_align.data.validate import MAX_PROMPT_CHARS, format_summary, summarize, validate_rows
     from air_align.files import read_jsonl
 
-    try:
-        rows, lines = read_jsonl(args.file, with_lines=True)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    # a missing file or one that is not JSONL is bad input (raises: `error: …`, exit 2); problems in its rows are
+    # what the command reports (exit 1)
+    rows, lines = read_jsonl(args.file, with_lines=True)
     print(format_summary(summarize(rows)))
     limit = MAX_PROMPT_CHARS if args.max_prompt_chars is None else args.max_prompt_chars
     problems = validate_rows(

@@ -3,7 +3,7 @@
 line (argparse's ``error: argument --temperature: …``, exit 2) instead of reaching a JSON file (where NaN is not
 valid JSON) or failing deep inside a run.
 
-Pure standard library: the ``cli.py`` modules import it while the command line is parsed.
+Pure standard library: the command-line modules import it while the command line is parsed.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ is right only if the reward is **calibrated**: for every domain and label, the c
 correct anchor earns, failures (wrong answers, refusing a benign request, non-answers) earn less, and only hacks earn
 more. This module measures it from the reward code itself:
 
-1. :func:`score_references` scores reference responses (``rewards/references.py``: the rows' own answers and a
+1. :func:`score_references` scores reference responses (``calibration/references.py``: the rows' own answers and a
    canonical set per label, or a user's file) with the reward functions, called exactly as TRL's ``GRPOTrainer``
    calls them — ``prompts``, ``completions`` (conversational ``[{"role": "assistant", "content": text}]`` when the
    prompt is a chat, else the text), every other row column as a list — and combines them with the trainer's own
@@ -23,7 +23,7 @@ reward models) are not supported either: wrap them in a function.
 
 The expected reward of a kind is the mean over the rows it applies to, each row scored once (a stochastic reward is
 averaged over rows, not over repeated calls). Renderers (Markdown, plot, files) are in
-``air_align.evaluation.calibration_report``.
+``air_align.calibration.report``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from air_align.calibration.references import CLASSES, ROLES, ReferenceKind, default_kinds
 from air_align.objectives import weighted_rewards
-from air_align.rewards.references import CLASSES, ROLES, ReferenceKind, default_kinds
 
 ROW_EXCLUDED = ("prompt", "completion", "completion_ids")  # what TRL does not pass as a column
 DEFAULT_TOLERANCE = 0.25  # reward units; on the lab / paper scale, a fifth of the 1.25 step between tiers

@@ -1,7 +1,10 @@
 """The ``air-align`` command.
 
-Each area owns its subcommands in a light ``cli.py`` (argparse only; heavy imports happen inside the handlers), so
-``air-align --help`` stays fast. Every handler is ``handler(args) -> int`` (exit code).
+The command line is one thin layer over the library: a module per command family in this package parses its
+arguments and calls the library (heavy imports happen inside the handlers, so ``air-align --help`` stays fast). No
+library module imports this package (``tests/test_layering.py``). Every handler is ``handler(args) -> int``: 0 done,
+1 a check the command ran found a failure (``calibrate``: not calibrated; ``theory``: an identity broken;
+``lab analyse --check``: a table does not rebuild), and it *raises* on bad input.
 
 Errors: :func:`main` is the one place that turns an *expected* error (bad input: a ``ValueError`` such as
 ``data.validate.ValidationError``, a missing or unreadable file, a missing optional package) into ``error: …`` on
@@ -15,20 +18,18 @@ import argparse
 import os
 import sys
 
-from air_align import __version__, theory_cli
-from air_align.data import cli as data_cli
-from air_align.evaluation import cli as evaluation_cli
-from air_align.lab import cli as lab_cli
-from air_align.real import cli as real_cli
-from air_align.training import cli as training_cli
+from air_align import __version__
+from air_align.cli import audit, calibrate, data, evaluate, lab, real, theory, train
 
-AREAS = (
-    theory_cli,  # theory: the checks that the maths matches the paper
-    data_cli,  # data: build, validate and inspect meta-group datasets
-    training_cli,  # train / calibrate: GRPO/GSPO with AIR or V-REx on TRL; is a reward AIR-ready?
-    evaluation_cli,  # eval / report / audit: Acc, Acc_group, ID/OOD, reports, plots, a model's context invariance
-    lab_cli,  # reproduce / demo: the CPU-scale lab
-    real_cli,  # study: the real tier (SmolLM2 trained with each method, audited)
+COMMANDS = (
+    theory,  # theory: the checks that the maths matches the paper
+    data,  # data: build, validate and inspect meta-group datasets
+    train,  # train: GRPO/GSPO with AIR or V-REx on TRL
+    calibrate,  # calibrate: is a reward AIR-ready?
+    evaluate,  # eval / report: Acc, Acc_group, ID/OOD, reports, plots
+    audit,  # audit: a model's context invariance before training
+    lab,  # reproduce / demo / lab: the CPU-scale lab
+    real,  # study: the real tier (SmolLM2 trained with each method, audited)
 )
 EXPECTED_ERRORS = (ValueError, OSError, ModuleNotFoundError)
 """Bad input, reported as ``error: …`` (exit 2): ValueError and its subclasses (ValidationError, the config and
@@ -51,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the traceback of an error (accepted anywhere on the command line)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for area in AREAS:
-        area.add_parser(sub)
+    for command in COMMANDS:
+        command.add_parser(sub)
     return parser
 
 
@@ -111,7 +112,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,10 @@
 """``air-align audit``: a model's context invariance *before* any training, on real meta-groups (docs/design.md §4-5).
 
-On the rows of ``air_align.data.audit_rows`` (every intent's anchors and one open variant of every wrapper family,
+On the rows of ``air_align.audit.rows`` (every intent's anchors and one open variant of every wrapper family,
 ID and OOD alike), the audit generates greedily, scores anchors by rule and open variants by the evaluation judge
 (``evaluate``), and adds what an audit asks beyond Acc / Acc_group: per-family flip rates against the plain request,
 failures given right anchors, over-refusal per family, and the anchors' position bias (definitions in
-``audit_metrics``; the report section and plot in ``audit_report``). Anchors are generated once.
+``audit.metrics``; the report section and plot in ``audit.report``). Anchors are generated once.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from air_align.evaluation import audit_metrics as M
-from air_align.evaluation.audit_report import plot_flip_rates, render_audit
+from air_align.audit import metrics as M
+from air_align.audit.report import plot_flip_rates, render_audit
 from air_align.evaluation.evaluate import evaluate, write_outputs
 from air_align.evaluation.scoring import eval_verdict
 from air_align.files import write_json
@@ -39,7 +39,7 @@ def judge_caveat(judge: str, domain: str) -> str:
 
 
 def audit_summary(rows: list[dict], records: list[dict], scored: list[dict]) -> dict:
-    """The audit-specific numbers (see ``audit_metrics``) from the rows and the evaluation's records/completions."""
+    """The audit-specific numbers (see ``audit.metrics``) from the rows and the evaluation's records/completions."""
     split_of = {}
     for r in rows:
         split_of.setdefault(r["family"], "anchor" if r["role"] == "anchor" else r["split"])

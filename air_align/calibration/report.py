@@ -1,4 +1,4 @@
-"""Renderers of a calibration table (``rewards/calibration.py``): Markdown, one plot, and the three files.
+"""Renderers of a calibration table (``calibration/check.py``): Markdown, one plot, and the three files.
 
 ``calibration_markdown(table)`` — one section per (domain, label): the verdict, a table of expected rewards and Δ per
 role and kind, the violations, the hacks and the offset b. ``plot_calibration(table, path)`` — Δ per kind, one panel
@@ -17,12 +17,22 @@ LABEL_NAMES = {("safety", 1): "harmful", ("safety", 0): "benign", ("morality", 1
 CLASS_COLOURS = {"correct": "tab:green", "failure": "tab:red", "hack": "tab:purple"}
 
 
-def _label(domain, label) -> str:
+def label_name(domain, label) -> str:
+    """A label as the reports name it.
+
+    >>> label_name("safety", 1), label_name("math", None)
+    ('label 1 (harmful)', 'label none')
+    """
     name = LABEL_NAMES.get((domain, label))
     return f"label {'none' if label is None else label}" + (f" ({name})" if name else "")
 
 
-def _num(x: float | None, signed: bool = False) -> str:
+def reward_number(x: float | None, signed: bool = False) -> str:
+    """A reward or Δ with three decimals (``n/a`` when nothing was scored).
+
+    >>> reward_number(2.5), reward_number(-0.25, signed=True), reward_number(None)
+    ('2.500', '-0.250', 'n/a')
+    """
     if x is None:
         return "n/a"
     return f"{x:+.3f}" if signed else f"{x:.3f}"
@@ -43,10 +53,11 @@ def calibration_markdown(table: dict) -> str:
     ]
     for v in table["verdicts"]:
         d, lab = v["domain"], v["label"]
-        out += [f"## {d}, {_label(d, lab)}: {v['status']}", ""]
+        out += [f"## {d}, {label_name(d, lab)}: {v['status']}", ""]
         out.append(
-            f"Correct anchor {_num(v['anchor_reward'])}, correct open {_num(v['correct_open_reward'])}, "
-            f"offset b = E[correct open] − E[correct anchor] = {_num(v['offset'], signed=True)}"
+            f"Correct anchor {reward_number(v['anchor_reward'])}, "
+            f"correct open {reward_number(v['correct_open_reward'])}, "
+            f"offset b = E[correct open] − E[correct anchor] = {reward_number(v['offset'], signed=True)}"
             + (f" (applied: {v['offset_applied']:+.3f})" if table["offsets_applied"] else "")
             + "."
         )
@@ -56,7 +67,9 @@ def calibration_markdown(table: dict) -> str:
                 continue
             spread = "n/a" if c["mean"] is None else f"{c['mean']:.3f} ± {c['std']:.3f}"
             n = f"{c['n']}" + (f" (+{c['n_unscored']} unscored)" if c["n_unscored"] else "")
-            out.append(f"| {c['role']} | {c['kind']} | {c['class']} | {n} | {spread} | {_num(c['delta'], True)} |")
+            out.append(
+                f"| {c['role']} | {c['kind']} | {c['class']} | {n} | {spread} | {reward_number(c['delta'], True)} |"
+            )
         out.append("")
         out += [f"- **violation**: {x['message']}" for x in v["violations"]]
         out += [f"- hack: {x['message']}" for x in v["hacks"]]
@@ -93,7 +106,7 @@ def plot_calibration(table: dict, path: str | Path) -> Path:
         ax.margins(x=0.15)
         ax.set_yticks(ys, [f"{c['role']}: {c['kind']}" for c in cells], fontsize=8)
         ax.set_xlabel("Δ = E[correct anchor] − E[kind]  (reward units)", fontsize=8)
-        ax.set_title(f"{v['domain']}, {_label(v['domain'], v['label'])}: {v['status']}", fontsize=9)
+        ax.set_title(f"{v['domain']}, {label_name(v['domain'], v['label'])}: {v['status']}", fontsize=9)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=col) for col in CLASS_COLOURS.values()]
@@ -110,3 +123,63 @@ def write_calibration(table: dict, out_dir: str | Path) -> dict[str, Path]:
     write_text(paths["markdown"], calibration_markdown(table))
     plot_calibration(table, paths["plot"])
     return paths
+
+
+def report_lines(table: dict) -> list[str]:
+    """The table and verdict as terminal lines: per (domain, label) its cells, violations and hacks, then the
+    overall verdict naming every label and kind at fault with its Δ."""
+    out = []
+    for v in table["verdicts"]:
+        d, lab = v["domain"], v["label"]
+        out.append(
+            f"{d}, {label_name(d, lab)}: {v['status']} (correct anchor {reward_number(v['anchor_reward'])}, "
+            f"correct open {reward_number(v['correct_open_reward'])}, b = {reward_number(v['offset'], signed=True)})"
+        )
+        out.append(f"  {'role':<7}{'kind':<20}{'class':<9}{'n':>5}  {'mean ± std':<17}{'Δ':>8}")
+        for c in table["cells"]:
+            if (c["domain"], c["label"]) != (d, lab):
+                continue
+            spread = "n/a" if c["mean"] is None else f"{c['mean']:.3f} ± {c['std']:.3f}"
+            flag = " <-" if any(x["kind"] == c["kind"] and x["role"] == c["role"] for x in v["violations"]) else ""
+            delta = reward_number(c["delta"], signed=True)
+            out.append(f"  {c['role']:<7}{c['kind']:<20}{c['class']:<9}{c['n']:>5}  {spread:<17}{delta:>8}{flag}")
+        out += [f"  violation: {x['message']}" for x in v["violations"]]
+        out += [f"  {x['message']}" for x in v["hacks"]]
+        out += [f"  note: {n}" for n in v["notes"]]
+    out.append("")
+    tol = table["tolerance"]
+    if table["calibrated"]:
+        out.append(f"verdict: calibrated within tolerance {tol:g} (every label)")
+    else:
+        out.append(f"verdict: NOT calibrated within tolerance {tol:g}")
+        for v in table["verdicts"]:
+            if v["status"] == "calibrated":
+                continue
+            where = f"{v['domain']}, {label_name(v['domain'], v['label'])}"
+            if v["violations"]:
+                kinds = ", ".join(
+                    f"{x['role']} '{x['kind']}' ({x['class']}) Δ = {x['delta']:+.3f}" for x in v["violations"]
+                )
+                out.append(f"  {where}: {kinds}")
+            else:
+                out.append(f"  {where}: {v['status']} ({'; '.join(v['notes'])})")
+    return out
+
+
+def offsets_lines(table: dict) -> list[str]:
+    """Whether the measured offsets would make the reward calibrated (calibrated Δ), and what they cannot fix."""
+    check = table.get("with_offsets")
+    if check is None:
+        return []
+    if check["calibrated"]:
+        return ["with these offsets (calibrated Δ) every label is calibrated"]
+    out = ["with these offsets (calibrated Δ) it is still NOT calibrated (an offset cannot fix these):"]
+    for v in check["verdicts"]:
+        if v["violations"]:
+            kinds = ", ".join(
+                f"{x['role']} '{x['kind']}' ({x['class']}) Δ = {x['delta']:+.3f}" for x in v["violations"]
+            )
+            out.append(f"  {v['domain']}, {label_name(v['domain'], v['label'])}: {kinds}")
+        elif v["status"] != "calibrated":
+            out.append(f"  {v['domain']}, {label_name(v['domain'], v['label'])}: {v['status']}")
+    return out

@@ -3,8 +3,8 @@
 Builds the reward exactly as ``air-align train`` does (``recipe.resolve_rewards``: ``composite`` with a rule, an
 in-process model or a server judge through ``reward_config``; ``toy``; any ``module:function``; a comma-separated
 list, combined with the trainer's ``reward_weights``), reads and validates a meta-group file, scores reference
-responses with it (``rewards.calibration.score_references``: the canonical set of ``rewards.references``, or the
-user's JSONL) and writes the calibration table (``evaluation.calibration_report.write_calibration``: JSON, Markdown,
+responses with it (``calibration.check.score_references``: the canonical set of ``calibration.references``, or the
+user's JSONL) and writes the calibration table (``calibration.report.write_calibration``: JSON, Markdown,
 one plot) plus every scored response. The terminal gets the verdict and the offsets b in the form a train config
 takes (``invariance_offsets``, the calibrated Δ of docs/calibration.md).
 
@@ -19,12 +19,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from air_align.calibration.check import DEFAULT_TOLERANCE, calibration_table, score_references
+from air_align.calibration.references import anchor_kinds, default_kinds, load_reference_file
+from air_align.calibration.report import write_calibration
 from air_align.data.validate import check_rows
-from air_align.evaluation.calibration_report import LABEL_NAMES, write_calibration
 from air_align.files import read_jsonl, write_jsonl
-from air_align.rewards.calibration import DEFAULT_TOLERANCE, calibration_table, score_references
 from air_align.rewards.composite import RewardConfig
-from air_align.rewards.references import anchor_kinds, default_kinds, load_reference_file
 from air_align.safe_yaml import load_yaml, read_yaml
 from air_align.training.reward_spec import check_reward_spec, resolve_rewards
 from air_align.training.toy import toy_meta_groups
@@ -177,7 +177,7 @@ def reference_kinds(responses: str | None) -> tuple[list, str]:
     """``(kinds, description)``: the canonical set, or a user's file plus the canonical anchor kinds when the file
     gives no anchor responses (every Δ is measured from a correct anchor)."""
     if responses is None:
-        return default_kinds(), "canonical (air_align.rewards.references)"
+        return default_kinds(), "canonical (air_align.calibration.references)"
     kinds = load_reference_file(responses)
     if any(k.role == "anchor" for k in kinds):
         return kinds, str(responses)
@@ -248,71 +248,59 @@ def offsets_line(table: dict) -> str:
     return f"invariance_offsets: {json.dumps(flat_offsets(table))}"
 
 
-def label_name(domain, label) -> str:
-    name = LABEL_NAMES.get((domain, label))
-    return f"label {'none' if label is None else label}" + (f" ({name})" if name else "")
+def calibrate_reward(
+    *,
+    data: str | None,
+    reward: str | None,
+    reward_config: str | None,
+    config: str | None,
+    model: str | None,
+    split: str | None,
+    limit_groups: int | None,
+    responses: str | None,
+    tolerance: float,
+    out: str,
+    progress: bool = True,
+    say=lambda line: None,
+) -> tuple[dict, dict]:
+    """``air-align calibrate --data …``: the reward built as a train config would build it, scored on reference
+    responses over the rows; returns the table and the paths written. Explicit arguments win over ``config``'s
+    keys (:data:`CONFIG_KEYS`); ``say`` receives the two lines describing what is scored."""
+    import torch
 
+    from air_align.models import torch_dtype
 
-def _num(x, signed: bool = True) -> str:
-    return "n/a" if x is None else (f"{x:+.3f}" if signed else f"{x:.3f}")
-
-
-def report_lines(table: dict) -> list[str]:
-    """The table and verdict as terminal lines: per (domain, label) its cells, violations and hacks, then the
-    overall verdict naming every label and kind at fault with its Δ."""
-    out = []
-    for v in table["verdicts"]:
-        d, lab = v["domain"], v["label"]
-        out.append(
-            f"{d}, {label_name(d, lab)}: {v['status']} (correct anchor {_num(v['anchor_reward'], False)}, "
-            f"correct open {_num(v['correct_open_reward'], False)}, b = {_num(v['offset'])})"
-        )
-        out.append(f"  {'role':<7}{'kind':<20}{'class':<9}{'n':>5}  {'mean ± std':<17}{'Δ':>8}")
-        for c in table["cells"]:
-            if (c["domain"], c["label"]) != (d, lab):
-                continue
-            spread = "n/a" if c["mean"] is None else f"{c['mean']:.3f} ± {c['std']:.3f}"
-            flag = " <-" if any(x["kind"] == c["kind"] and x["role"] == c["role"] for x in v["violations"]) else ""
-            out.append(
-                f"  {c['role']:<7}{c['kind']:<20}{c['class']:<9}{c['n']:>5}  {spread:<17}{_num(c['delta']):>8}{flag}"
-            )
-        out += [f"  violation: {x['message']}" for x in v["violations"]]
-        out += [f"  {x['message']}" for x in v["hacks"]]
-        out += [f"  note: {n}" for n in v["notes"]]
-    out.append("")
-    tol = table["tolerance"]
-    if table["calibrated"]:
-        out.append(f"verdict: calibrated within tolerance {tol:g} (every label)")
-    else:
-        out.append(f"verdict: NOT calibrated within tolerance {tol:g}")
-        for v in table["verdicts"]:
-            if v["status"] == "calibrated":
-                continue
-            where = f"{v['domain']}, {label_name(v['domain'], v['label'])}"
-            if v["violations"]:
-                kinds = ", ".join(
-                    f"{x['role']} '{x['kind']}' ({x['class']}) Δ = {x['delta']:+.3f}" for x in v["violations"]
-                )
-                out.append(f"  {where}: {kinds}")
-            else:
-                out.append(f"  {where}: {v['status']} ({'; '.join(v['notes'])})")
-    return out
-
-
-def offsets_lines(table: dict) -> list[str]:
-    """Whether the measured offsets would make the reward calibrated (calibrated Δ), and what they cannot fix."""
-    check = table.get("with_offsets")
-    if check is None:
-        return []
-    if check["calibrated"]:
-        return ["with these offsets (calibrated Δ) every label is calibrated"]
-    out = ["with these offsets (calibrated Δ) it is still NOT calibrated (an offset cannot fix these):"]
-    for v in check["verdicts"]:
-        if v["violations"]:
-            kinds = ", ".join(
-                f"{x['role']} '{x['kind']}' ({x['class']}) Δ = {x['delta']:+.3f}" for x in v["violations"]
-            )
-            out.append(f"  {v['domain']}, {label_name(v['domain'], v['label'])}: {kinds}")
-        elif v["status"] != "calibrated":
-            out.append(f"  {v['domain']}, {label_name(v['domain'], v['label'])}: {v['status']}")
-    return out
+    start = time.perf_counter()
+    settings = train_config_settings(config) if config else {}
+    model_dtype = str(settings.get("model_dtype", "float32"))
+    torch_dtype(model_dtype)  # a bad dtype in the config fails before the data and the rewards load
+    spec = reward or settings.get("reward") or "composite"
+    mapping = read_mapping(reward_config, "--reward-config") if reward_config else None
+    mapping = mapping if mapping is not None else settings.get("reward_config")
+    data = data or settings.get("dataset")
+    if not data:
+        raise ValueError("no data: pass --data FILE (a meta-group JSONL file, `air-align data build`)")
+    split = split or settings.get("dataset_split") or "train"
+    rows = load_calibration_rows(data, None if split == "all" else split, limit_groups)
+    kinds, described = reference_kinds(responses)
+    model = model or settings.get("model")
+    funcs, loaded = build_rewards(spec, mapping, rows, model, model_dtype)
+    if not progress:
+        quiet_judges(funcs)
+    weights = settings.get("reward_weights")
+    run = {
+        "reward": spec,
+        "reward_config": mapping,
+        "reward_weights": weights,
+        "judge_policy": loaded,
+        "data": str(data),
+        "split": split,
+        "limit_groups": limit_groups,
+        "responses": described,
+        "threads": torch.get_num_threads(),
+        "setup_seconds": round(time.perf_counter() - start, 2),  # config, data, model and judge loading
+    }
+    groups = len({(r["group_id"], r.get("split")) for r in rows})
+    say(f"reward {spec!r}" + (f" with {mapping}" if mapping else "") + (f", judge: frozen {loaded}" if loaded else ""))
+    say(f"data {data} (split {split}): {groups} meta-groups, {len(rows)} rows; reference responses: {described}")
+    return calibrate(rows, funcs, out, kinds, weights=weights, tolerance=tolerance, run=run, progress=progress)
