@@ -21,7 +21,7 @@ from air_align.evaluation.scoring import oracle_label_verdict, rule_verdict
 from air_align.lab.responses import read_answer
 from air_align.rewards.verifiers import choice_reward, math_reward, true_false_reward
 
-# (answer text, the letter every reader must read). The first rows are the table, where the reward and the
+# (answer text, the letter every reader must read). The first rows are the audited cases, where the reward and the
 # metric used to disagree: "I pick B" (reward B, metric I), "A lot of reasons" (reward none, metric A), and
 # "Answer: d", "**C**", "The answer is (B)." (reward the letter, metric none).
 CHOICES = [

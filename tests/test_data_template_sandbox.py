@@ -37,7 +37,7 @@ def test_payload_is_refused_with_the_template_name_and_runs_nothing(tmp_path):
         with pytest.raises(ValueError, match=rf"template 'evil-{i}': `.+` \(line 1\) is not allowed"):
             R.render_template(template, "say hi", name=f"evil-{i}")
         assert not marker.exists(), template
-    # the exact message a user reads for the probe
+    # the exact message a user reads for this probe
     with pytest.raises(ValueError) as err:
         R.render_template("{{ lipsum.__globals__['os'].popen('id').read() }} {{ prompt }}", "hi", name="probe")
     assert str(err.value) == (

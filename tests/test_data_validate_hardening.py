@@ -188,7 +188,7 @@ def test_empty_file(content, tmp_path):
 
 def test_over_long_line_is_refused_without_reading_it_whole(tmp_path):
     rows = rows_of()
-    rows[1]["meta"] = {"pad": "x" * (20 * 1024 * 1024)}  # the 20 MB line
+    rows[1]["meta"] = {"pad": "x" * (20 * 1024 * 1024)}  # a 20 MB line
     path = write(tmp_path / "huge.jsonl", rows)
     message = (
         f"{path}:2: line longer than 1,048,576 bytes; a row must stay under that limit (its prompt under 32,000 "

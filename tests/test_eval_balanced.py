@@ -155,7 +155,7 @@ def score(rows, policy):
 
 
 def anchors_right(open_response):
-    """A policy that answers anchors correctly but gives the same open answer to every open variant (the issue's
+    """A policy that answers anchors correctly but gives the same open answer to every open variant (the audit's
     "label-blind refuse all": plain Acc_group 0.5)."""
     return lambda row: row["answer"] if row["role"] == "anchor" else open_response
 
