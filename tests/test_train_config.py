@@ -81,6 +81,14 @@ def test_every_problem_of_a_config_is_named_at_once_with_its_key_path_and_origin
     # each override is typed by its field: 5e-7 (text to YAML 1.1) is a float, '8' an int, 123 a model's name
     run, air = build_configs(None, ["use_cpu=true", "learning_rate=5e-7", "lora_r='8'", "model=123"])
     assert air.learning_rate == 5e-7 and run.lora_r == 8 and run.model == "123"
+    # the nested per-(domain, label) forms of the offsets and the anchor levels pass the type check
+    _, air = build_configs(
+        None,
+        ["use_cpu=true", "invariance_offsets={safety: {0: 1.25}}", "anchor_target=constant"]
+        + ["anchor_constant={safety: {0: 2.5, 1: 2.5}}"],
+    )
+    assert air.invariance_offsets == {"safety/0": 1.25}
+    assert air.anchor_constant == {"safety/0": 2.5, "safety/1": 2.5}
 
 
 def test_unknown_key_names_where_it_came_from(tmp_path):

@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from transformers import TrainingArguments
 from trl import GRPOConfig
@@ -26,7 +26,8 @@ from trl import GRPOConfig
 from air_align.objectives import AUX_BASELINES, INVARIANCE_MODES, AuxBaseline, Invariance, LogprobReduction
 
 LOGPROB_REDUCTIONS = ("sum", "mean")
-ANCHOR_TARGETS = ("anchors", "constant")
+AnchorTarget = Literal["anchors", "constant"]
+ANCHOR_TARGETS: tuple[str, ...] = get_args(AnchorTarget)
 
 
 def trainer_reads_activation_checkpointing() -> bool:
@@ -230,7 +231,7 @@ class AIRConfig(GRPOConfig):
             "columns) without a matching key get b = 0. Empty (default): the paper's Δ."
         },
     )
-    anchor_target: str = field(
+    anchor_target: AnchorTarget = field(
         default="anchors",
         metadata={
             "help": "AIR's anchor level in Δ_s = r̄_acr(z) − r̄_s: 'anchors' (the paper: the mean reward of the "
@@ -240,7 +241,7 @@ class AIRConfig(GRPOConfig):
             "choices": list(ANCHOR_TARGETS),
         },
     )
-    anchor_constant: dict[str, float] | str | None = field(
+    anchor_constant: dict[str, float | dict[Any, float]] | str | None = field(
         default_factory=dict,
         metadata={
             "help": "The levels c of anchor_target='constant': per 'domain/label' (e.g. {'safety/0': 2.5, "
