@@ -11,7 +11,8 @@ fields by their type hints, and reports every problem at once, each as ``key.pat
   float, ``"8"`` to an int, ``yes`` / ``no`` / ``on`` / ``off`` to a boolean, a number to text. Floats must be
   finite (a setting that means ``nan`` does not exist, and JSON has none);
 - a value its field's check refuses: ``field(metadata={"check": fn, "fix": text})``, where ``fn(value)`` returns
-  what is wrong (or None) and ``fix`` is added to every problem of that field;
+  what is wrong (or None) and ``fix`` is added to every problem of that field; ``metadata={"schema": Cls}`` checks a
+  mapping field against dataclass ``Cls`` and keeps it a mapping (a train config's ``reward_config``);
 - what a dataclass's own ``problems()`` method finds across its fields (a family's sway must suit the world's kind):
   ``(relative key path, message)`` pairs, called once the object is built.
 
@@ -142,13 +143,13 @@ def _got(value: Any) -> str:
     return f"got {type(value).__name__} {brief(value)}"
 
 
-def convert(value: Any, hint: Any, path: str, problems: Problems, finite: bool = True) -> Any:
+def convert(value: Any, hint: Any, path: str, problems: Problems) -> Any:
     """``value`` as the type ``hint`` says (see the module docstring), or :data:`INVALID` with its problem added."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or hint is object:
         return value
     if origin in (Union, types.UnionType):
-        return _convert_union(value, args, hint, path, problems, finite)
+        return _convert_union(value, args, hint, path, problems)
     if origin is Literal:
         for choice in args:
             if value == choice and type(value) is type(choice):
@@ -163,11 +164,11 @@ def convert(value: Any, hint: Any, path: str, problems: Problems, finite: bool =
         if not isinstance(value, Mapping):
             problems.add(path, f"expected a mapping of {hint.__name__} settings, {_got(value)}")
             return INVALID
-        return _build_into(hint, value, path, problems, finite)
+        return _build_into(hint, value, path, problems)
     if origin in (tuple, list) or hint in (tuple, list):
-        return _convert_sequence(value, origin or hint, args, hint, path, problems, finite)
+        return _convert_sequence(value, origin or hint, args, hint, path, problems)
     if origin is dict or hint is dict:
-        return _convert_mapping(value, args, path, problems, finite)
+        return _convert_mapping(value, args, path, problems)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -198,7 +199,7 @@ def convert(value: Any, hint: Any, path: str, problems: Problems, finite: bool =
         if not isinstance(number, int | float):
             problems.add(path, f"expected a number, {_got(value)}")
             return INVALID
-        if finite and not math.isfinite(number):
+        if not math.isfinite(number):
             problems.add(path, f"must be a finite number, got {number}")
             return INVALID
         return float(number)
@@ -235,7 +236,7 @@ def _fits(value: Any, hint: Any) -> bool:
     return isinstance(origin, type) and isinstance(value, origin)
 
 
-def _convert_union(value, args, hint, path, problems, finite):
+def _convert_union(value, args, hint, path, problems):
     if value is None:
         if type(None) in args:
             return None
@@ -246,7 +247,7 @@ def _convert_union(value, args, hint, path, problems, finite):
     first_problems = None
     for member in ordered:
         trial = Problems()
-        out = convert(value, member, path, trial, finite)
+        out = convert(value, member, path, trial)
         if not trial.items:
             return out
         if first_problems is None and (_fits(value, member) or len(ordered) == 1):
@@ -260,7 +261,7 @@ def _convert_union(value, args, hint, path, problems, finite):
     return INVALID
 
 
-def _convert_sequence(value, origin, args, hint, path, problems, finite):
+def _convert_sequence(value, origin, args, hint, path, problems):
     if not isinstance(value, list | tuple):
         problems.add(path, f"expected {describe(hint)}, {_got(value)}")
         return INVALID
@@ -271,13 +272,13 @@ def _convert_sequence(value, origin, args, hint, path, problems, finite):
         hints = list(args)
     else:
         hints = [args[0] if args else Any] * len(value)
-    out = [convert(v, h, f"{path}[{i}]", problems, finite) for i, (v, h) in enumerate(zip(value, hints, strict=True))]
+    out = [convert(v, h, f"{path}[{i}]", problems) for i, (v, h) in enumerate(zip(value, hints, strict=True))]
     if any(v is INVALID for v in out):
         return INVALID
     return tuple(out) if origin is tuple else out
 
 
-def _convert_mapping(value, args, path, problems, finite):
+def _convert_mapping(value, args, path, problems):
     if not isinstance(value, Mapping):
         problems.add(path, f"expected a mapping, {_got(value)}")
         return INVALID
@@ -285,8 +286,8 @@ def _convert_mapping(value, args, path, problems, finite):
     out = {}
     for key, item in value.items():
         where = join(path, key)
-        k = convert(key, key_hint, where, problems, finite)
-        v = convert(item, value_hint, where, problems, finite)
+        k = convert(key, key_hint, where, problems)
+        v = convert(item, value_hint, where, problems)
         if k is not INVALID and k in out:
             problems.add(where, f"the key {brief(k)} is given twice")
         elif k is not INVALID and v is not INVALID:
@@ -306,14 +307,15 @@ def check_fields(
     data: Mapping,
     path: str,
     problems: Problems,
-    finite: bool = True,
     origin: Callable[[str], str] | None = None,
     known_keys: str | None = None,
 ) -> dict[str, Any] | None:
-    """The constructor arguments for ``fields`` from ``data``, each converted and checked; a refused value is left
-    out (the field's default then stands), a missing required field makes it None. ``origin(key)``, when given,
-    says where a top-level key came from (``"the command line"``); ``known_keys`` replaces the list of allowed keys
-    in an unknown key's message (for a config with hundreds of keys)."""
+    """The constructor arguments for ``fields`` (of one dataclass, or several sharing one flat mapping, as a train
+    config's ``RunConfig`` and ``AIRConfig``) from ``data``, each converted and checked, problems added to
+    ``problems``; a value of the wrong type is left out (the field's default then stands), a missing required field
+    makes the result None. ``origin(key)``, when given, says where a top-level key came from (``"the command
+    line"``); ``known_keys`` replaces the list of allowed keys in an unknown key's message (for a config with
+    hundreds of keys)."""
 
     def mark_origin(key: str, start: int) -> None:  # "key.sub (from the command line)", since problem ``start``
         at = join(path, key)
@@ -337,7 +339,7 @@ def check_fields(
                 complete = False
             continue
         before = len(problems.items)
-        value = convert(data[name], types_of[name], join(path, name), problems, finite)
+        value = convert(data[name], types_of[name], join(path, name), problems)
         check = f.metadata.get("check")
         if value is not INVALID and value is not None and check is not None:
             message = check(value)
@@ -345,7 +347,7 @@ def check_fields(
                 problems.add(join(path, name), message)  # the value stays (it is typed): checks across fields read it
         schema = f.metadata.get("schema")
         if value is not INVALID and isinstance(value, Mapping) and schema is not None:
-            _build_into(schema, value, join(path, name), problems, finite)  # checked, kept as the mapping it is
+            _build_into(schema, value, join(path, name), problems)  # checked, kept as the mapping it is
         fix = f.metadata.get("fix")
         if fix:
             problems.items[before:] = [(p, f"{m}; {fix}") for p, m in problems.items[before:]]
@@ -357,9 +359,9 @@ def check_fields(
     return out if complete else None
 
 
-def _build_into(cls: type, data: Mapping, path: str, problems: Problems, finite: bool = True) -> Any:
+def _build_into(cls: type, data: Mapping, path: str, problems: Problems) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = check_fields(fields, hints(cls), data, path, problems, finite)
+    kwargs = check_fields(fields, hints(cls), data, path, problems)
     if kwargs is None:
         return INVALID
     try:

@@ -76,6 +76,7 @@ def test_a_bad_spec_names_every_problem_with_its_key_path(tmp_path):
     data["splits"] = {"train": 0.9, "val": 0.2}
     data["anchors"]["mc"] = "pick A {o1} or B {o2}"  # no {x}
     data["colour"] = "blue"
+    data["intents"]["slots"]["verb"].append("make")  # twice
     with pytest.raises(S.WorldSpecError) as err:
         S.load_world(_write(tmp_path, data))
     text = str(err.value)
@@ -90,6 +91,7 @@ def test_a_bad_spec_names_every_problem_with_its_key_path(tmp_path):
         "splits: need train > 0, val > 0 and train + val < 1",
         "anchors.mc: must contain {x}",
         "colour: unknown key",
+        "intents.slots.verb: repeated values ['make']",
     ):
         assert expected in text, (expected, text)
     assert str(tmp_path / "bad.yaml") in text

@@ -82,7 +82,6 @@ def _with_x(value: str) -> str | None:
 Words = tuple[str, ...]
 Label = Literal[0, 1]
 """1: harmful request / wrong act; 0: benign request / fine act."""
-WORDS = {"check": _words}
 LABELS = {"check": _both_labels, "fix": "labels are 1 (harmful / wrong act) and 0 (benign / fine act)"}
 
 
@@ -109,9 +108,7 @@ class Intents:
     takes is checked by :meth:`WorldSpec.problems`."""
 
     template: str | None = None
-    slots: dict[str, Words] = field(
-        default_factory=dict, metadata={"check": lambda v: _first(map(_words, v.values()))}
-    )
+    slots: dict[str, Words] = field(default_factory=dict)
     feature_slot: str | None = None
     label_slot: str | None = None
     labels: dict[Label, Words] = field(default_factory=dict, metadata=LABELS)
@@ -120,10 +117,6 @@ class Intents:
         default=None, metadata={"check": lambda v: None if 2 <= v <= 40 else f"must be in 2..40, got {v}"}
     )
     susceptibility: dict[str, float] = field(default_factory=dict)
-
-
-def _first(messages) -> str | None:
-    return next((m for m in messages if m), None)
 
 
 @dataclass(frozen=True)
@@ -354,6 +347,11 @@ def _intents_problems(spec: WorldSpec) -> list[tuple[str, str]]:
         for key in ("template", "slots", "label_slot", "feature_slot", "labels"):
             if not getattr(it, key):
                 out.append((f"intents.{key}", "missing (required)"))
+        for key in ("slots", "labels"):
+            for name, words in getattr(it, key).items():
+                message = _words(words)
+                if message:
+                    out.append((f"intents.{key}.{name}", message))
         names = [n.split("}")[0] for n in (it.template or "").split("{")[1:]]
         out += [
             ("intents.template", f"slot {{{n}}} has no values under intents.slots") for n in names if n not in it.slots
