@@ -187,6 +187,8 @@ def convert(value: Any, hint: Any, path: str, problems: Problems) -> Any:
                 pass
         if isinstance(value, int):
             return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # 2.0, or 1e3 in a YAML 1.2 file
         problems.add(path, f"expected an integer, {_got(value)}")
         return INVALID
     if hint is float:
@@ -298,7 +300,10 @@ def _convert_mapping(value, args, path, problems):
 @functools.cache
 def hints(cls: type) -> dict[str, Any]:
     """The resolved type hints of a dataclass's fields (``from __future__ import annotations`` leaves text)."""
-    return typing.get_type_hints(cls)
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError, AttributeError):  # another library's class whose hints name what it never imports
+        return {f.name: Any if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)}
 
 
 def check_fields(

@@ -89,6 +89,9 @@ def test_text_is_typed_by_the_field_and_yaml_booleans_are_words():
     assert built.pair == (1.0, 2.0) and built.colour is Colour.BLUE
     words = ("no", "Off", "TRUE", False)
     assert [build(Outer, {"name": "x", "on": w}).on for w in words] == [False, False, True, False]
+    assert build(Outer, {"name": "x", "count": 2.0}).count == 2  # a whole number written as a float
+    with pytest.raises(ConfigError, match=r"count: expected an integer, got float 2.5"):
+        build(Outer, {"name": "x", "count": 2.5})
     with pytest.raises(ConfigError, match=r"count: expected an integer, not a boolean \(True\)"):
         build(Outer, {"name": "x", "count": True})  # True is not 1
     with pytest.raises(ConfigError, match=r"ratio: expected a number, got str 'half'"):
