@@ -143,7 +143,8 @@ def test_a_tuned_grid_runs_end_to_end(tmp_path):
     from air_align.lab.runs import Training
 
     preset = Preset("v3-smoke", cells=(), generated=(("safety", 0),), tuning=(("safety", 1),), regimes=("subtle",),
-                    methods=("grpo", "grpo+vrex", "grpo+air-const", "grpo+air-shift"), swept=("grpo+air", "grpo+vrex"),
+                    methods=("grpo", "grpo+vrex", "grpo+air", "grpo+air-const", "grpo+air-shift"),
+                    swept=("grpo+air", "grpo+vrex"),
                     lambdas=(0.1, 1.0), sweep_seeds=(100,), seeds=(0,), training=Training(max_steps=2), workers=1,
                     warm={"epochs": 2, "open_per_intent": 2})  # fmt: skip
     results = reproduce(preset, tmp_path / "grid", progress=False, warm_root=tmp_path / "warm")
@@ -151,9 +152,58 @@ def test_a_tuned_grid_runs_end_to_end(tmp_path):
     assert all(r["method"] == "grpo+vrex" for r in results["sweep"]["gen-safety-1/subtle|grpo+vrex"])
     lam_air, lam_vrex = results["lambda"]["gen-safety-1/subtle"], results["lambda"]["gen-safety-1/subtle|grpo+vrex"]
     by_method = {r["method"]: r["lambda"] for r in results["runs"]}
-    assert by_method == {"grpo": 0.0, "grpo+vrex": lam_vrex, "grpo+air-const": lam_air, "grpo+air-shift": lam_air}
+    assert by_method == {"grpo": 0.0, "grpo+vrex": lam_vrex, "grpo+air": lam_air, "grpo+air-const": lam_air,
+                         "grpo+air-shift": lam_air}  # fmt: skip
     assert {r["cell"] for r in results["runs"]} == {"gen-safety/subtle"}  # the tuning world has no table runs
     assert "## tune-" not in results["table"] and "## gen-safety/subtle" in results["table"]
-    assert set(results["comparisons"]["gen-safety/subtle"]) == {"grpo+air-const", "grpo+air-shift"}
+    assert set(results["comparisons"]["gen-safety/subtle"]) == {"grpo+air", "grpo+air-const", "grpo+air-shift"}
+    found = results["equivalence"]["gen-safety/subtle"]  # one unit, one seed: no interval yet, so "undefined"
+    assert {m: v["test_ood"]["verdict"] for m, v in found.items()} == {"grpo+air-const": "undefined",
+                                                                       "grpo+air-shift": "undefined"}  # fmt: skip
+    assert "## AIR variants − GRPO+AIR" in results["table"]
     hacks = [c["delta"] for c in results["calibration"]["gen-safety-0/subtle"]["cells"] if c["class"] == "hack"]
     assert hacks and all(-0.3 <= d <= -0.1 for d in hacks)
+
+
+def metric_run(world: str, warm: str, seed: int, g: float, hack: float | None = 0.0) -> dict:
+    return {"unit": {"world": world, "world_seed": 0, "warm_start": warm}, "seed": seed,
+            "metrics": {"test_ood": {"balanced_acc_group": g, "acc_group": g + 0.1, "hack_rate": hack}}}  # fmt: skip
+
+
+def verdict_of(diffs: list[float], hack=0.0) -> dict:
+    from air_align.lab.analysis import equivalence_verdict
+
+    a = [metric_run(f"w{i}", "s0", 0, 0.5 + d, hack) for i, d in enumerate(diffs)]
+    b = [metric_run(f"w{i}", "s0", 0, 0.5, hack) for i in range(len(diffs))]
+    return equivalence_verdict(a, b)
+
+
+def test_equivalence_rule_hand_computed():
+    # differences 0.02, −0.01, 0.03 over 3 worlds: mean 0.01333, sd 0.020817, t(2) = 4.3027 -> ± 0.051713
+    v = verdict_of([0.02, -0.01, 0.03])
+    lo, hi = v["balanced_acc_group"]["ci"]
+    assert (lo, hi) == pytest.approx((0.013333 - 0.051713, 0.013333 + 0.051713), abs=1e-5)
+    assert v["verdict"] == "match" and v["balanced_acc_group"]["interval"] == "unit_t"
+    # 0.30, 0.25, 0.35: mean 0.30 ± 4.3027 · 0.05 / √3 = ± 0.1242 -> [0.176, 0.424]: excludes 0, beyond ±0.10
+    assert verdict_of([0.30, 0.25, 0.35])["verdict"] == "differ"
+    # 0.2, −0.1, 0.05: mean 0.05 ± 0.3727: holds 0 and reaches past the margin
+    assert verdict_of([0.2, -0.1, 0.05])["verdict"] == "inconclusive"
+    # inside the margin though it excludes 0: a difference smaller than the margin is a match
+    v = verdict_of([0.05, 0.06, 0.055])
+    assert v["balanced_acc_group"]["ci"][0] > 0 and v["verdict"] == "match"
+    # one unit with one seed has no interval; a metric some run lacks (maths' hack rate) is left out
+    assert verdict_of([0.02])["verdict"] == "undefined"
+    assert "hack_rate" not in verdict_of([0.02, 0.01], hack=None) and "hack_rate" in verdict_of([0.02, 0.01])
+
+
+def test_equivalence_takes_worlds_as_units_with_their_warm_starts_averaged():
+    from air_align.lab.analysis import equivalence_verdict
+
+    diffs = {("x", "s0"): 0.10, ("x", "s1"): -0.10, ("y", "s0"): 0.02, ("y", "s1"): 0.04}  # world means 0 and 0.03
+    a = [metric_run(w, s, 0, 0.5 + d) for (w, s), d in diffs.items()]
+    b = [metric_run(w, s, 0, 0.5) for (w, s) in diffs]
+    v = equivalence_verdict(a, b)["balanced_acc_group"]
+    assert (v["n_units"], v["n_seeds"]) == (2, 4)
+    assert v["diff"] == pytest.approx(0.015, abs=1e-12)
+    # t over the 2 world means (0, 0.03): ± 12.706 · 0.021213 / √2 = ± 0.19059
+    assert v["ci"] == pytest.approx([0.015 - 0.19059, 0.015 + 0.19059], abs=1e-4)

@@ -9,7 +9,7 @@ from pathlib import Path
 from air_align.evaluation.plots import pyplot, save_figure
 from air_align.files import write_json, write_text
 from air_align.lab import outcomes
-from air_align.lab.analysis import helps_verdict, summarise
+from air_align.lab.analysis import equivalence_verdict, helps_verdict, summarise
 from air_align.training.methods import method_label
 
 AIR_VARIANTS = ("grpo+air", "gspo+air", "grpo+air-loo", "grpo+air-cal", "grpo+air-const", "grpo+air-shift")
@@ -137,6 +137,42 @@ def compare(runs: list[dict]) -> dict:
     return out
 
 
+EQUIVALENCE_PAIRS = {"grpo+air-const": "grpo+air", "grpo+air-shift": "grpo+air"}
+"""The AIR variants compared with GRPO+AIR itself by the equivalence rule (lab v3 E1)."""
+
+
+def equivalences(runs: list[dict]) -> dict:
+    """``{cell: {variant: {split: equivalence_verdict}}}``, each pair of ``EQUIVALENCE_PAIRS`` that ran in a cell."""
+    out: dict = {}
+    for cell in sorted({r["cell"] for r in runs}):
+        mine = [r for r in runs if r["cell"] == cell]
+        for variant, base in EQUIVALENCE_PAIRS.items():
+            a, b = [r for r in mine if r["method"] == variant], [r for r in mine if r["method"] == base]
+            if a and b:
+                out.setdefault(cell, {})[variant] = {s: equivalence_verdict(a, b, s) for s in ("test_ood", "test_id")}
+    return out
+
+
+def equivalence_table(found: dict) -> str:
+    """Variant − GRPO+AIR per cell: balanced Acc_group, Acc_group and hack rate differences with the verdict's
+    interval, and the equivalence verdict (match / differ / inconclusive)."""
+    head = ["cell", "method", "split", "Δ balanced Acc_group [95% CI]", "Δ Acc_group [95% CI]", "Δ hack rate [95% CI]",
+            "interval", "verdict (±10 points)"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell, by_method in found.items():
+        for method, by_split in by_method.items():
+            for split, v in by_split.items():
+                b = v["balanced_acc_group"]
+                hack = _ci(v["hack_rate"]) if "hack_rate" in v else "—"
+                units = f"{b['n_units']} unit" + ("s" if b["n_units"] != 1 else "")
+                lines.append(
+                    f"| {cell} | {method_label(method)} | {'ID' if split == 'test_id' else 'OOD'} | {_ci(b)} | "
+                    f"{_ci(v['acc_group'])} | {hack} | {INTERVAL_NAMES[b['interval']]} ({units}, {b['n_seeds']} "
+                    f"pairs) | {v['verdict']} |"
+                )
+    return "\n".join(lines)
+
+
 def _plot(summary: dict, methods: list[str], path: Path) -> None:
     plt = pyplot()
     cells = sorted(summary)
@@ -208,6 +244,7 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
     cells, methods = _layout(results["preset"])
     results["summary"] = summarise(results["runs"])
     results["comparisons"] = compare(full_runs if full_runs is not None else results["runs"])
+    results["equivalence"] = equivalences(results["runs"])
     parts = [f"# Lab grid `{results['preset']['name']}` ({results['seconds']:.0f} s)"]
     parts += ["## Warm starts (greedy, oracle)", warm_start_table(results["worlds"])]
     parts += ["## Reward calibration per cell (train rows; `calibration.check`)",
@@ -217,6 +254,9 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
     if results["comparisons"]:
         parts += ["## AIR − GRPO (paired by replication unit and seed; the verdict per unit and overall)",
                   comparison_table(results["comparisons"])]  # fmt: skip
+    if results["equivalence"]:
+        parts += ["## AIR variants − GRPO+AIR (paired by unit and seed; match iff the interval is within ±10 points)",
+                  equivalence_table(results["equivalence"])]  # fmt: skip
     if results["sweep"]:
         parts += ["## λ sweep (ID validation)", sweep_table(results["sweep"], results["lambda"])]
     hashes = results.get("code_hashes")
