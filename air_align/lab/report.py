@@ -10,6 +10,7 @@ from air_align.evaluation.plots import pyplot, save_figure
 from air_align.files import write_json, write_text
 from air_align.lab import outcomes
 from air_align.lab.analysis import equivalence_verdict, helps_verdict, summarise
+from air_align.lab.dial import dial_tables, plot_dial
 from air_align.training.methods import method_label
 
 AIR_VARIANTS = ("grpo+air", "gspo+air", "grpo+air-loo", "grpo+air-cal", "grpo+air-const", "grpo+air-shift")
@@ -254,6 +255,9 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
     if results["comparisons"]:
         parts += ["## AIR − GRPO (paired by replication unit and seed; the verdict per unit and overall)",
                   comparison_table(results["comparisons"])]  # fmt: skip
+    dial, results["dial"] = dial_tables(results["runs"])
+    if dial:
+        parts += ["## The hack dial (plain GRPO's hack rate against each method's gain; docs/results/lab-v3)", dial]
     if results["equivalence"]:
         parts += ["## AIR variants − GRPO+AIR (paired by unit and seed; match iff the interval is within ±10 points)",
                   equivalence_table(results["equivalence"])]  # fmt: skip
@@ -266,4 +270,6 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
     write_text(out / "table.md", results["table"] + "\n")
     _plot(results["summary"], methods, out / "ood_acc_group.png")
     _plot_sweep(results["sweep"], results["lambda"], out / "lambda_sweep.png")
+    if results["dial"]:
+        plot_dial(results["dial"], out / "hack_dial.png")
     return results

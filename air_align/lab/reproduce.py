@@ -267,7 +267,15 @@ PRESETS: dict[str, Preset] = {
 
 
 LAB_MARKER = ".air_align_lab.json"
-LAB_OUTPUTS = ("results.json", "outcomes.json.gz", "table.md", "lambda_sweep.png", "ood_acc_group.png", "runs")
+LAB_OUTPUTS = (
+    "results.json",
+    "outcomes.json.gz",
+    "table.md",
+    "lambda_sweep.png",
+    "ood_acc_group.png",
+    "hack_dial.png",
+    "runs",
+)
 """What ``reproduce`` writes in ``--out`` (``report.write_outputs``, ``runner.run_all``)."""
 
 
