@@ -50,7 +50,10 @@ def test_constant_target_forms(tmp_path):
             dict(anchor_target="constant", anchor_constant={"safety/0": 2.5}, invariance="vrex"),
             r"invariance='vrex' has none .* use invariance='air'",
         ),
-        (dict(anchor_target="constant", anchor_constant={"safety": 2.5}), r"key 'safety' is not 'domain/label'"),
+        (
+            dict(anchor_target="constant", anchor_constant={"safety": 2.5}),
+            r"anchor_constant: safety: not a 'domain/label' key",
+        ),
         (dict(anchor_target="constant", anchor_constant={"safety/0": math.inf}), r"must be a finite number"),
         (dict(reward_shift=math.nan), r"reward_shift must be a finite number"),
         (dict(reward_shift="2.5"), r"reward_shift must be a finite number"),

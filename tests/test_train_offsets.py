@@ -14,6 +14,7 @@ from datasets import Dataset
 from air_align.calibration.check import calibration_table, score_references
 from air_align.calibration.references import default_kinds
 from air_align.calibration.report import write_calibration
+from air_align.configs import ConfigError
 from air_align.models import build_char_tokenizer, tiny_causal_lm
 from air_align.objectives import invariance_coefficients
 from air_align.training.config import AIRConfig, normalize_offsets
@@ -53,14 +54,14 @@ def test_a_calibration_json_gives_its_measured_offsets(tmp_path):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ({"safety": 1.0}, r"key 'safety' is not 'domain/label'"),
-        ({"a/b/c": 1.0}, r"key 'a/b/c' is not 'domain/label'"),
-        ({"/0": 1.0}, r"key '/0' is not 'domain/label'"),
-        ({"safety/0": "x"}, r"offset of 'safety/0' must be a finite number"),
-        ({"safety/0": float("nan")}, r"offset of 'safety/0' must be a finite number"),
-        ({"safety/0": True}, r"offset of 'safety/0' must be a finite number"),
-        ({"safety/x": {"0": 1.0}}, r"domain 'safety/x' must be a non-empty name without '/'"),
-        ({"safety": {"0": 1.0}, "safety/0": 2.0}, r"offset 'safety/0' is given twice"),
+        ({"safety": 1.0}, r"invariance_offsets: safety: not a 'domain/label' key"),
+        ({"a/b/c": 1.0}, r"invariance_offsets: a/b/c: not a 'domain/label' key"),
+        ({"/0": 1.0}, r"invariance_offsets: /0: not a 'domain/label' key"),
+        ({"safety/0": "x"}, r"invariance_offsets: safety/0: an offset must be a finite number .*, got 'x'"),
+        ({"safety/0": float("nan")}, r"invariance_offsets: safety/0: an offset must be a finite number .*, got nan"),
+        ({"safety/0": True}, r"invariance_offsets: safety/0: an offset must be a finite number .*, got True"),
+        ({"safety/x": {"0": 1.0}}, r"invariance_offsets: safety/x: a domain must be a non-empty name without '/'"),
+        ({"safety": {"0": 1.0}, "safety/0": 2.0}, r"invariance_offsets: safety/0: given twice"),
         ([1.0], r"must map 'domain/label' to an offset b .* got list"),
         ("safety/0: 1", r"is neither a JSON mapping nor an existing file"),
     ],
@@ -68,6 +69,13 @@ def test_a_calibration_json_gives_its_measured_offsets(tmp_path):
 def test_bad_offsets_are_refused_with_the_reason(value, message):
     with pytest.raises(ValueError, match=message):
         AIRConfig(**CPU, invariance_offsets=value)
+
+
+def test_every_bad_offset_is_named_at_once():
+    with pytest.raises(ConfigError) as err:
+        normalize_offsets({"safety": 1.0, "safety/0": "x", "morality": {"1": 0.5, "0": float("inf")}})
+    assert [p.split(":")[0] for p in err.value.problems] == ["safety", "safety/0", "morality/0"]
+    assert str(err.value).startswith("invalid AIRConfig.invariance_offsets (3 problems):")
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,9 @@ from typing import Any, Literal, get_args
 from transformers import TrainingArguments
 from trl import GRPOConfig
 
+from air_align.configs import Problems
 from air_align.objectives import AUX_BASELINES, INVARIANCE_MODES, AuxBaseline, Invariance, LogprobReduction
+from air_align.safe_yaml import brief
 
 LOGPROB_REDUCTIONS = ("sum", "mean")
 AnchorTarget = Literal["anchors", "constant"]
@@ -57,8 +59,9 @@ def normalize_offsets(value, where: str = "AIRConfig.invariance_offsets") -> dic
     {'safety/0': 1.25, 'safety/1': 0.0, 'math/none': -0.5}
 
     Raises:
-        ValueError: a key that is not ``"domain/label"`` (one ``/``, both parts non-empty), a value that is not a
-            finite number, a string that is neither JSON nor an existing file.
+        ConfigError: every key that is not ``"domain/label"`` (one ``/``, both parts non-empty) and every value that
+            is not a finite number, at once.
+        ValueError: a string that is neither JSON nor an existing file; a value that is not a mapping.
     """
     if value is None:
         return {}
@@ -86,25 +89,30 @@ def normalize_offsets(value, where: str = "AIRConfig.invariance_offsets") -> dic
             f"{where} must map 'domain/label' to an offset b (e.g. {{'safety/0': 1.25}}), got {type(value).__name__}"
         )
     flat: dict[str, float] = {}
+    problems = Problems()
     for key, b in value.items():
         if isinstance(b, dict):  # nested {domain: {label: b}}
             if not str(key) or "/" in str(key):
-                raise ValueError(f"{where}: domain {key!r} must be a non-empty name without '/'")
+                problems.add(str(key), "a domain must be a non-empty name without '/'")
+                continue
             items = [(offset_key(key, label), inner) for label, inner in b.items()]
         else:
             items = [(key, b)]
         for k, v in items:
             parts = str(k).split("/")
             if not isinstance(k, str) or len(parts) != 2 or not all(p.strip() for p in parts):
-                raise ValueError(
-                    f"{where}: key {k!r} is not 'domain/label' (e.g. 'safety/0', 'math/none': the domain, one '/', "
-                    "the label as calibration.check names it)"
+                problems.add(
+                    str(k),
+                    "not a 'domain/label' key (e.g. 'safety/0', 'math/none': the domain, one '/', the label as "
+                    "calibration.check names it)",
                 )
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ValueError(f"{where}: offset of {k!r} must be a finite number (reward units), got {v!r}")
-            if k in flat:
-                raise ValueError(f"{where}: offset {k!r} is given twice")
-            flat[k] = float(v)
+            elif isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                problems.add(k, f"an offset must be a finite number (reward units), got {brief(v)}")
+            elif k in flat:
+                problems.add(k, "given twice (flat and nested)")
+            else:
+                flat[k] = float(v)
+    problems.raise_if_any(f"invalid {where}")
     return flat
 
 
