@@ -45,7 +45,7 @@ BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False
 class ConfigError(ValueError):
     """A mapping that does not make a valid config; ``problems`` lists each as ``key.path: what is wrong; fix``.
 
-    The CLI prints it as ``error: …`` and exits 2 (``air_align/cli.py``)."""
+    The CLI prints it as ``error: …`` and exits 2 (``air_align.cli.main``)."""
 
     def __init__(self, title: str, problems: Iterable[str] = ()):
         self.title, self.problems = title, list(problems)

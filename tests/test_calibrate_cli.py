@@ -101,6 +101,8 @@ def test_errors_before_any_scoring(world, capsys):
     tmp, data = world
     not_json = tmp / "not-json.jsonl"
     not_json.write_text(json.dumps(train_rows()[0]) + "\n{oops\n", encoding="utf-8")
+    bad_config = tmp / "train.yaml"
+    bad_config.write_text("model: [tiny]\nreward_weights: [1.0, heavy]\nlearning_rate: 1e-5\n", encoding="utf-8")
     cases = [
         (["--data", str(not_json), "--reward", FORMAT], f"{not_json}:2: not valid JSON"),
         (["--data", str(tmp / "nope.jsonl")], "no such file"),
@@ -110,6 +112,9 @@ def test_errors_before_any_scoring(world, capsys):
         (["--data", str(data)], "pass --model"),  # composite, default judge: the policy's frozen copy
         (["--data", str(data), "--reward", FORMAT, "--limit-groups", "0"], "--limit-groups must be at least 1"),
         (["--reward", FORMAT], "pass --data FILE"),
+        # a train config's keys are typed as `air-align train` types them: the key, the file and what is wrong
+        (["--config", str(bad_config), "--data", str(data)], f"reward_weights[1] (from {bad_config}): expected a"),
+        (["--config", str(bad_config), "--data", str(data)], f"model (from {bad_config}): expected"),
     ]
     for argv, message in cases:
         assert main(["calibrate", "--no-progress", "--out", str(tmp / "x"), *argv]) == 2, argv

@@ -14,14 +14,17 @@ policy named by ``--model`` (or the train config's ``model``) is loaded only whe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from air_align.calibration.check import DEFAULT_TOLERANCE, calibration_table, score_references
 from air_align.calibration.references import anchor_kinds, default_kinds, load_reference_file
 from air_align.calibration.report import write_calibration
+from air_align.configs import Problems, check_fields, hints
 from air_align.data.validate import check_rows
 from air_align.files import read_jsonl, write_jsonl
 from air_align.rewards.composite import RewardConfig
@@ -58,10 +61,27 @@ def read_mapping(value: str, what: str) -> dict:
     return loaded
 
 
+@dataclass
+class _RewardWeights:
+    reward_weights: list[float] | None = None
+    """TRL's ``GRPOConfig.reward_weights`` (one weight per reward function), typed here without importing TRL."""
+
+
 def train_config_settings(path: str) -> dict:
-    """The reward, data and policy keys (:data:`CONFIG_KEYS`) of a train config; its other keys are the trainer's."""
+    """The reward, data and policy keys (:data:`CONFIG_KEYS`) of a train config, typed and checked by the one config
+    validator as ``air-align train`` checks them (``air_align.configs``); its other keys are the trainer's, not read
+    here. A bad value raises a ``ConfigError`` naming the key and the file."""
+    from air_align.training.recipe import RunConfig
+
     values = read_mapping(path, "--config")
-    return {k: values[k] for k in CONFIG_KEYS if values.get(k) is not None}
+    fields = {f.name: f for cls in (RunConfig, _RewardWeights) for f in dataclasses.fields(cls)}
+    fields = {k: f for k, f in fields.items() if k in CONFIG_KEYS}
+    types = {**hints(RunConfig), **hints(_RewardWeights)}
+    picked = {k: values[k] for k in CONFIG_KEYS if values.get(k) is not None}
+    problems = Problems()
+    settings = check_fields(fields, types, picked, "", problems, origin=lambda key: path)
+    problems.raise_if_any(f"--config {path}: invalid train config")
+    return settings or {}
 
 
 # --- data ------------------------------------------------------------------------------------------------------------
