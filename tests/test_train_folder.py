@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _messages import assert_error, assert_facts, error_line
 
 from air_align.cli import INPUT_ERROR, main
 from air_align.training import checkpoints
@@ -65,11 +66,9 @@ def test_overwrite_refuses_a_folder_air_align_did_not_write(tmp_path, capsys):
     before = snapshot(out)
     assert train(out, "max_steps=1", "--overwrite") == INPUT_ERROR
     err = capsys.readouterr().err
-    assert err == (
-        f"error: --overwrite: {out} holds files air-align did not write, or wrote before it recorded what it wrote "
-        f"(no run marker {MARKER}): final, log.jsonl, notes.txt. --overwrite deletes only what a run of air-align "
-        "recorded writing: choose another output_dir, or delete those files yourself\n"
-    )
+    # the folder, its files that are not the run's, the marker it lacks, and the two ways out
+    facts = (f"--overwrite: {out} ", "final, log.jsonl, notes.txt", MARKER, "another output_dir", "delete those files")
+    assert_error(err, *facts)
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["final", "log.jsonl", "notes.txt"]
 
 
@@ -83,10 +82,9 @@ def test_overwrite_refuses_a_symlinked_final_and_deletes_nothing(finished, tmp_p
     (out / "final").symlink_to(elsewhere)
     before = snapshot(out)
     assert train(out, "max_steps=1", "--overwrite") == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: --overwrite: {out / 'final'} is a symbolic link (to {elsewhere}), not what a run wrote; nothing was "
-        "deleted. Remove the link yourself, or choose another output_dir\n"
-    )
+    err = capsys.readouterr().err
+    assert_error(err, f"--overwrite: {out / 'final'} ", "symbolic link", str(elsewhere), "nothing was deleted")
+    assert_facts(err, "Remove the link", "another output_dir")  # the fix
     assert snapshot(out) == before and (elsewhere / "model.safetensors").read_text() == "not yours to delete"
 
 
@@ -110,11 +108,9 @@ def test_a_fresh_run_into_a_folder_holding_no_run_needs_a_choice(tmp_path, capsy
     (out / "training_curves.png").write_bytes(b"my plot")
     before = snapshot(out)
     assert train(out, "max_steps=1") == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: {out} is not empty and holds no air-align run (README.md, log.jsonl, training_curves.png); a run "
-        "there would write beside those files. Set output_dir=... to a new or empty folder, or add --into-existing to "
-        "write the run into this folder (air-align then replaces none of its files)\n"
-    )
+    err = capsys.readouterr().err
+    assert_error(err, f"{out} ", "holds no air-align run", "README.md, log.jsonl, training_curves.png")
+    assert_facts(err, "output_dir=", "new or empty folder", "--into-existing")  # the two ways out
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)  # no lock left
     assert train(out, "max_steps=1", "--into-existing") == INPUT_ERROR  # its log.jsonl and plot are in the way
     assert "holds log.jsonl, training_curves.png, which a run writes but air-align did not write there" in (
@@ -149,11 +145,8 @@ def test_a_second_train_into_a_locked_folder_fails(tmp_path, capsys):
         assert proc.stdout.readline() == "locked\n"  # another process holds the folder, as a running train does
         assert train(out, "max_steps=1") == INPUT_ERROR
         err = capsys.readouterr().err
-        assert err.startswith(f"error: {out} is in use by another `air-align train` (pid {proc.pid} on ")
-        assert err.endswith(
-            "two runs in one folder would interleave their logs and checkpoints: wait for it to end, or set "
-            "output_dir=... to another folder\n"
-        )
+        assert_error(err, f"{out} ", "in use by another `air-align train`", f"pid {proc.pid}")
+        assert_facts(err, "wait for it to end", "output_dir=... to another folder")  # the fix
         assert sorted(p.name for p in out.iterdir()) == [LOCK]  # the second run wrote nothing
     finally:
         proc.communicate("")
@@ -167,10 +160,10 @@ def test_resume_of_a_finished_run_is_a_no_op(finished, tmp_path, capsys):
     before = snapshot(out)
     capsys.readouterr()
     assert train(out, "max_steps=2", "--resume") == 0
-    assert capsys.readouterr().err == (
-        f"--resume: the run in {out} finished at step 2 (max_steps=2); its model is {out / 'final'}. Nothing to do: "
-        "to train further, raise max_steps=... and add --allow-config-change\n"
-    )
+    note = capsys.readouterr().err  # a notice, not an error: the run, where it ended, its model, how to go on
+    assert not note.startswith("error: ") and note.count("\n") == 1, note
+    assert_facts(note, f"--resume: the run in {out} ", "finished at step 2 (max_steps=2)", str(out / "final"))
+    assert_facts(note, "Nothing to do", "raise max_steps=", "--allow-config-change")
     assert snapshot(out) == before  # final/model.safetensors, the log, the checkpoints: all unchanged
     assert train(out, "max_steps=2", "--resume", "logging_steps=5", "save_steps=7") == 0  # bookkeeping only
     assert snapshot(out) == before
@@ -182,19 +175,15 @@ def test_resume_with_settings_that_change_training_is_refused_then_recorded(fini
     before = snapshot(out)
     capsys.readouterr()
     assert train(out, "max_steps=4", "invariance=vrex", "invariance_coef=0.5", "--resume") == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        "error: --resume: this run was trained with other settings than the ones given now (invariance='air' → "
-        f"'vrex', invariance_coef=0.1 → 0.5, max_steps=2 → 4; recorded in {out / 'air_align_run.yaml'}); resuming "
-        "with them would change how it trains from step 3 on. Drop the changes, add --allow-config-change to "
-        "continue with the new settings (the record keeps both), or start a new run in another output_dir\n"
-    )
+    err = capsys.readouterr().err  # each change with its old and new value, the record, and the three ways out
+    changes = ("invariance='air' → 'vrex'", "invariance_coef=0.1 → 0.5", "max_steps=2 → 4")
+    assert_error(err, "--resume: ", *changes, str(out / "air_align_run.yaml"), "from step 3")
+    assert_facts(err, "Drop the changes", "--allow-config-change", "another output_dir")
     assert snapshot(out) == before
     # the learning rate: the checkpoint's optimizer and scheduler state would override it, so not even on request
     assert train(out, "max_steps=4", "learning_rate=0.01", "--resume", "--allow-config-change") == INPUT_ERROR
-    assert capsys.readouterr().err.startswith(
-        "error: --resume: learning_rate=0.0001 → 0.01 cannot change on resume: the optimizer and its learning-rate "
-        "schedule are restored from the checkpoint, so the new value would not be used."
-    )
+    err = capsys.readouterr().err  # refused even with --allow-config-change, and why
+    assert_error(err, "--resume: ", "learning_rate=0.0001 → 0.01", "cannot change on resume", "restored from the")
     assert snapshot(out) == before
     flags = ("max_steps=4", "invariance=vrex", "invariance_coef=0.5", "--resume", "--allow-config-change")
     assert train(out, *flags) == 0
@@ -254,10 +243,9 @@ def test_a_full_disk_while_saving_says_so_and_resume_skips_the_torn_checkpoint(t
         monkeypatch.setattr(module, "free_bytes", lambda folder: 4096)
     assert train(out, "max_steps=3") == INPUT_ERROR
     err = capsys.readouterr().err
-    assert (
-        f"error: no space left on {out} (0.0 MiB free) while saving step 2: free some space, or set output_dir=... "
-        "to another disk; then rerun with --resume, which skips the checkpoint cut short\n"
-    ) in err
+    last = error_line(err)  # the progress bar goes on around it
+    assert_error(last, f"no space left on {out} (0.0 MiB free)", "while saving step 2")
+    assert_facts(last, "free some space", "output_dir=... to another disk", "--resume")  # the fix
     assert "Traceback" not in err and not (out / "final").exists()
     monkeypatch.setattr(torch, "save", real_save)
     assert train(out, "max_steps=3", "--resume") == 0
@@ -280,11 +268,9 @@ def test_resuming_from_a_pickle_checkpoint_that_holds_more_than_weights_is_refus
     capsys.readouterr()
     assert train(out, "max_steps=2", "--resume") == INPUT_ERROR
     err = capsys.readouterr().err
-    assert (
-        f"error: {out / 'checkpoint-2' / 'pytorch_model.bin'}: a pickle checkpoint that holds more than weights (it "
-        "refers to posix.system); air-align loads only safetensors files or weights-only torch files, because "
-        "unpickling any other object can run arbitrary code."
-    ) in err
+    message = error_line(err)  # the file, what it refers to, what air-align loads instead, and why
+    assert_error(message, f"{out / 'checkpoint-2' / 'pytorch_model.bin'}: ", "pickle checkpoint", "posix.system")
+    assert_facts(message, "safetensors", "weights-only torch files", "arbitrary code")
     assert "weights_only" not in err and "Traceback" not in err and not ran.exists()
 
 
