@@ -9,12 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
+from _messages import assert_error, assert_facts
 
 from air_align.cli import INPUT_ERROR, main
 from air_align.files import refuse_overwriting_inputs
 from air_align.lab.reproduce import LAB_MARKER
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml")
+FIX = ("another folder", "copy the input elsewhere")  # what a refusal to overwrite an input tells the user to do
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -36,10 +38,8 @@ def test_eval_refuses_data_it_would_overwrite(rows, tmp_path, capsys):
     before = contents(out)
     capsys.readouterr()
     assert main(["eval", "--model", "tiny", "--data", str(data), "--out", str(out)]) == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: --data {data} is also an output of this command (it writes {out / 'records.jsonl'}): write the "
-        "outputs to another folder, or copy the input elsewhere first\n"
-    )
+    err = capsys.readouterr().err  # the option and its file, the output it would overwrite, and the fix
+    assert_error(err, f"--data {data} ", "also an output", str(out / "records.jsonl"), *FIX)
     assert contents(out) == before
     link = tmp_path / "link.jsonl"  # through a symbolic link, or a hard link, it is the same file
     link.symlink_to(data)
@@ -55,20 +55,20 @@ def test_report_build_and_calibrate_refuse_their_inputs_as_outputs(rows, tmp_pat
     run.mkdir()
     (run / "results.json").write_text("{}")
     assert main(["report", str(run), "--out", str(run / "results.json")]) == INPUT_ERROR
-    assert f"error: RUN_DIR {run / 'results.json'} is also an output of this command" in capsys.readouterr().err
+    assert_error(capsys.readouterr().err, f"RUN_DIR {run / 'results.json'} ", "also an output", *FIX)
     assert (run / "results.json").read_text() == "{}"
     templates = tmp_path / "templates.yaml"
     templates.write_text("- name: mine\n  template: 'Please: {intent}'\n")
     args = ["data", "build", "--domain", "safety", "--templates", str(templates), "--out", str(templates)]
     assert main(args) == INPUT_ERROR
-    assert f"error: --templates {templates} is also an output of this command" in capsys.readouterr().err
+    assert_error(capsys.readouterr().err, f"--templates {templates} ", "also an output", *FIX)
     assert templates.read_text().startswith("- name: mine")
     cal = tmp_path / "cal"
     cal.mkdir()
     (cal / "scored.jsonl").write_bytes(rows.read_bytes())
     args = ["calibrate", "--data", str(cal / "scored.jsonl"), "--reward", "toy", "--out", str(cal)]
     assert main(args) == INPUT_ERROR
-    assert f"error: --data {cal / 'scored.jsonl'} is also an output of this command" in capsys.readouterr().err
+    assert_error(capsys.readouterr().err, f"--data {cal / 'scored.jsonl'} ", "also an output", *FIX)
     assert (cal / "scored.jsonl").read_bytes() == rows.read_bytes()
 
 
@@ -79,13 +79,10 @@ def test_train_refuses_a_model_inside_the_run_it_would_overwrite(tmp_path, capsy
     before = contents(out / "final")
     capsys.readouterr()
     assert main([*base, "max_steps=1", f"model={out / 'final'}", "--overwrite"]) == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: model={out / 'final'} is also an output of this command (it writes {out / 'final'}): write the "
-        "outputs to another folder, or copy the input elsewhere first\n"
-    )
+    assert_error(capsys.readouterr().err, f"model={out / 'final'} ", "also an output", *FIX)
     assert contents(out / "final") == before
     assert main([*base, "max_steps=1", f"model={out / 'checkpoint-1'}", "--overwrite"]) == INPUT_ERROR
-    assert f"error: model={out / 'checkpoint-1'} is also an output of this command" in capsys.readouterr().err
+    assert_error(capsys.readouterr().err, f"model={out / 'checkpoint-1'} ", "also an output", *FIX)
 
 
 def test_the_helper_compares_resolved_paths_and_patterns(tmp_path):
@@ -108,11 +105,9 @@ def test_reproduce_refuses_a_folder_that_is_not_a_lab_folder(tmp_path, capsys):
     (out / "table.md").write_text("| my | table |\n")
     before = contents(out)
     assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: --out {out} is not empty and is not a lab folder (no {LAB_MARKER}): results.json, table.md. "
-        "reproduce writes results.json, outcomes.json.gz, table.md, lambda_sweep.png, ood_acc_group.png, runs there, "
-        "replacing files of those names: give a new or empty folder (a rerun into a lab folder resumes it)\n"
-    )
+    err = capsys.readouterr().err  # the folder, the marker it lacks, the user's files, what would be replaced
+    assert_error(err, f"--out {out} ", "not a lab folder", LAB_MARKER, "results.json, table.md")
+    assert_facts(err, "outcomes.json.gz", "replacing", "a new or empty folder")  # and the fix
     assert contents(out) == before
     assert main(["demo", "--out", str(out)]) == INPUT_ERROR
     assert contents(out) == before
@@ -138,9 +133,8 @@ def test_lab_analyse_out_refuses_a_folder_that_is_not_a_lab_folder(tmp_path, cap
     (out / "results.json").write_text('{"my": "results"}')
     before = contents(out)
     assert main(["lab", "analyse", str(grid), "--out", str(out)]) == INPUT_ERROR
-    assert capsys.readouterr().err.startswith(
-        f"error: --out {out} is not empty and is not a lab folder (no {LAB_MARKER}): results.json."
-    )
+    err = capsys.readouterr().err
+    assert_error(err, f"--out {out} ", "not a lab folder", LAB_MARKER, ": results.json.", "a new or empty folder")
     assert contents(out) == before
     assert main(["lab", "analyse", str(grid), "--out", str(tmp_path / "new")]) == 0  # a new folder: rebuilt there
     assert (tmp_path / "new" / "table.md").read_text() == (grid / "table.md").read_text()
