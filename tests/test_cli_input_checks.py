@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _messages import assert_error, assert_facts
 from test_cli_errors import TINY, no_model  # noqa: F401 - the fixture
 from test_data_validate_hardening import rows_of, write
 
@@ -57,49 +58,55 @@ def test_no_option_parses_a_bare_float_or_accepts_nan():
 def test_number_and_whole_ranges():
     fraction = number(0, 1, high_open=True)
     assert fraction("0") == 0.0 and fraction("0.999") == 0.999
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^1 is out of range; give a number in \[0, 1\)$"):
+    # each message leads with the value given, and names the range to give instead
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^1 .*out of range.*\[0, 1\)"):
         fraction("1")
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^-0.1 is out of range; give a number in \[0, 1\)$"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^-0.1 .*out of range.*\[0, 1\)"):
         fraction("-0.1")
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^0 is out of range; give a number > 0$"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^0 .*out of range.*> 0"):
         number(0, low_open=True)("0")
     assert whole(1)("1") == 1
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^'2.5' is not a whole number; give one ≥ 1$"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^'2.5' .*not a whole number.*≥ 1"):
         whole(1)("2.5")
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, usage, facts",  # argparse's `air-align CMD: error: argument OPTION: `, then the value and the range to give
     [
         (
             ["eval", "--model", "tiny", "--data", "d.jsonl", "--out", "o", "--temperature", "nan"],
-            "air-align eval: error: argument --temperature: 'nan' is not a finite number; give a number ≥ 0",
+            "air-align eval: error: argument --temperature: ",
+            ("'nan'", "not a finite number", "≥ 0"),
         ),
         (
             ["calibrate", "--data", "d.jsonl", "--tolerance", "nan"],
-            "air-align calibrate: error: argument --tolerance: 'nan' is not a finite number; give a number ≥ 0",
+            "air-align calibrate: error: argument --tolerance: ",
+            ("'nan'", "not a finite number", "≥ 0"),
         ),
         (
             ["data", "build", "--domain", "safety", "--out", "o.jsonl", "--n-intents", "-3"],
-            "air-align data build: error: argument --n-intents: -3 is out of range; give a whole number ≥ 1 (intents "
-            "to render)",
+            "air-align data build: error: argument --n-intents: ",
+            ("-3", "out of range", "whole number ≥ 1", "intents"),
         ),
         (
             ["eval", "--model", "tiny", "--data", "d.jsonl", "--out", "o", "--limit", "0"],
-            "air-align eval: error: argument --limit: 0 is out of range; give a whole number ≥ 1 (meta-groups to "
-            "evaluate)",
+            "air-align eval: error: argument --limit: ",
+            ("0", "out of range", "whole number ≥ 1", "meta-groups"),
         ),
         (
             ["study", "--out", "o", "--methods", "dpo", "--lr", "inf"],
-            "air-align study: error: argument --lr: 'inf' is not a finite number; give a number > 0",
+            "air-align study: error: argument --lr: ",
+            ("'inf'", "not a finite number", "> 0"),
         ),
     ],
 )
-def test_bad_numbers_are_usage_errors(args, message, capsys):
+def test_bad_numbers_are_usage_errors(args, usage, facts, capsys):
     with pytest.raises(SystemExit) as code:
         main(args)
     assert code.value.code == INPUT_ERROR
-    assert capsys.readouterr().err.splitlines()[-1] == message
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(usage), last
+    assert_facts(last.removeprefix(usage), *facts)
 
 
 def test_eval_checks_splits_against_the_file_before_loading(tmp_path, no_model, capsys):  # noqa: F811
@@ -108,10 +115,9 @@ def test_eval_checks_splits_against_the_file_before_loading(tmp_path, no_model, 
     # before: with --limit the rows were cut to none first, and the message said "(the data has splits [])"
     args = ["eval", "--model", "tiny", "--data", path, "--out", str(tmp_path / "e"), "--limit", "1"]
     assert main([*args, "--splits", "nosuch"]) == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: --splits nosuch: {path} has no rows in split 'nosuch'; its splits are test_id, test_ood (e.g. "
-        "--splits test_id,test_ood)\n"
-    )
+    err = capsys.readouterr().err  # the option, the file, the splits it has, and the option as it could be given
+    assert_error(err, "--splits nosuch: ", str(path), "no rows in split 'nosuch'", "test_id, test_ood")
+    assert_facts(err, "--splits test_id,test_ood")
     assert main([*args, "--splits", ","]) == INPUT_ERROR
     assert "has no rows in split (none)" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
@@ -126,10 +132,8 @@ def test_dispersion_layer_is_checked_before_generation(tmp_path, monkeypatch, ca
     args = ["eval", "--model", "tiny", "--data", path, "--out", str(tmp_path / "e"), "--splits", "test_id"]
     for layer in ("99", "3", "-4"):  # tiny: 2 layers, hidden_states[0..2], i.e. -3..2
         assert main([*args, "--dispersion-layer", layer]) == INPUT_ERROR
-        assert capsys.readouterr().err == (
-            f"error: --dispersion-layer {layer}: the model has 2 layers, so hidden_states has 3 entries; use -3 to 2 "
-            "(0 the embeddings, -1 the last, the default), or --no-dispersion\n"
-        )
+        err = capsys.readouterr().err  # the option and value, the model's size, the range to use or the way out
+        assert_error(err, f"--dispersion-layer {layer}: ", "2 layers", "use -3 to 2", "--no-dispersion")
     assert not (tmp_path / "e").exists()
     monkeypatch.undo()
     ok = [*args, "--dispersion-layer", "-3", "--max-new-tokens", "2", "--bootstrap", "0", "--no-progress"]
@@ -150,44 +154,30 @@ def test_deep_json_row_is_an_error_line(command, tmp_path, no_model, capsys):  #
     }[command]
     # a file that is not JSONL is bad input for every command (2); `data validate` exits 1 for problems in its rows
     assert main(args) == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: {path}:3: JSON nested deeper than 64 levels; a row or record needs a few (a chat prompt 4): flatten "
-        "the value\n"
-    )
+    assert_error(capsys.readouterr().err, f"{path}:3: ", "nested deeper than 64 levels", "flatten")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.jsonl"]
 
 
+CLI = "(from the command line)"  # where a config key came from
+
+
 @pytest.mark.parametrize(
-    "override, message",
+    "override, facts",  # the key (and where it came from), the bad value, and the fix
     [
-        (
-            "output_dir=",
-            "output_dir is empty (from the command line); name the run's folder, e.g. output_dir=runs/air",
-        ),
-        ("zzzqqq=1", "invalid train config: zzzqqq (from the command line): unknown key; keys are RunConfig fields"),
-        (
-            "learnin_rate=1",
-            "invalid train config: learnin_rate (from the command line): unknown key; did you mean 'learning_rate'?",
-        ),
-        ("learning_rate=nan", "invalid train config: learning_rate (from the command line): must be a finite number"),
-        ("temperature=1e999", "invalid train config: temperature (from the command line): must be a finite number"),
-        (
-            "model_dtype=load",
-            "model_dtype='load': use one of float32, bfloat16, float16 (the weights are trained, so they are floats)",
-        ),
-        ("model_dtype=int8", "model_dtype='int8': use one of float32, bfloat16, float16"),
-        (
-            "reward=os:system",
-            "reward 'os:system' has the signature (command), which cannot take the keyword "
-            "arguments a reward is called with",
-        ),
+        ("output_dir=", ("output_dir", "empty", CLI, "output_dir=runs/air")),
+        ("zzzqqq=1", ("zzzqqq", CLI, "unknown key", "RunConfig fields")),
+        ("learnin_rate=1", ("learnin_rate", CLI, "unknown key", "did you mean 'learning_rate'")),
+        ("learning_rate=nan", ("learning_rate", CLI, "finite number")),
+        ("temperature=1e999", ("temperature", CLI, "finite number")),
+        ("model_dtype=load", ("model_dtype='load'", "float32, bfloat16, float16")),
+        ("model_dtype=int8", ("model_dtype='int8'", "float32, bfloat16, float16")),
+        ("reward=os:system", ("reward 'os:system'", "signature (command)", "def my_reward(completions, **kwargs)")),
     ],
 )
-def test_train_config_errors_come_before_any_model(override, message, tmp_path, no_model, capsys):  # noqa: F811
+def test_train_config_errors_come_before_any_model(override, facts, tmp_path, no_model, capsys):  # noqa: F811
     output = [] if override.startswith("output_dir") else [f"output_dir={tmp_path / 'run'}"]
     assert main(["train", "--config", TINY, *output, override, "max_steps=1"]) == INPUT_ERROR
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert_error(capsys.readouterr().err, *facts)
     assert not (tmp_path / "run").exists()
 
 
@@ -223,7 +213,7 @@ def test_calibrate_refuses_a_bad_reward_before_loading_the_policy(tmp_path, no_m
     path = write(tmp_path / "d.jsonl", rows_of())
     out = tmp_path / "cal"
     assert main(["calibrate", "--data", path, "--reward", "os:system", "--model", "tiny", "--out", str(out)]) == 2
-    assert capsys.readouterr().err.startswith("error: reward 'os:system' has the signature (command)")
+    assert_error(capsys.readouterr().err, "reward 'os:system'", "signature (command)", "def my_reward(completions")
     assert not out.exists()
 
 
@@ -244,11 +234,9 @@ def test_report_refuses_metrics_that_are_not_shares(bad, shown, tmp_path, capsys
     good = _results(tmp_path / "a", "d.jsonl", "GRPO")
     broken = _results(tmp_path / "b", "d.jsonl", "AIR", acc=bad)
     assert main(["report", str(good), str(broken), "--out", str(tmp_path / "r.md")]) == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: {broken / 'results.json'}: 1 metric(s) out of range: slices.test_id.acc = {shown}; a share is a "
-        "number in [0, 1] or null, a dispersion a number ≥ 0: the file was edited or damaged, so re-run `air-align "
-        "eval` for this run\n"
-    )
+    err = capsys.readouterr().err  # the file, the metric's key path and value, the range it should be in, the fix
+    assert_error(err, f"{broken / 'results.json'}: ", f"slices.test_id.acc = {shown}", "out of range", "[0, 1]")
+    assert_facts(err, "re-run `air-align eval`")
     assert not (tmp_path / "r.md").exists()
 
 
