@@ -22,6 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from _messages import assert_error, assert_facts, raises_with
 
 from air_align.rewards.safety import aggregate_facets, assess_from_scores
 from air_align.rewards.server_judge import LOGPROB_FLOOR, MAX_RESPONSE_BYTES, JudgeServerError, ServerJudge
@@ -103,11 +104,9 @@ def test_a_redirect_to_another_host_is_refused_and_the_key_stays_home(serve, sta
     judge = ServerJudge(home.url, api_key="sk-secret", max_retries=3, sleep=no_sleep)
     with pytest.raises(JudgeServerError) as err:
         judge.log_odds(["q"])
-    assert str(err.value) == (
-        f"judge server {home.url}/v1/chat/completions answered HTTP {status}, a redirect to "
-        f"'{other.url}/v1/chat/completions'; the judge does not follow redirects (its API key must not reach another "
-        "host): set base_url to the server's own address"
-    )
+    # the server, the status, where it pointed, that the judge does not follow, and the fix
+    facts = (f"judge server {home.url}/v1/chat/completions", f"HTTP {status}", f"'{other.url}/v1/chat/completions'")
+    assert_facts(str(err.value), *facts, "does not follow redirects", "set base_url")
     assert other.requests == []  # nothing at all reached the other host
     assert len(home.requests) == 1 and home.requests[0][2]["Authorization"] == "Bearer sk-secret"  # not retried
 
@@ -151,10 +150,8 @@ def test_a_dripping_server_fails_at_the_deadline_not_per_read(serve, drip):
         judge.log_odds(["q"])
     took = time.monotonic() - start
     assert 1.4 < took < 3.0, took  # the deadline, not 6 s of dripping (each read got a byte within 0.2 s)
-    assert str(err.value) == (
-        f"judge server {server.url}/v1/chat/completions too slow: no complete answer within 1.5 s, on each of 1 "
-        "tries. Raise timeout_s (1.5 s) if the server is busy, or lower the judge's concurrency (8)"
-    )
+    facts = (f"judge server {server.url}/v1/chat/completions", "too slow", "within 1.5 s", "1 tries")
+    assert_facts(str(err.value), *facts, "Raise timeout_s (1.5 s)", "concurrency (8)")  # the two fixes
 
 
 def test_the_deadline_is_per_try_and_a_slow_try_is_retried(serve):
@@ -174,11 +171,8 @@ def test_an_announced_answer_over_the_cap_fails_at_once_without_reading_it(serve
     judge = ServerJudge(server.url, max_retries=3, sleep=no_sleep)
     with pytest.raises(JudgeServerError) as err:
         judge.log_odds(["q"])
-    assert str(err.value) == (
-        f"judge server {server.url}/v1/chat/completions sent an answer of 1,048,577 bytes announced, over the cap of "
-        "1,048,576; a one-token logprobs answer is a few KB. Check base_url, or raise max_response_bytes if the "
-        "server really answers this much"
-    )
+    facts = (f"judge server {server.url}/v1/chat/completions", "1,048,577 bytes", "cap of 1,048,576")
+    assert_facts(str(err.value), *facts, "Check base_url", "raise max_response_bytes")
     assert len(server.requests) == 1
 
 
@@ -195,7 +189,7 @@ def test_a_streamed_answer_over_a_configured_cap_fails_when_the_cap_is_met(serve
     server = serve(stream_forever)
     judge = ServerJudge(server.url, max_retries=3, max_response_bytes=100_000, sleep=no_sleep)
     start = time.monotonic()
-    with pytest.raises(JudgeServerError, match=r"sent an answer of more than 100,000 bytes \(the cap\); reading st"):
+    with raises_with(JudgeServerError, server.url, "more than 100,000 bytes", "the cap", "reading stopped"):
         judge.log_odds(["q"])
     assert time.monotonic() - start < 5 and len(server.requests) == 1
 
@@ -208,7 +202,7 @@ def test_an_answer_under_the_cap_is_read_whole(serve):
 
 
 def test_max_response_bytes_is_checked():
-    with pytest.raises(ValueError, match="max_response_bytes must be at least 1024, got 10"):
+    with raises_with(ValueError, "max_response_bytes", "at least 1024", "got 10"):
         ServerJudge("http://127.0.0.1:1", max_response_bytes=10)
 
 
@@ -235,11 +229,8 @@ def test_a_retry_after_beyond_the_deadline_fails_at_once(serve):
     judge = ServerJudge(server.url, timeout_s=30, concurrency=8, sleep=sleeps.append)
     with pytest.raises(JudgeServerError) as err:
         judge.log_odds(["q"])
-    assert str(err.value) == (
-        f"judge server {server.url}/v1/chat/completions is rate limiting "
-        '(HTTP 429: {"error": "slow down"}) and asks to retry after 120 s, longer than timeout_s (30 s): lower '
-        "the judge's concurrency (8), or raise timeout_s to wait that long"
-    )
+    facts = (f"judge server {server.url}/v1/chat/completions", 'HTTP 429: {"error": "slow down"}', "after 120 s")
+    assert_facts(str(err.value), *facts, "timeout_s (30 s)", "concurrency (8)", "raise timeout_s")
     assert sleeps == [] and len(server.requests) == 1
 
 
@@ -249,10 +240,8 @@ def test_a_judge_that_stays_rate_limited_says_so(serve):
     judge = ServerJudge(server.url, max_retries=2, backoff_s=0.1, concurrency=4, sleep=sleeps.append)
     with pytest.raises(JudgeServerError) as err:
         judge.log_odds(["q"])
-    assert str(err.value) == (
-        f"judge server {server.url}/v1/chat/completions is still rate limiting after 3 tries (HTTP 429: busy): "
-        "lower the judge's concurrency (4), or raise max_retries or backoff_s to wait longer"
-    )
+    facts = (f"judge server {server.url}/v1/chat/completions", "still rate limiting", "3 tries", "HTTP 429: busy")
+    assert_facts(str(err.value), *facts, "concurrency (4)", "raise max_retries or backoff_s")
     assert sleeps == [1.0, 1.0] and "unreachable" not in str(err.value)
 
 
@@ -277,9 +266,8 @@ def test_log_probabilities_that_are_not_usable_numbers_are_refused(serve, yes, l
     judge = ServerJudge(server.url, max_retries=1, sleep=no_sleep)
     with pytest.raises(JudgeServerError) as err:
         judge.log_odds(["q"])
-    assert f"gave no usable answer after 2 tries (60 s timeout each): the last one had {last_answer}. A judge" in str(
-        err.value
-    ), str(err.value)
+    facts = (server.url, "no usable answer after 2 tries", last_answer)  # the server, the bad number, what to do
+    assert_facts(str(err.value), *facts, "never replaced by a default", "check the server")
 
 
 def test_log_probabilities_at_the_floor_and_within_the_tolerance_are_scored(serve):
@@ -295,7 +283,7 @@ def test_the_mean_of_ten_extreme_facets_stays_finite():
     assessment = assess_from_scores([-1.7e308] * 10, 0.0)
     assert math.isfinite(assessment.safety_log_odds)
     assert aggregate_facets([-2.0, -4.0, 0.0]) == 2.0  # ordinary values unchanged: -(-6 / 3)
-    with pytest.raises(ValueError, match=r"facet log-odds must be finite, got \[nan, 1.0\]"):
+    with raises_with(ValueError, "facet log-odds", "finite", "[nan, 1.0]"):
         aggregate_facets([math.nan, 1.0])
 
 
@@ -312,17 +300,15 @@ def test_a_completions_top_list_that_is_not_a_mapping_is_a_clear_error(serve, to
     judge = ServerJudge(server.url, endpoint="completions", max_retries=2, sleep=no_sleep)
     with pytest.raises(JudgeServerError) as err:
         judge.log_odds(["q"])
-    assert str(err.value).startswith(
-        f"the server's completions response has no usable logprobs (TypeError: top_logprobs[0] is {shown}, not a "
-        "mapping of token: logprob); the server must support logprobs"
-    ), str(err.value)
+    facts = ("completions response", "no usable logprobs", f"top_logprobs[0] is {shown}", "mapping of token: logprob")
+    assert_facts(str(err.value), *facts, "must support logprobs")
     assert len(server.requests) == 1  # a malformed answer is not retried
 
 
 def test_a_completions_top_list_with_a_non_string_token_is_a_clear_error(serve):
     body = json.dumps({"choices": [{"logprobs": {"top_logprobs": [{"Yes": -0.1, "No": True}]}}]}).encode()
     server = serve(lambda h, n: send(h, 200, body))
-    with pytest.raises(JudgeServerError, match="the last one had a log-probability that is not a number: True"):
+    with raises_with(JudgeServerError, "the last one had", "log-probability that is not a number: True"):
         ServerJudge(server.url, endpoint="completions", max_retries=0).log_odds(["q"])
 
 
@@ -337,7 +323,5 @@ def test_eval_with_a_server_judge_error_prints_an_error_line(serve, tmp_path, ca
     argv += ["--out", str(tmp_path / "out"), "--judge", f"model:{server.url}/v1", "--no-progress", "--no-dispersion"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err == (
-        f"error: judge server {server.url}/v1/chat/completions refused the request: HTTP 404: "
-        '{"error": "model judge not found"}\n'
-    )
+    facts = (f"judge server {server.url}/v1/chat/completions", "refused the request", "HTTP 404")
+    assert_error(err, *facts, "model judge not found")  # the server's own words say what is wrong
