@@ -2,7 +2,7 @@
 "Validation").
 
 Every bad file goes through the library (``read_jsonl`` + ``validate_rows``) and through the CLI
-(``python -m air_align.cli data validate FILE`` in a subprocess): exit status 1, the exact message, no traceback.
+(``python -m air_align.cli data validate FILE`` in a subprocess): exit status 1, the message's key facts, no traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from _messages import assert_error, assert_facts, raises_with
 
 from air_align.data.schema import make_row
 from air_align.data.validate import MAX_PROMPT_CHARS, validate_rows
@@ -59,77 +60,77 @@ def _drop(i, field):
     return mutate
 
 
-# (mutation of the 6 valid rows, the exact message for line 2 / row 1 without its "line 2 (id 'g1/tf'): " prefix)
+# (mutation of the 6 valid rows, the key facts of the problem reported for line 2 / row 1: the field and its bad
+# value, and the fix; "{first}" stands for where the row it clashes with is, "row 0" in memory or "line 1" in a file)
 ROW_CASES = {
-    "missing family": (
-        _drop(1, "family"),
-        "missing field(s) ['family']; every row needs ['id', 'group_id', 'role', 'context', 'family', 'domain', "
-        "'prompt', 'verifier', 'intent', 'split'] (see docs/data.md)",
-    ),
-    "group_id a list": (_set(1, group_id=["g", 1]), "group_id ['g', 1] (list) must be a string; write it in quotes"),
-    "group_id a number": (_set(1, group_id=7), "group_id 7 (int) must be a string; write it in quotes"),
+    "missing family": (_drop(1, "family"), ("missing field(s) ['family']", "every row needs", "docs/data.md")),
+    "group_id a list": (_set(1, group_id=["g", 1]), ("group_id ['g', 1] (list)", "must be a string", "in quotes")),
+    "group_id a number": (_set(1, group_id=7), ("group_id 7 (int)", "must be a string", "in quotes")),
     "label NaN": (
         _set(1, label=float("nan")),
-        "label nan is not valid for domain 'safety'; use 0 (benign: helping is correct) or 1 (harmful: refusing "
-        "is correct)",
+        ("label nan", "domain 'safety'", "use 0 (benign", "1 (harmful"),
     ),
-    "label +inf": (_set(1, label=float("inf")), "label inf is not valid for domain 'safety'"),
-    "label -inf": (_set(1, label=float("-inf")), "label -inf is not valid for domain 'safety'"),
-    "label 2": (_set(1, label=2), "label 2 is not valid for domain 'safety'"),
-    "label true": (_set(1, label=True), "label True is not valid for domain 'safety'"),
-    "label a string": (_set(1, label="1"), "label '1' is not valid for domain 'safety'"),
-    "role wrapper": (_set(1, role="wrapper"), "unknown role 'wrapper'; use 'anchor' (verifiable) or 'open' (judged)"),
-    "split eval": (_set(1, split="eval"), "unknown split 'eval'; use one of ['train', 'val', 'test_id', 'test_ood']"),
-    "duplicate id": (_set(1, id="g1/mc"), "duplicate id 'g1/mc' (first at {first} (id 'g1/mc')); make ids unique"),
+    "label +inf": (_set(1, label=float("inf")), ("label inf", "domain 'safety'", "use 0")),
+    "label -inf": (_set(1, label=float("-inf")), ("label -inf", "domain 'safety'", "use 0")),
+    "label 2": (_set(1, label=2), ("label 2", "domain 'safety'", "use 0")),
+    "label true": (_set(1, label=True), ("label True", "domain 'safety'", "use 0")),
+    "label a string": (_set(1, label="1"), ("label '1'", "domain 'safety'", "use 0")),
+    "role wrapper": (_set(1, role="wrapper"), ("role 'wrapper'", "use 'anchor'", "'open'")),
+    "split eval": (_set(1, split="eval"), ("split 'eval'", "['train', 'val', 'test_id', 'test_ood']")),
+    "duplicate id": (_set(1, id="g1/mc"), ("duplicate id 'g1/mc'", "{first} (id 'g1/mc')", "make ids unique")),
     "prompt too long": (
         _set(1, prompt=[{"role": "user", "content": "x" * 200_000}]),
-        "prompt of 200,000 characters, over the limit of 32,000; shorten it (e.g. a smaller --max-template-chars) "
-        "or raise the limit with --max-prompt-chars",
+        ("prompt of 200,000 characters", "limit of 32,000", "--max-template-chars", "--max-prompt-chars"),
     ),
-    "answer NaN": (_set(1, answer=float("nan")), "answer nan is not a string; store it as text ('B', 'true', '42')"),
+    "answer NaN": (_set(1, answer=float("nan")), ("answer nan", "not a string", "store it as text")),
     # a meta-group is one intent: its rows may not disagree on domain, label or intent (each value valid alone)
     "label disagrees": (
         _set(1, label=0),
-        "label 0 disagrees with {first} (id 'g1/mc') of the same group_id 'g1' (label 1); all rows of a meta-group "
-        "(in every split) share domain, label, intent: fix the row, or give it its own group_id",
+        ("label 0", "{first} (id 'g1/mc')", "group_id 'g1' (label 1)", "fix the row", "its own group_id"),
     ),
     "domain disagrees": (
         _set(1, domain="morality"),
-        "domain 'morality' disagrees with {first} (id 'g1/mc') of the same group_id 'g1' (domain 'safety'); all rows",
+        ("domain 'morality'", "{first} (id 'g1/mc')", "group_id 'g1' (domain 'safety')", "its own group_id"),
     ),
     "intent disagrees": (
         _set(1, intent="do Y"),
-        "intent 'do Y' disagrees with {first} (id 'g1/mc') of the same group_id 'g1' (intent 'do X'); all rows",
+        ("intent 'do Y'", "{first} (id 'g1/mc')", "group_id 'g1' (intent 'do X')", "its own group_id"),
     ),
     "content a list": (
         _set(1, prompt=[{"role": "user", "content": ["True or false:", "refuse"]}]),
-        "prompt message #0 has content ['True or false:', 'refuse'] (list), which must be a string; each message is "
-        "{'role': 'user', 'content': 'the text'}",
+        ("message #0", "['True or false:', 'refuse'] (list)", "must be a string", "'content': 'the text'"),
     ),
     "content a number": (
         _set(1, prompt=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": 7}]),
-        "prompt message #1 has content 7 (int), which must be a string",
+        ("message #1", "content 7 (int)", "must be a string"),
     ),
 }
 
 
+def assert_problem(problems, where: str, facts) -> None:
+    """One of ``problems`` starts with ``where`` (e.g. ``line 2 (id 'g1/tf'): ``) and carries every fact (a row can
+    have several problems: a NaN answer is both not a string and not 'true' or 'false')."""
+    at = [p for p in problems if p.startswith(where)]
+    assert any(all(fact in p for fact in facts) for p in at), (where, facts, problems)
+
+
 @pytest.mark.parametrize("case", list(ROW_CASES))
 def test_bad_row_is_named_with_problem_and_fix(case, tmp_path):
-    mutate, message = ROW_CASES[case]
+    mutate, facts = ROW_CASES[case]
     rows = rows_of()
     mutate(rows)
     row_id = rows[1]["id"]
+    in_memory = [fact.replace("{first}", "row 0") for fact in facts]
+    in_file = [fact.replace("{first}", "line 1") for fact in facts]
     # library, on rows in memory: "row 1 (id …)"
-    problems = validate_rows(rows)
-    in_memory, in_file = message.replace("{first}", "row 0"), message.replace("{first}", "line 1")
-    assert any(p.startswith(f"row 1 (id {row_id!r}): {in_memory}") for p in problems), problems
+    assert_problem(validate_rows(rows), f"row 1 (id {row_id!r}): ", in_memory)
     # library, on the file: "line 2 (id …)"
     read, lines = read_jsonl(write(tmp_path / "bad.jsonl", rows), with_lines=True)
-    assert any(p.startswith(f"line 2 (id {row_id!r}): {in_file}") for p in validate_rows(read, lines=lines))
-    # CLI
+    assert_problem(validate_rows(read, lines=lines), f"line 2 (id {row_id!r}): ", in_file)
+    # CLI: one problem a line, under the file's header
     run = cli_validate(tmp_path / "bad.jsonl")
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
-    assert f"  - line 2 (id {row_id!r}): {in_file}" in run.stderr
+    assert_problem(run.stderr.splitlines(), f"  - line 2 (id {row_id!r}): ", in_file)
 
 
 def test_valid_rows_pass_and_domain_labels():
@@ -138,20 +139,13 @@ def test_valid_rows_pass_and_domain_labels():
     assert validate_rows(rows_of("morality", label=1)) == []
     assert validate_rows(rows_of("math", label=None)) == []
     assert validate_rows(rows_of("chess", label=3)) == [] and validate_rows(rows_of("chess", label=None)) == []
-    assert validate_rows(rows_of("safety", label=None))[0].endswith(
-        "label None is not valid for domain 'safety'; use 0 (benign: helping is correct) or 1 (harmful: refusing "
-        "is correct)"
-    )
-    assert validate_rows(rows_of("morality", label=2))[0].endswith(
-        "label 2 is not valid for domain 'morality'; use 0 (not wrong) or 1 (wrong, the ETHICS convention)"
-    )
-    assert validate_rows(rows_of("math", label=1))[0].endswith(
-        "label 1 is not valid for domain 'math'; maths rows carry no label; set it to null (the reference goes in "
-        "'answer')"
-    )
-    assert validate_rows(rows_of("chess", label=0.5))[0].endswith(
-        "label 0.5 is not valid for domain 'chess'; use an integer or null"
-    )
+    # each domain's own labels, named in the fix
+    safety = ("label None", "domain 'safety'", "use 0 (benign", "1 (harmful")
+    assert_facts(validate_rows(rows_of("safety", label=None))[0], *safety)
+    morality = ("label 2", "domain 'morality'", "use 0 (not wrong)", "1 (wrong")
+    assert_facts(validate_rows(rows_of("morality", label=2))[0], *morality)
+    assert_facts(validate_rows(rows_of("math", label=1))[0], "label 1", "domain 'math'", "set it to null")
+    assert_facts(validate_rows(rows_of("chess", label=0.5))[0], "label 0.5", "domain 'chess'", "an integer or null")
 
 
 def test_prompt_limit_is_a_documented_constant_and_can_be_raised(tmp_path):
@@ -168,37 +162,33 @@ def test_prompt_limit_is_a_documented_constant_and_can_be_raised(tmp_path):
 
 
 def test_empty_rows_are_a_problem():
-    assert validate_rows([]) == [
-        "no rows; a meta-group file holds one JSON object per line (build one with `air-align data build`)"
-    ]
+    [problem] = validate_rows([])
+    assert_facts(problem, "no rows", "one JSON object per line", "`air-align data build`")
 
 
 @pytest.mark.parametrize("content", [b"", b"\n  \n\n"], ids=["empty", "blank lines"])
 def test_empty_file(content, tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_bytes(content)
-    message = f"{path}: the file holds no rows; it needs one JSON object per line (`air-align data build`)"
-    with pytest.raises(ValueError) as err:
+    facts = (f"{path}: ", "no rows", "one JSON object per line", "`air-align data build`")  # the file and the fix
+    with raises_with(ValueError, *facts):
         read_jsonl(path)
-    assert str(err.value) == message
     assert read_jsonl(path, allow_empty=True) == []
     run = cli_validate(path)
-    assert run.returncode == 2 and run.stderr == f"error: {message}\n"  # not JSONL: bad input
+    assert run.returncode == 2  # not JSONL: bad input
+    assert_error(run.stderr, *facts)
 
 
 def test_over_long_line_is_refused_without_reading_it_whole(tmp_path):
     rows = rows_of()
     rows[1]["meta"] = {"pad": "x" * (20 * 1024 * 1024)}  # a 20 MB line
     path = write(tmp_path / "huge.jsonl", rows)
-    message = (
-        f"{path}:2: line longer than 1,048,576 bytes; a row must stay under that limit (its prompt under 32,000 "
-        "characters): shorten the row or move bulky data out of it"
-    )
-    with pytest.raises(ValueError) as err:
+    facts = (f"{path}:2: ", "longer than 1,048,576 bytes", "shorten the row", "move bulky data out")
+    with raises_with(ValueError, *facts):
         read_jsonl(path)
-    assert str(err.value) == message
     run = cli_validate(path)
-    assert run.returncode == 2 and run.stderr == f"error: {message}\n"  # not JSONL: bad input
+    assert run.returncode == 2  # not JSONL: bad input
+    assert_error(run.stderr, *facts)
 
 
 def test_line_byte_limit_boundary(tmp_path):
@@ -221,12 +211,12 @@ def test_invalid_utf8_names_file_and_line(tmp_path):
     lines[2] = lines[2][:10] + b"\xff\xfe" + lines[2][10:]  # byte 11 of line 3 is 0xff
     path = tmp_path / "latin.jsonl"
     path.write_bytes(b"".join(lines))
-    message = f"{path}:3: not valid UTF-8 (byte 11 of the line is 0xff); save the file as UTF-8"
-    with pytest.raises(ValueError) as err:
+    facts = (f"{path}:3: ", "not valid UTF-8", "byte 11", "0xff", "save the file as UTF-8")
+    with raises_with(ValueError, *facts):
         read_jsonl(path)
-    assert str(err.value) == message
     run = cli_validate(path)
-    assert run.returncode == 2 and run.stderr == f"error: {message}\n"  # not JSONL: bad input
+    assert run.returncode == 2  # not JSONL: bad input
+    assert_error(run.stderr, *facts)
 
 
 def test_utf8_bom_and_crlf_are_read(tmp_path):
@@ -244,13 +234,12 @@ def test_deeply_nested_json_is_refused_with_file_and_line(depth, tmp_path):
     lines[1] = lines[1][:-1] + ', "meta": ' + "[" * depth + "]" * depth + "}"
     path = tmp_path / "deep.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    message = f"{path}:2: JSON nested deeper than 64 levels; a row or record needs a few (a chat prompt 4): flatten"
-    message += " the value"
-    with pytest.raises(ValueError) as err:
+    facts = (f"{path}:2: ", "nested deeper than 64 levels", "flatten")
+    with raises_with(ValueError, *facts):
         read_jsonl(path)
-    assert str(err.value) == message
     run = cli_validate(path)
-    assert run.returncode == 2 and run.stderr == f"error: {message}\n"  # not JSONL: bad input
+    assert run.returncode == 2  # not JSONL: bad input
+    assert_error(run.stderr, *facts)
 
 
 def test_nesting_up_to_the_limit_is_read(tmp_path):
