@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data_validate_hardening import ROW_CASES, rows_of, write
+from _messages import assert_error, assert_facts
+from test_data_validate_hardening import ROW_CASES, assert_problem, rows_of, write
 
 import air_align
 from air_align.cli import INPUT_ERROR, build_parser, main
@@ -46,7 +47,7 @@ def no_model(monkeypatch):
 @pytest.mark.parametrize("command", ["train", "eval"])
 @pytest.mark.parametrize("case", list(ROW_CASES))
 def test_bad_file_fails_before_any_model_loads(case, command, tmp_path, no_model, capsys):
-    mutate, message = ROW_CASES[case]
+    mutate, facts = ROW_CASES[case]
     rows = rows_of(split="train" if command == "train" else "test_id")
     mutate(rows)
     path = write(tmp_path / "bad.jsonl", rows)
@@ -56,9 +57,11 @@ def test_bad_file_fails_before_any_model_loads(case, command, tmp_path, no_model
         args = ["eval", "--model", "tiny", "--data", path, "--out", str(tmp_path / "eval")]
     assert main(args) == INPUT_ERROR
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and f"problem(s) in {path}" in err.splitlines()[0], err
-    # the row's line, the problem and the fix, as `air-align data validate` words them
-    assert f"  - line 2 (id {rows[1]['id']!r}): {message.replace('{first}', 'line 1')}" in err, err
+    assert_error(err.splitlines(keepends=True)[0], f"problem(s) in {path}")
+    assert "Traceback" not in err, err
+    # the row's line, the problem and the fix, as `air-align data validate` reports them
+    where, in_file = f"  - line 2 (id {rows[1]['id']!r}): ", [fact.replace("{first}", "line 1") for fact in facts]
+    assert_problem(err.splitlines(), where, in_file)
     assert not (tmp_path / "run").exists() and not (tmp_path / "eval").exists()
 
 
@@ -68,11 +71,10 @@ def test_empty_and_missing_data_files(tmp_path, no_model, capsys):
     for data in (empty, tmp_path / "missing.jsonl"):
         assert main(["eval", "--model", "tiny", "--data", str(data), "--out", str(tmp_path / "e")]) == INPUT_ERROR
         assert main(["train", "--config", TINY, f"dataset={data}", f"output_dir={tmp_path}/r"]) == INPUT_ERROR
-    err = capsys.readouterr().err.splitlines()
-    no_rows = f"error: {empty}: the file holds no rows; it needs one JSON object per line (`air-align data build`)"
-    missing = f"error: {tmp_path / 'missing.jsonl'}: no such file; build one with `air-align data build --domain"
-    assert err[0] == err[1] == no_rows
-    assert err[2].startswith(missing) and err[3].startswith(missing)
+    err = capsys.readouterr().err.splitlines(keepends=True)
+    assert len(err) == 4 and err[0] == err[1] and err[2] == err[3], err  # eval and train say the same
+    assert_error(err[0], f"{empty}: ", "no rows", "one JSON object per line", "`air-align data build`")
+    assert_error(err[2], f"{tmp_path / 'missing.jsonl'}: ", "no such file", "`air-align data build --domain")
 
 
 def test_train_split_of_unequal_meta_groups_fails_before_loading(tmp_path, no_model, capsys):
@@ -81,50 +83,53 @@ def test_train_split_of_unequal_meta_groups_fails_before_loading(tmp_path, no_mo
     path = write(tmp_path / "unequal.jsonl", rows)
     assert main(["train", "--config", TINY, f"dataset={path}", f"output_dir={tmp_path}/r"]) == INPUT_ERROR
     err = capsys.readouterr().err
-    assert err.startswith(
-        f"error: 1 problem(s) in {path} (split train):\n  - meta-groups of unequal size {{3: 1, 4: 1}}"
-    )
+    head, problem = err.splitlines(keepends=True)  # the file and split, then the problem with its sizes
+    assert_error(head, f"1 problem(s) in {path} (split train)")
+    assert_facts(problem, "meta-groups of unequal size", "{3: 1, 4: 1}")
 
 
 def test_every_command_reports_bad_input_without_traceback(tmp_path, capsys):
-    cases = {
+    cases = {  # the command's key facts: what is wrong (the option, the bad value) and the fix
         ("data", "build", "--domain", "nope", "--out", str(tmp_path / "x.jsonl")): (
-            "error: unknown domain 'nope'; built-in domains are safety, morality, math"
+            "unknown domain 'nope'",
+            "safety, morality, math",
         ),
-        ("data", "inspect", str(tmp_path / "nope.jsonl")): f"error: {tmp_path / 'nope.jsonl'}: no such file; build",
-        ("report", str(tmp_path / "nowhere")): f"error: results.json not found at {tmp_path / 'nowhere'}; run",
+        ("data", "inspect", str(tmp_path / "nope.jsonl")): (f"{tmp_path / 'nope.jsonl'}: ", "no such file", "build"),
+        ("report", str(tmp_path / "nowhere")): ("results.json not found", str(tmp_path / "nowhere"), "run `air-align"),
         ("audit", "--domain", "morality", "--out", str(tmp_path / "a"), "--judge", "gpt"): (
-            "error: unknown --judge 'gpt'; choose one of"
+            "unknown --judge 'gpt'",
+            "choose one of",
         ),
         ("study", "--methods", "grpo,dpo", "--out", str(tmp_path / "s")): (
-            "error: unknown method 'dpo'; choose one of grpo, grpo+vrex, grpo+air, gspo+air"
+            "unknown method 'dpo'",
+            "choose one of grpo, grpo+vrex, grpo+air, gspo+air",
         ),
-        ("study", "--judge", "gpt", "--no-base", "--out", str(tmp_path / "s")): "error: unknown --judge 'gpt'",
-        ("train", "--config", str(tmp_path / "nope.yaml")): f"error: --config {tmp_path / 'nope.yaml'}: no such file",
-        ("train", "max_steps"): "error: override 'max_steps' is not key=value (e.g. max_steps=10)",
+        ("study", "--judge", "gpt", "--no-base", "--out", str(tmp_path / "s")): ("unknown --judge 'gpt'",),
+        ("train", "--config", str(tmp_path / "nope.yaml")): (f"--config {tmp_path / 'nope.yaml'}", "no such file"),
+        ("train", "max_steps"): ("override 'max_steps'", "key=value", "max_steps=10"),
         ("eval", "--model", "tiny", "--data", str(tmp_path / "d.jsonl"), "--out", "x", "--threads", "0"): (
-            "error: --threads 0: use at least 1 thread"
+            "--threads 0",
+            "at least 1",
         ),
     }
-    for args, start in cases.items():
+    for args, facts in cases.items():
         assert main(list(args)) == INPUT_ERROR, args
-        err = capsys.readouterr().err
-        assert err.startswith(start) and "Traceback" not in err, (args, err)
+        assert_error(capsys.readouterr().err, *facts)
 
 
 def test_subprocess_train_and_eval_print_one_error_and_debug_shows_the_traceback(tmp_path):
     rows = rows_of()
     del rows[1]["family"]
     path = write(tmp_path / "bad.jsonl", rows)
-    expected = (
-        f"error: 1 problem(s) in {path}:\n  - line 2 (id 'g1/tf'): missing field(s) ['family']; every row needs "
-        "['id', 'group_id', 'role', 'context', 'family', 'domain', 'prompt', 'verifier', 'intent', 'split'] (see "
-        "docs/data.md)\n"
-    )
     run = cli("train", "--config", TINY, f"dataset={path}", f"output_dir={tmp_path / 'run'}")
-    assert (run.returncode, run.stderr) == (INPUT_ERROR, expected)
+    assert run.returncode == INPUT_ERROR
+    head, problem = run.stderr.splitlines(keepends=True)  # nothing else: no traceback, no progress
+    assert_error(head, f"1 problem(s) in {path}")
+    assert problem.startswith("  - line 2 (id 'g1/tf'): ")
+    assert_facts(problem, "missing field(s) ['family']", "every row needs", "docs/data.md")
+    trained = run.stderr
     run = cli("eval", "--model", "tiny", "--data", path, "--out", str(tmp_path / "eval"))
-    assert (run.returncode, run.stderr) == (INPUT_ERROR, expected)
+    assert (run.returncode, run.stderr) == (INPUT_ERROR, trained)  # eval says the same
     assert not (tmp_path / "run").exists() and not (tmp_path / "eval").exists()
     run = cli("eval", "--model", "tiny", "--data", path, "--out", str(tmp_path / "eval"), "--debug")
     assert run.returncode == 1 and "Traceback (most recent call last)" in run.stderr
