@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _messages import assert_error, assert_facts
 from safetensors.torch import load_file
 
 from air_align.cli import INPUT_ERROR, main
@@ -78,7 +79,7 @@ def test_checkpoint_problem_finds_torn_files(runs, tmp_path, tear):
         resolve_checkpoint(str(folder), tmp_path)
     messages = []
     assert resolve_checkpoint("auto", tmp_path, say=messages.append) is None
-    assert messages[-1] == f"--resume: no complete checkpoint in {tmp_path}; starting from step 0"
+    assert_facts(messages[-1], "--resume: ", f"no complete checkpoint in {tmp_path}", "from step 0")  # a notice
 
 
 def test_used_output_dir_needs_resume_or_overwrite(runs, tmp_path, capsys):
@@ -86,12 +87,11 @@ def test_used_output_dir_needs_resume_or_overwrite(runs, tmp_path, capsys):
     shutil.copytree(runs / "straight", out)  # checkpoint-1..3 and final/
     capsys.readouterr()
     assert train(out, "max_steps=1") == INPUT_ERROR
-    assert capsys.readouterr().err == (
-        f"error: {out} already holds a run (checkpoint-2, checkpoint-3, final); add --resume to continue it from its "
-        "last complete checkpoint, --overwrite to delete it and start again, or set output_dir=... to another folder\n"
-    )
+    err = capsys.readouterr().err  # the folder, the run it holds, and the three ways on
+    assert_error(err, f"{out} ", "already holds a run", "checkpoint-2, checkpoint-3, final")
+    assert_facts(err, "add --resume", "--overwrite", "output_dir=... to another folder")
     assert train(out, "max_steps=1", "--resume", "--overwrite") == INPUT_ERROR
-    assert "--resume continues the run in output_dir and --overwrite deletes it: choose one" in capsys.readouterr().err
+    assert_error(capsys.readouterr().err, "--resume", "--overwrite", "choose one")
     (out / "notes.txt").write_text("mine")
     assert train(out, "--overwrite", "max_steps=1") == 0  # overrides on both sides of an option
     # what its run marker lists: checkpoint-1..3, final/, log, record, plot, model card (not notes.txt)
