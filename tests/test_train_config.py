@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _messages import assert_error, assert_facts, raises_with
 from transformers.trainer_utils import SaveStrategy
 
 from air_align.cli import INPUT_ERROR, build_parser, main
@@ -40,12 +41,12 @@ def test_lambda_must_be_finite_and_non_negative(value):
 def test_booleans_must_be_booleans(tmp_path):
     with pytest.raises(ValueError) as err:
         build_configs(None, ["use_lora=maybe", "use_cpu=true"])
-    assert "use_lora (from the command line): expected true or false, got str 'maybe'" in str(err.value)
+    assert_facts(str(err.value), "use_lora", "(from the command line)", "true or false", "'maybe'")
     path = tmp_path / "run.yaml"
     path.write_text("use_cpu: true\nbf16: 1\n")
     with pytest.raises(ValueError) as err:
         build_configs(path, [])
-    assert f"bf16 (from {path}): expected true or false, got int 1" in str(err.value)
+    assert_facts(str(err.value), "bf16", f"(from {path})", "true or false", "int 1")
     # the words YAML 1.1 called booleans are accepted for a boolean field, in either place
     run, air = build_configs(None, ["use_lora=yes", "use_cpu=on", "bf16=off"])
     assert run.use_lora is True and air.use_cpu is True and air.bf16 is False
@@ -70,14 +71,17 @@ def test_every_problem_of_a_config_is_named_at_once_with_its_key_path_and_origin
     )
     with pytest.raises(ConfigError) as err:
         build_configs(path, ["max_steps=many", "learnin_rate=1e-5", "lora_r=8"])
-    assert err.value.problems == [  # unknown keys first, then the fields in their order
-        "learnin_rate (from the command line): unknown key; did you mean 'learning_rate'? " + KEYS,
-        f"reward_config.safety_tiers (from {path}): expected 3 values, got 2: [-1.0, 1.25]",
-        f"reward_config.judge.modle (from {path}): unknown key; did you mean 'model'? allowed: model, base_url, "
-        "server_model, endpoint, batch_size, timeout_s, max_retries, max_response_bytes, cache_path",
-        f"use_lora (from {path}): expected true or false, got str 'maybe'",
-        "max_steps (from the command line): expected an integer, got str 'many'",
+    cli, yaml_file = "(from the command line)", f"(from {path})"
+    expected = [  # unknown keys first, then the fields in their order: the key path, its origin, the value, the fix
+        ("learnin_rate", cli, "unknown key", "did you mean 'learning_rate'", KEYS),
+        ("reward_config.safety_tiers", yaml_file, "3 values", "got 2", "[-1.0, 1.25]"),
+        ("reward_config.judge.modle", yaml_file, "unknown key", "did you mean 'model'", "base_url", "cache_path"),
+        ("use_lora", yaml_file, "true or false", "'maybe'"),
+        ("max_steps", cli, "an integer", "'many'"),
     ]
+    for problem, facts in zip(err.value.problems, expected, strict=True):
+        assert problem.startswith(facts[0] + " "), problem  # each problem leads with its key path
+        assert_facts(problem, *facts)
     # each override is typed by its field: 5e-7 (text to YAML 1.1) is a float, '8' an int, 123 a model's name
     run, air = build_configs(None, ["use_cpu=true", "learning_rate=5e-7", "lora_r='8'", "model=123"])
     assert air.learning_rate == 5e-7 and run.lora_r == 8 and run.model == "123"
@@ -93,15 +97,11 @@ def test_every_problem_of_a_config_is_named_at_once_with_its_key_path_and_origin
 
 def test_unknown_key_names_where_it_came_from(tmp_path):
     path = config_file(tmp_path, invariance_coeff=0.1)
-    with pytest.raises(
-        ValueError, match=rf"invariance_coeff \(from {path}\): unknown key; did you mean 'invariance_coef'"
-    ):
+    with raises_with(ValueError, "invariance_coeff", f"(from {path})", "did you mean 'invariance_coef'"):
         build_configs(path, [])
-    with pytest.raises(
-        ValueError, match=r"lerning_rate \(from the command line\): unknown key; did you mean 'learning_rate'"
-    ):
+    with raises_with(ValueError, "lerning_rate", "(from the command line)", "did you mean 'learning_rate'"):
         build_configs(config_file(tmp_path, max_steps=2), ["lerning_rate=1e-5"])  # a file given, the typo elsewhere
-    with pytest.raises(ValueError, match=rf"max_steps \(from {path}\): expected an integer, got str 'many'"):
+    with raises_with(ValueError, "max_steps", f"(from {path})", "an integer", "'many'"):
         build_configs(config_file(tmp_path, max_steps="many"), [])
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_steps: [1\n")
@@ -133,10 +133,9 @@ def test_batch_geometry_is_checked_before_the_model_and_rewards_load(tmp_path, m
     args = ["train", "--config", str(TINY), f"output_dir={tmp_path}", "per_device_train_batch_size=12"]
     assert main(args) == INPUT_ERROR
     err = capsys.readouterr().err
-    assert err.startswith(
-        "error: a generation batch holds 4 prompts (generation_batch_size 12 / num_generations 3), not a whole number "
-        "of meta-groups of 3 prompts. Use a generation_batch_size in [9, 18, 27, 36]..."
-    ), err
+    # the numbers that do not fit, and the sizes that would
+    facts = ("4 prompts", "generation_batch_size 12", "num_generations 3", "meta-groups of 3 prompts")
+    assert_error(err, *facts, "generation_batch_size in [9, 18, 27, 36]")
     assert not list(tmp_path.iterdir())  # nothing written
 
 
@@ -144,8 +143,8 @@ def test_a_batch_that_is_no_multiple_of_k_names_the_fix(tmp_path, capsys):
     args = ["train", "--config", str(TINY), f"output_dir={tmp_path}", "per_device_train_batch_size=7"]
     assert main(args) == INPUT_ERROR
     err = capsys.readouterr().err
-    assert err.startswith("error: generation_batch_size (7) must be divisible by num_generations (3).")
-    assert "set per_device_train_batch_size to a multiple of (prompts per meta-group) × K" in err
+    assert_error(err, "generation_batch_size (7)", "divisible by num_generations (3)")
+    assert_facts(err, "per_device_train_batch_size to a multiple of (prompts per meta-group) × K")  # the fix
     assert not list(tmp_path.iterdir())
 
 
