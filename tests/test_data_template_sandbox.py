@@ -13,6 +13,7 @@ import sys
 
 import jinja2
 import pytest
+from _messages import assert_error, assert_facts, raises_with
 
 from air_align.data import renderers as R
 from air_align.data import sources
@@ -37,13 +38,10 @@ def test_payload_is_refused_with_the_template_name_and_runs_nothing(tmp_path):
         with pytest.raises(ValueError, match=rf"template 'evil-{i}': `.+` \(line 1\) is not allowed"):
             R.render_template(template, "say hi", name=f"evil-{i}")
         assert not marker.exists(), template
-    # the exact message a user reads for this probe
-    with pytest.raises(ValueError) as err:
+    # what a user reads for this probe: the template, the expression and its line, and what a template may hold
+    probe = ("template 'probe'", "`lipsum.__globals__['os'].popen('id').read()`", "(line 1)", "not allowed")
+    with raises_with(ValueError, *probe, "only text", "{% raw %} blocks", "string constants", "{{ prompt }}"):
         R.render_template("{{ lipsum.__globals__['os'].popen('id').read() }} {{ prompt }}", "hi", name="probe")
-    assert str(err.value) == (
-        "template 'probe': `lipsum.__globals__['os'].popen('id').read()` (line 1) is not allowed; a template may "
-        "hold only text, {% raw %} blocks, string constants and {{ prompt }}"
-    )
 
 
 def test_the_sandbox_alone_also_stops_the_payload(tmp_path):
@@ -71,54 +69,51 @@ def test_user_template_file_is_refused_naming_file_and_template(tmp_path):
     out = tmp_path / "out.jsonl"
     run = subprocess.run([*cli, "--out", str(out), "--templates", str(path)], capture_output=True, text=True)
     assert run.returncode == 2  # an input error (air_align.cli.INPUT_ERROR)
-    assert run.stderr.startswith(f"error: {path}: template 'dan-evil': `lipsum.__globals__['os'].popen(")
-    assert "Traceback" not in run.stderr
+    assert_error(run.stderr, f"{path}: template 'dan-evil'", "`lipsum.__globals__['os'].popen(", "not allowed")
     assert not marker.exists() and not out.exists()
 
 
 OK = {"name": "ok", "family": "f", "template": "Be brief. {{ prompt }}"}
-# (file name, content, the message after "error: {path}"): each was a traceback before
+# (file name, content, where the message points after the path, then the key facts: what is wrong, the fix)
 BAD_TEMPLATE_FILES = {
     "autoescape": ("t.json", json.dumps([{**OK, "template": "{% autoescape false %}{{ prompt }}{% endautoescape %}"}]),
-                   ": template 'ok': `autoescape false` (line 1) is not allowed; a template may hold only text, "
-                   "{% raw %} blocks, string constants and {{ prompt }}"),
+                   ": template 'ok'", ("`autoescape false`", "(line 1)", "not allowed", "only text", "{{ prompt }}")),
     "autoescape line 3": ("t.json", json.dumps([{**OK, "template": "a\nb\n{% autoescape false %}{{ prompt }}"
                                                                    "{% endautoescape %}"}]),
-                          ": template 'ok': `autoescape false` (line 3) is not allowed"),
+                          ": template 'ok'", ("`autoescape false`", "(line 3)", "not allowed")),
     "item a string": ("t.json", json.dumps([OK, "x"]),
-                      ": template #1 is a str; each template is a mapping {name, family, template}"),
-    "item a list (yaml)": ("t.yaml", "- [a, b]\n", ": template #0 is a list; each template is a mapping"),
+                      ": template #1", ("a str", "a mapping {name, family, template}")),
+    "item a list (yaml)": ("t.yaml", "- [a, b]\n", ": template #0", ("a list", "a mapping")),
     "template a list": ("t.json", json.dumps([{**OK, "template": ["{{ prompt }}"]}]),
-                        ": template #0: template (list) must be text; write each as a string"),
+                        ": template #0", ("template (list)", "must be text", "as a string")),
     "template a number": ("t.yaml", "- {name: a, family: f, template: 5}\n",
-                          ": template #0: template (int) must be text; write each as a string"),
+                          ": template #0", ("template (int)", "must be text", "as a string")),
     "name a mapping": ("t.json", json.dumps([{**OK, "name": {"a": 1}}]),
-                       ": template #0: name (dict) must be text; write each as a string"),
+                       ": template #0", ("name (dict)", "must be text", "as a string")),
     "bad JSONL": ("t.jsonl", json.dumps(OK) + "\n{bad\n",
-                  ":2: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
-                  "each line must be one JSON object"),
-    "JSONL line not an object": ("t.jsonl", json.dumps(OK) + "\n[1]\n",
-                                 ":2: expected a JSON object (one row), got list"),
-    "bad JSON": ("t.json", "[{", ": not valid JSON (Expecting property name enclosed in double quotes: line 1 "
-                                 "column 3 (char 2))"),
-    "deep JSON": ("t.json", "[" * 5000 + "]" * 5000, ": JSON nested deeper than 64 levels"),
-    "not a list": ("t.json", json.dumps(OK), ": expected a list of {name, family, template} objects, got dict"),
+                  ":2: ", ("not valid JSON", "line 1 column 2", "one JSON object")),
+    "JSONL line not an object": ("t.jsonl", json.dumps(OK) + "\n[1]\n", ":2: ", ("a JSON object", "got list")),
+    "bad JSON": ("t.json", "[{", ": ", ("not valid JSON", "line 1 column 3")),
+    "deep JSON": ("t.json", "[" * 5000 + "]" * 5000, ": ", ("nested deeper than 64 levels",)),
+    "not a list": ("t.json", json.dumps(OK), ": ", ("a list of {name, family, template}", "got dict")),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(BAD_TEMPLATE_FILES))
 def test_bad_template_files_are_named_errors(case, tmp_path):
-    name, content, message = BAD_TEMPLATE_FILES[case]
+    name, content, where, facts = BAD_TEMPLATE_FILES[case]
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError) as err:
         sources.load_templates(path)
-    assert str(err.value).startswith(f"{path}{message}"), str(err.value)
+    assert str(err.value).startswith(f"{path}{where}"), str(err.value)  # the file, and the line or template
+    assert_facts(str(err.value), *facts)
     out = tmp_path / "out.jsonl"
     cli = [sys.executable, "-m", "air_align.cli", "data", "build", "--domain", "morality", "--n-intents", "8"]
     run = subprocess.run([*cli, "--out", str(out), "--templates", str(path)], capture_output=True, text=True)
-    assert run.returncode == 2 and run.stderr.startswith(f"error: {path}{message}"), run.stderr
-    assert "Traceback" not in run.stderr and not out.exists()
+    assert run.returncode == 2 and run.stderr.startswith(f"error: {path}{where}"), run.stderr
+    assert_error(run.stderr, *facts)
+    assert not out.exists()
 
 
 def test_good_template_file_still_loads(tmp_path):

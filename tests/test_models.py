@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _messages import assert_error, assert_facts
 
 from air_align.models import build_char_tokenizer, load_model, tiny_causal_lm
 
@@ -57,18 +58,16 @@ def test_a_pickle_checkpoint_that_holds_more_than_weights_is_refused_with_the_re
     torch.save({**model.state_dict(), "payload": RunsACommand(ran)}, folder / "pytorch_model.bin")
     with pytest.raises(ValueError) as err:
         load_model(str(folder))
-    assert str(err.value) == (
-        f"{folder / 'pytorch_model.bin'}: a pickle checkpoint that holds more than weights (it refers to "
-        "posix.system); air-align loads only safetensors files or weights-only torch files, because unpickling any "
-        "other object can run arbitrary code. If you trust where it came from, load it yourself and save it with "
-        "save_pretrained() (safetensors); else do not use it"
-    )
+    # the file, what it refers to, what air-align loads instead and why, and the fix
+    facts = (f"{folder / 'pytorch_model.bin'}: ", "pickle checkpoint", "posix.system", "safetensors", "arbitrary code")
+    assert_facts(str(err.value), *facts, "save it with save_pretrained()")
     assert not ran.exists()
     capsys.readouterr()
     assert main(["train", "--config", str(CONFIGS / "tiny-cpu.yaml"), f"model={folder}",
                  f"output_dir={tmp_path / 'run'}", "max_steps=1"]) == INPUT_ERROR  # fmt: skip
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {folder / 'pytorch_model.bin'}: a pickle checkpoint") and "weights_only" not in err
+    assert_error(err, *facts, "save it with save_pretrained()")
+    assert "weights_only" not in err
     assert not ran.exists()
     torch.save(model.state_dict(), folder / "pytorch_model.bin")  # tensors only: loads
     loaded, _ = load_model(str(folder))
