@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
+from _messages import assert_facts, raises_with
 
 from air_align.models import build_char_tokenizer, tiny_causal_lm
 from air_align.rewards.cache import JudgeCache, judge_identity
@@ -126,15 +127,9 @@ def test_persistent_bad_answer_is_a_clear_error_and_nothing_is_cached(kind, serv
     cache = JudgeCache(tmp_path / "cache.jsonl")
     with pytest.raises(JudgeServerError) as err:
         MoralityJudge(judge, cache=cache).log_odds(["I lied."], ["That was wrong."])
-    message = str(err.value)
-    assert message.startswith(
-        f"judge server {server.url}/v1/chat/completions gave no usable answer after 3 tries (60 s timeout each): "
-        f"the last one had {LAST_ANSWER[kind]}"
-    ), message
-    assert message.endswith(
-        "A judge score is never replaced by a default; check the server (its log, its model's dtype, that it "
-        "returns top_logprobs) and run again."
-    )
+    # the server, the tries, the last bad answer, and the fix (never a default: check the server)
+    facts = (f"judge server {server.url}/v1/chat/completions", "no usable answer after 3 tries", LAST_ANSWER[kind])
+    assert_facts(str(err.value), *facts, "never replaced by a default", "check the server", "top_logprobs")
     assert server.requests == 3 and sleeps == pytest.approx([0.1, 0.2])
     assert len(cache) == 0 and not (tmp_path / "cache.jsonl").exists()
 
@@ -197,23 +192,21 @@ def test_in_process_non_finite_log_odds_raise_and_are_not_cached(tmp_path):
     cache = JudgeCache(tmp_path / "cache.jsonl")
     with pytest.raises(ValueError) as err:
         MoralityJudge(judge, cache=cache).log_odds(["I lied.", "I helped."], ["Wrong.", "Fine."])
-    assert str(err.value) == (
-        "judge broken gave non-finite log-odds (nan) for 2 of 2 prompts (first: #0); its logits are not finite: load "
-        "the judge in float32 or bfloat16 instead of float16, or check its weights"
-    )
+    facts = ("judge broken", "non-finite log-odds (nan)", "2 of 2 prompts", "first: #0")  # which judge, how many
+    assert_facts(str(err.value), *facts, "float32 or bfloat16 instead of float16", "check its weights")  # the fix
     assert len(cache) == 0 and not (tmp_path / "cache.jsonl").exists()
 
 
 def test_cache_refuses_and_skips_non_finite_values(tmp_path):
     path = tmp_path / "cache.jsonl"
     cache = JudgeCache(path)
-    with pytest.raises(ValueError, match=r"judge 'j' gave a non-finite score \[0.5, nan\]; it is not cached"):
+    with raises_with(ValueError, "judge 'j'", "non-finite score", "[0.5, nan]", "not cached"):
         cache.put_many([("j", "p", "ok", [1.0]), ("j", "p", "c", [0.5, math.nan])])
     assert len(cache) == 0 and not path.exists()  # all or nothing
     cache.put("j", "p", "ok", [1.0])
     with open(path, "a", encoding="utf-8") as f:  # a NaN line written by an older version
         f.write(json.dumps({"key": "abc", "value": [math.nan]}) + "\n")
-    with pytest.warns(UserWarning, match=r"skipped 1 unusable line\(s\) \(first: line 2: value not finite\)"):
+    with pytest.warns(UserWarning, match=r"skipped 1 unusable line.*line 2.*not finite"):
         reloaded = JudgeCache(path)
     assert len(reloaded) == 1 and reloaded.get("j", "p", "ok") == [1.0] and reloaded.skipped == 1
 

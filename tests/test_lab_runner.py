@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from _messages import assert_facts
 
 from air_align.lab.runner import load_finished, run_all
 from air_align.lab.runs import RunSpec, Training
@@ -74,11 +75,9 @@ def test_a_dead_worker_is_named_with_its_run(tmp_path):
         run_dir(tmp_path, run).mkdir(parents=True)
         (run_dir(tmp_path, run) / WORKER_FILE).write_text(json.dumps({"pid": pid}))
     err = dead_worker_error(tmp_path, runs, {111: -15, 222: -9}, finished=3, total=5)  # 222 killed, 111 stopped
-    assert isinstance(err, OSError) and str(err) == (
-        f"the worker process training run {runs[1].name()} (pid 222, killed by signal 9 (SIGKILL: kill -9, or the "
-        f"out-of-memory killer)) died, and the grid stopped; 3 of 5 runs are finished and saved in {tmp_path / 'runs'}"
-        ": rerun the same command to resume (it trains only the runs not finished)"
-    )
+    assert isinstance(err, OSError)  # the run, the process and its signal, what is saved where, and the fix
+    facts = (f"training run {runs[1].name()} ", "pid 222", "signal 9", "SIGKILL", "out-of-memory killer", "died")
+    assert_facts(str(err), *facts, "3 of 5 runs", str(tmp_path / "runs"), "rerun the same command to resume")
     err = dead_worker_error(tmp_path, runs, {111: -15, 222: -15}, finished=0, total=2)  # no telling which: both
     assert f"training run one of {runs[0].name()}, {runs[1].name()} died" in str(err)
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _messages import assert_facts
 from _toy import toy_trainer
 from datasets import Dataset
 
@@ -33,11 +34,8 @@ def test_iterable_dataset_is_refused(tmp_path):
     for invariance in ("air", "vrex", "none"):  # with meta-group columns every mode uses the meta-group sampler
         with pytest.raises(ValueError) as err:
             build(stream, tmp_path, invariance)
-        assert str(err.value).startswith(
-            "train_dataset is an IterableDataset: the meta-group sampler needs a map-style dataset (TRL skips "
-            "samplers for iterable ones), else generation batches hold partial meta-groups without their anchors. "
-            "Load it as a datasets.Dataset, e.g. Dataset.from_list(list(stream))"
-        )
+        facts = ("train_dataset", "IterableDataset", "map-style dataset", "partial meta-groups")  # what, and why
+        assert_facts(str(err.value), *facts, "Dataset.from_list(list(stream))")  # and the fix
     # plain GRPO data (no meta-group columns) with invariance="none" is TRL's business: accepted
     plain = Dataset.from_list([{"prompt": r["prompt"], "role": "open"} for r in toy_meta_groups(4, 2)])
     build(plain.remove_columns("role").to_iterable_dataset(), tmp_path, "none")
@@ -50,11 +48,9 @@ def test_meta_group_without_anchor_is_refused_for_air(tmp_path):
             r["role"] = "open"  # these two meta-groups lose their anchor
     with pytest.raises(ValueError) as err:
         build(Dataset.from_list(rows), tmp_path, "air")
-    assert str(err.value) == (
-        "invariance='air' compares every open variant with its meta-group's anchors, but 2 meta-group(s) have no "
-        "row with role='anchor': 'toy-2', 'toy-5'. Add an anchor to each or drop them (`air-align data validate "
-        "FILE` lists them), or use invariance='vrex' or 'none'."
-    )
+    # the setting, the meta-groups at fault, and the three fixes
+    facts = ("invariance='air'", "2 meta-group(s)", "role='anchor'", "'toy-2', 'toy-5'", "Add an anchor")
+    assert_facts(str(err.value), *facts, "`air-align data validate FILE`", "invariance='vrex' or 'none'")
     build(Dataset.from_list(rows), tmp_path, "vrex")  # V-REx compares with the group mean: no anchor needed
     build(Dataset.from_list(toy_meta_groups(8, 2)), tmp_path, "air")  # every group anchored: accepted
 
