@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _messages import raises_with
 from _toy import toy_trainer
 
 from air_align.evaluation.plots import (
@@ -67,7 +68,7 @@ def test_a_lab_log_json_and_a_run_level_trainer_state_are_found(tmp_path, tiny_r
     assert find_run_log(empty) is None
     bad = tmp_path / "bad.json"
     bad.write_text('{"no": "history"}')
-    with pytest.raises(ValueError, match="expected a list of log entries or an object with 'log_history'"):
+    with raises_with(ValueError, str(bad), "a list of log entries", "'log_history'"):
         read_log_file(bad)
 
 

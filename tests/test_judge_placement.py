@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from _messages import raises_with
 
 from air_align import models
 from air_align.models import build_char_tokenizer, load_model, tiny_causal_lm
@@ -153,7 +154,7 @@ def test_a_named_judge_model_is_loaded_after_the_trainer_on_its_device_in_the_po
 
 def test_an_unplaced_judge_says_so():
     judge = DeferredJudge(lambda device, dtype: pytest.fail("loaded without bind"), name="frozen-policy")
-    with pytest.raises(RuntimeError, match=r"judge 'frozen-policy' has no model yet: call bind\(device, dtype\)"):
+    with raises_with(RuntimeError, "judge 'frozen-policy'", "no model yet", "call bind(device, dtype)"):
         judge.log_odds(PROMPTS)
 
 

@@ -14,6 +14,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from _messages import raises_with
 
 from air_align.rewards.server_judge import JudgeServerError, ServerJudge, top_logprobs_log_odds
 
@@ -125,7 +126,7 @@ def test_retries_exhausted_names_the_url(make_stub):
     stub = make_stub(by_prompt, fail_first=10, fail_code=503)  # 429 has its own message: test_judge_transport.py
     sleeps = []
     judge = ServerJudge(stub.url, max_retries=2, backoff_s=0.1, sleep=sleeps.append)
-    with pytest.raises(JudgeServerError, match=f"judge server {stub.url}/v1/chat/completions unreachable after 3"):
+    with raises_with(JudgeServerError, f"{stub.url}/v1/chat/completions", "unreachable", "3 tries", "base_url"):
         judge.log_odds(["sky"])
     assert sleeps == pytest.approx([0.1, 0.2])
 
@@ -151,7 +152,8 @@ def test_unreachable_server_is_a_clear_error():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     judge = ServerJudge(f"http://127.0.0.1:{port}", max_retries=1, timeout_s=1, sleep=lambda s: None)
-    with pytest.raises(JudgeServerError, match=f"127.0.0.1:{port}/v1/chat/completions unreachable after 2 tries"):
+    facts = (f"127.0.0.1:{port}/v1/chat/completions", "unreachable after 2 tries")  # the server, and the fix
+    with raises_with(JudgeServerError, *facts, f"Is the server running at http://127.0.0.1:{port}", "fix base_url"):
         judge.log_odds(["x"])
 
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from _messages import raises_with
 
 from air_align.real.config import StudyConfig
 from air_align.real.study import render_study, study_row
@@ -35,7 +36,7 @@ def test_study_row_and_table():
 
 
 def test_unknown_method_fails_before_any_work():
-    with pytest.raises(ValueError, match=r"unknown method 'dpo'; choose one of grpo, grpo\+vrex"):
+    with raises_with(ValueError, "unknown method 'dpo'", "choose one of grpo, grpo+vrex"):
         train_real(StudyConfig(), "dpo", "/tmp/unused", rows=[])
 
 

@@ -1,6 +1,7 @@
 """CompositeReward routing r = r_task + r_fmt by the schema's columns, config selection, judge cache."""
 
 import pytest
+from _messages import raises_with
 
 from air_align.rewards.composite import CompositeReward, JudgeConfig, RewardConfig, build_judge, build_reward
 from air_align.rewards.safety import HELPFUL_QUESTION, SafetyJudge
@@ -142,13 +143,13 @@ def test_stress_test_rewards_selectable():
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="safety_rewrad: unknown key; did you mean 'safety_reward'"):
+    with raises_with(ValueError, "safety_rewrad", "unknown key", "did you mean 'safety_reward'"):
         RewardConfig.from_dict({"safety_rewrad": "judge"})
-    with pytest.raises(ValueError, match="judge.modle: unknown key; did you mean 'model'"):
+    with raises_with(ValueError, "judge.modle", "unknown key", "did you mean 'model'"):  # the key path
         RewardConfig.from_dict({"judge": {"modle": "x"}})
-    with pytest.raises(ValueError, match="safety_reward: 'oracle' is not one of judge, keyword, extremely_hacked"):
+    with raises_with(ValueError, "safety_reward", "'oracle'", "judge, keyword, extremely_hacked"):
         RewardConfig.from_dict({"safety_reward": "oracle"})
-    with pytest.raises(ValueError, match=r"safety_tiers: expected 3 values, got 2"):
+    with raises_with(ValueError, "safety_tiers", "3 values", "got 2"):
         RewardConfig.from_dict({"safety_tiers": [-1.0, 1.25]})  # unsafe, safe, safe and helpful
     no_judge = build_reward({"judge": {"model": "policy"}})  # "policy" without a policy: no judge
     with pytest.raises(ValueError, match="needs a judge but none is configured"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _messages import raises_with
 
 from air_align.cli import main
 from air_align.threads import THREADS_ENV, set_threads
@@ -45,9 +46,9 @@ def test_set_threads(restore_threads, monkeypatch):
     assert set_threads() == 2 == torch.get_num_threads()
     assert set_threads(1) == 1  # the option wins over the environment
     monkeypatch.setenv(THREADS_ENV, "two")
-    with pytest.raises(ValueError, match=r"AIR_ALIGN_THREADS='two': expected a whole number of threads"):
+    with raises_with(ValueError, "AIR_ALIGN_THREADS='two'", "a whole number of threads"):
         set_threads()
-    with pytest.raises(ValueError, match=r"--threads 0: use at least 1 thread"):
+    with raises_with(ValueError, "--threads 0", "at least 1 thread"):
         set_threads(0)
 
 

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from _messages import raises_with
 from _toy import toy_trainer
 from test_train_trainer import first_generation_batch, plain_completion_logps
 
@@ -80,7 +81,7 @@ def test_method_rows_set_the_fields():
 
 
 def test_trainer_refuses_open_rows_without_a_level(tmp_path):
-    with pytest.raises(ValueError, match=r"anchor_constant \{'toy/0': 1.0\} has none for \['toy/none'\]"):
+    with raises_with(ValueError, "anchor_constant", "{'toy/0': 1.0}", "none for ['toy/none']", "add them"):
         toy_trainer("air", str(tmp_path), anchor_target="constant", anchor_constant={"toy/0": 1.0})
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _messages import raises_with
 
 from air_align.cli import main
 from air_align.training.recipe import lora_config, resolve_rewards
@@ -27,15 +28,13 @@ def test_overrides_are_typed_by_the_field_they_set(tmp_path):
 
 
 def test_unknown_key_and_bad_values_are_clear_errors():
-    with pytest.raises(
-        ValueError, match=r"invariance_coeff \(from the command line\): unknown key; did you mean 'invariance_coef'"
-    ):
+    with raises_with(ValueError, "invariance_coeff", "(from the command line)", "did you mean 'invariance_coef'"):
         build_configs(None, ["invariance_coeff=0.1"])
     with pytest.raises(ValueError, match="expected an integer"):
         build_configs(None, ["max_steps=many", "use_cpu=true"])
     with pytest.raises(ValueError, match="not key=value"):
         build_configs(None, ["max_steps"])
-    with pytest.raises(ValueError, match=r"invariance \(from the command line\): 'irm' is not one of none, vrex, air"):
+    with raises_with(ValueError, "invariance", "(from the command line)", "'irm'", "none, vrex, air"):
         build_configs(None, ["invariance=irm", "use_cpu=true"])
     with pytest.raises(ValueError, match="unknown reward 'no_such_reward'"):
         resolve_rewards("no_such_reward")  # a bare name is neither composite, toy nor module:function
@@ -152,7 +151,7 @@ def test_method_sets_the_regulariser_fields_and_the_command_line_wins():
     assert (air.invariance, air.importance_sampling_level) == ("air", "sequence")
     run, air = build_configs(None, ["method=vrex", "use_cpu=true"])  # the real tier's former name
     assert (run.method, air.invariance) == ("grpo+vrex", "vrex")
-    with pytest.raises(ValueError, match="method=grpo sets invariance='none' but the config also sets"):
+    with raises_with(ValueError, "method=grpo", "invariance='none'", "invariance='air'", "drop one of them"):
         build_configs(None, ["method=grpo", "invariance=air", "use_cpu=true"])
     with pytest.raises(ValueError, match="unknown method 'dpo'"):
         build_configs(None, ["method=dpo", "use_cpu=true"])
