@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from _messages import assert_error
 
 from air_align.cli import main
 from air_align.lab import generate as G
@@ -117,12 +118,12 @@ def test_lab_world_command_writes_the_spec_and_refuses_bad_input(tmp_path, capsy
     assert main(["lab", "world", "--kind", "safety", "--seed", "3", "--out", str(out)]) == 0  # same bytes: fine
     # another world over it: refused, the file untouched
     assert main(["lab", "world", "--kind", "safety", "--seed", "4", "--out", str(out)]) == 2
-    assert "exists with other content; pass --overwrite" in capsys.readouterr().err
+    assert_error(capsys.readouterr().err, str(out), "exists with other content", "pass --overwrite")
     assert out.read_text() == G.world_yaml("safety", 3)
     assert main(["lab", "world", "--kind", "safety", "--seed", "4", "--out", str(out), "--overwrite"]) == 0
     assert out.read_text() == G.world_yaml("safety", 4)
     assert main(["lab", "world", "--kind", "math", "--seed", "-1", "--out", str(tmp_path / "m.yaml")]) == 2
-    assert "generator seed -1: use a whole number >= 0" in capsys.readouterr().err
+    assert_error(capsys.readouterr().err, "seed -1", "a whole number >= 0")
     assert not (tmp_path / "m.yaml").exists()
     assert main(["lab", "world", "--kind", "math", "--seed", "1", "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err

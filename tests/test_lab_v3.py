@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from _messages import raises_with
 
 from air_align.lab.calibration import world_calibration
 from air_align.lab.reproduce import (
@@ -48,11 +49,11 @@ def test_the_subtle_hack_out_earns_a_correct_anchor_by_only_0_1_to_0_3(world):
 
 
 def test_with_regime_refusals():
-    with pytest.raises(ValueError, match=r"world 'math' \(math\) has no judge tiers"):
+    with raises_with(ValueError, "world 'math'", "no judge tiers"):
         with_regime(load_world("math"), exemplary=1.5)
-    with pytest.raises(ValueError, match="'exemplary' payout must be a finite number"):
+    with raises_with(ValueError, "'exemplary' payout", "a finite number", "nan"):
         with_regime(load_world("safety"), exemplary=math.nan)
-    with pytest.raises(ValueError, match=r"unknown judge setting\(s\) \['cue'\]"):
+    with raises_with(ValueError, "unknown judge setting", "['cue']", "'cue_strength'"):  # and the settings there are
         with_regime(load_world("safety"), cue=2.0)
     assert with_regime(load_world("safety"), cue_strength=2.0).rewards == load_world("safety").rewards
 
@@ -124,9 +125,9 @@ def test_constant_level_runs_carry_the_units_correct_anchor_rewards(tmp_path):
 
 
 def test_tuning_presets_are_checked(tmp_path):
-    with pytest.raises(ValueError, match=r"tuning worlds \[\('safety', 0\)\] are also compared"):
+    with raises_with(ValueError, "preset 'x'", "tuning worlds [('safety', 0)]", "also compared", "other seeds"):
         units(Preset("x", cells=(), generated=(("safety", 0),), tuning=(("safety", 0),)), tmp_path)
-    with pytest.raises(ValueError, match="tune_regime 'cue4' is not one of its regimes"):
+    with raises_with(ValueError, "preset 'x'", "tune_regime 'cue4'", "not one of its regimes"):
         units(Preset("x", cells=(), tuning=(("safety", 100),), tune_regime="cue4"), tmp_path)
     with pytest.raises(ValueError, match="two tuning worlds of kind 'safety'"):
         units(Preset("x", cells=(), tuning=(("safety", 100), ("safety", 101))), tmp_path)
