@@ -104,7 +104,10 @@ def test_every_command_reports_bad_input_without_traceback(tmp_path, capsys):
             "unknown method 'dpo'",
             "choose one of grpo, grpo+vrex, grpo+air, gspo+air",
         ),
-        ("study", "--judge", "gpt", "--no-base", "--out", str(tmp_path / "s")): ("unknown --judge 'gpt'",),
+        ("study", "--judge", "gpt", "--no-base", "--out", str(tmp_path / "s")): (
+            "unknown --judge 'gpt'",
+            "choose one of",
+        ),
         ("train", "--config", str(tmp_path / "nope.yaml")): (f"--config {tmp_path / 'nope.yaml'}", "no such file"),
         ("train", "max_steps"): ("override 'max_steps'", "key=value", "max_steps=10"),
         ("eval", "--model", "tiny", "--data", str(tmp_path / "d.jsonl"), "--out", "x", "--threads", "0"): (

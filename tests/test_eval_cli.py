@@ -163,7 +163,7 @@ def test_report_side_by_side(runs, capsys):
 def test_eval_rejects_bad_judge_and_split(runs, capsys):
     base = ["eval", "--model", "tiny", "--data", str(runs / "data.jsonl"), "--out", str(runs / "c")]
     assert main([*base, "--judge", "gpt"]) == 2
-    assert_error(capsys.readouterr().err, "unknown --judge 'gpt'")
+    assert_error(capsys.readouterr().err, "unknown --judge 'gpt'", "choose one of oracle-label")
     assert main([*base, "--splits", "test_nope", "--max-new-tokens", "2"]) == 2
     err = capsys.readouterr().err  # the option, the file, the splits it has, and the option as it could be given
     assert_error(err, "--splits test_nope: ", str(runs / "data.jsonl"), "'test_nope'", "train, test_id, test_ood")
