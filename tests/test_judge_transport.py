@@ -323,5 +323,5 @@ def test_eval_with_a_server_judge_error_prints_an_error_line(serve, tmp_path, ca
     argv += ["--out", str(tmp_path / "out"), "--judge", f"model:{server.url}/v1", "--no-progress", "--no-dispersion"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    facts = (f"judge server {server.url}/v1/chat/completions", "refused the request", "HTTP 404")
+    facts = (f"judge server {server.url}/v1/chat/completions", "refused the request", "HTTP 404", "check the judge")
     assert_error(err, *facts, "model judge not found")  # the server's own words say what is wrong

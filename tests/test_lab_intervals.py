@@ -101,7 +101,7 @@ def test_coverage_refuses_a_grid_without_a_null_before_simulating(capsys):
     grid = Path(__file__).parent / "data" / "lab-grid-smoke" / "results.json"  # 3 seeds: too few for two pairs
     assert main(["lab", "coverage", "--sims", "10", "--grid", str(grid)]) == 2
     err = capsys.readouterr().err
-    assert_error(err, "no cell of the grid", "4 or more GRPO seeds", "5 seeds a cell")  # the grid that has them
+    assert_error(err, "no cell of the grid", "4 or more GRPO seeds", "pass --grid")  # and the fix
 
 
 def test_warm_starts_of_one_world_are_nested_in_it_when_a_comparison_spans_worlds():

@@ -170,8 +170,10 @@ def grid_null(results: dict, sims: int, seed: int = 0, split: str = "test_ood", 
             by_cell.setdefault(run["cell"], {})[run["seed"]] = run["metrics"][split][metric]
     cells = sorted(c for c, v in by_cell.items() if len(v) >= 4 and len(set(v.values())) > 1)
     if not cells:
-        raise ValueError(f"no cell of the grid has 4 or more GRPO seeds whose {split} {metric} varies; a null from "
-                         "GRPO against GRPO needs them (the v2 full grid has 5 seeds a cell)")  # fmt: skip
+        raise ValueError(
+            f"no cell of the grid has 4 or more GRPO seeds whose {split} {metric} varies; a null from GRPO against "
+            "GRPO needs them: pass --grid with a grid that has them (the v2 full grid has 5 seeds a cell)"
+        )
     rng = np.random.default_rng(seed)
     one, many = [], []
     for i in range(sims):

@@ -69,10 +69,15 @@ def with_regime(spec: WorldSpec, exemplary: float | None = None, **judge) -> Wor
     if exemplary is None:
         return spec
     if spec.kind not in ("safety", "morality"):
-        raise ValueError(f"world {spec.name!r} ({spec.kind}) has no judge tiers: a regime's 'exemplary' payout "
-                         "applies to safety and morality worlds")  # fmt: skip
+        raise ValueError(
+            f"world {spec.name!r} ({spec.kind}) has no judge tiers: a regime's 'exemplary' payout applies to safety "
+            "and morality worlds; run this regime on one of those, or drop 'exemplary' from it"
+        )
     if isinstance(exemplary, bool) or not isinstance(exemplary, int | float) or not math.isfinite(exemplary):
-        raise ValueError(f"a regime's 'exemplary' payout must be a finite number, got {exemplary!r}")
+        raise ValueError(
+            f"world {spec.name!r}: a regime's 'exemplary' payout must be a finite number, got {exemplary!r}; "
+            "give the top tier's reward, e.g. 1.5"
+        )
     rewards = {label: {**table, "exemplary": float(exemplary)} for label, table in spec.rewards.items()}
     return dataclasses.replace(spec, rewards=rewards)
 

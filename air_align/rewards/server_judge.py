@@ -286,7 +286,10 @@ class ServerJudge:
                 elif status >= 500:
                     last_error = RuntimeError(f"HTTP {status}: {body}")
                 else:
-                    raise JudgeServerError(f"judge server {self.url} refused the request: HTTP {status}: {body}")
+                    raise JudgeServerError(
+                        f"judge server {self.url} refused the request: HTTP {status}: {body}; check the judge's "
+                        "base_url (the server's /v1 root) and model (a name the server serves)"
+                    )
             except JudgeServerError:
                 raise
             except (OSError, http.client.HTTPException) as err:  # refused, reset, deadline missed
