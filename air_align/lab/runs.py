@@ -32,6 +32,7 @@ from air_align.lab.codeversion import code_version
 from air_align.lab.judge import lab_rewards
 from air_align.lab.oracle import oracle_verdict
 from air_align.lab.spec import WorldSpec, load_world, with_judge
+from air_align.lab.trainer import LabTrainer
 from air_align.lab.warmstart import load_warm_start
 from air_align.training.methods import METHODS
 from air_align.training.recipe import RunConfig, air_config, build_trainer
@@ -178,6 +179,7 @@ def build_run_trainer(run: RunSpec, model, tokenizer, rows: list[dict], out_dir:
         learning_rate=t.learning_rate,
         num_iterations=t.num_iterations,
         beta=0.0,
+        activation_checkpointing=False,  # TRL turns it on, recomputing each forward in the backward: no memory to save
         max_steps=t.max_steps,
         logging_steps=max(1, t.max_steps // 20),
         save_strategy="no",
@@ -190,7 +192,7 @@ def build_run_trainer(run: RunSpec, model, tokenizer, rows: list[dict], out_dir:
         **({"anchor_constant": dict(run.anchor_constant)} if run.anchor_constant else {}),
     )
     return build_trainer(RunConfig(method=run.method), args, model=model, tokenizer=tokenizer, rows=train,
-                         reward_funcs=lab_rewards(run.spec()))  # fmt: skip
+                         reward_funcs=lab_rewards(run.spec()), trainer_class=LabTrainer)  # fmt: skip
 
 
 def execute(run: RunSpec, out_dir: str | Path) -> dict:

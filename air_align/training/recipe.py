@@ -179,10 +179,12 @@ def build_trainer(
     rows: list[dict] | None = None,
     reward_funcs: list | None = None,
     callbacks: list | None = None,
+    trainer_class: type[AIRTrainer] = AIRTrainer,
 ) -> AIRTrainer:
-    """The ``AIRTrainer`` of a run. ``model`` and ``tokenizer`` (together), ``rows`` and ``reward_funcs`` replace
-    what ``run`` would load: ``load_model(run.model)``, ``load_rows(run.dataset, run.dataset_split)`` and
-    ``resolve_rewards(run.reward)``. Seeds torch with ``args.seed`` before building.
+    """The ``AIRTrainer`` of a run (or a ``trainer_class`` subclass: the lab's ``LabTrainer``). ``model`` and
+    ``tokenizer`` (together), ``rows`` and ``reward_funcs`` replace what ``run`` would load: ``load_model(run.model)``,
+    ``load_rows(run.dataset, run.dataset_split)`` and ``resolve_rewards(run.reward)``. Seeds torch with ``args.seed``
+    before building.
 
     A ``composite`` reward's model judge (the frozen initial policy, paper App. C.2.1, or a named model) is placed
     once the trainer's accelerator exists: on ``trainer.accelerator.device``, in the policy's dtype, frozen
@@ -211,7 +213,7 @@ def build_trainer(
         reward_funcs = resolve_rewards(run.reward, (model, tokenizer), run.reward_config, judge=judge)
     policy_dtype = next(model.parameters()).dtype
     torch.manual_seed(args.seed)
-    trainer = AIRTrainer(
+    trainer = trainer_class(
         model=model,
         reward_funcs=reward_funcs,
         args=args,

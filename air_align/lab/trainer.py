@@ -1,0 +1,67 @@
+"""The lab's trainer: ``AIRTrainer`` without TRL's extra forward for the sampling policy's log-probs.
+
+The lab trains with ``num_iterations = 2`` and one generation batch per optimiser step (``steps_per_generation ==
+gradient_accumulation_steps``). TRL then runs, after every generation, a gradient-free forward of the whole batch
+for ``old_per_token_logps`` (π_old, the policy that sampled it), which the second pass over the batch needs. But the
+first pass's loss forward runs at those same weights: no optimiser step happens between the generation and the
+last micro-batch of the first pass. Its log-probs *are* π_old's — the same kernels on the same inputs give the same
+bits on one thread (``tests/test_lab_trainer.py`` compares them and the trained weights) — so this trainer takes
+π_old from there and skips TRL's forward: a third of a forward-backward's compute per generation batch, nothing
+else changed.
+
+How: during generation TRL's test for the extra forward (``gradient_accumulation_steps % (steps_per_generation ×
+num_iterations) != 0``) is made to see one iteration, so the batch carries no ``old_per_token_logps``; in the first
+pass, as soon as the loss forward has run, its detached log-probs are stored in the micro-batch (the dict TRL
+buffers and hands back on every pass), before TRL's loss and AIR's importance weight read them. Everything
+downstream sees exactly what it saw with TRL's own forward: ratio 1 on the first pass, π_θ / π_old on the second.
+
+Where the first pass is *not* at the sampling weights (several optimiser steps per generation batch, or vLLM, whose
+sampler is another copy of the model), this is plain ``AIRTrainer``.
+"""
+
+from __future__ import annotations
+
+from air_align.training.trainer import AIRTrainer
+
+
+class LabTrainer(AIRTrainer):
+    """``AIRTrainer`` that takes π_old's log-probs from the first pass's loss forward (see the module docstring)."""
+
+    _first_pass_batch: dict | None = None
+    """The micro-batch whose first-pass loss forward is running, while π_old's log-probs are still to be stored."""
+
+    def first_pass_is_sampling_policy(self) -> bool:
+        """Whether the first optimisation pass over a generation batch runs at the weights that sampled it, and a
+        later pass needs π_old (so TRL would run its extra forward)."""
+        args = self.args
+        return (
+            self.num_iterations > 1
+            and args.steps_per_generation == args.gradient_accumulation_steps
+            and not self.use_vllm
+        )
+
+    def _generate_and_score_completions(self, inputs):
+        if not (self.model.training and self.first_pass_is_sampling_policy()):
+            return super()._generate_and_score_completions(inputs)
+        iterations, self.num_iterations = self.num_iterations, 1  # TRL's test then finds no old log-probs needed
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self.num_iterations = iterations
+
+    def _compute_loss(self, model, inputs):
+        first_pass = (
+            self.model.training and self.first_pass_is_sampling_policy() and inputs.get("old_per_token_logps") is None
+        )
+        self._first_pass_batch = inputs if first_pass else None
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._first_pass_batch = None
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if self._first_pass_batch is not None and result[0].requires_grad:
+            self._first_pass_batch["old_per_token_logps"] = result[0].detach()  # (B, T): π_old, for every pass
+            self._first_pass_batch = None
+        return result

@@ -1,0 +1,75 @@
+"""The lab's fast path trains exactly what the slow path trains: ``LabTrainer`` (π_old's log-probs from the first
+pass's loss forward) without gradient checkpointing gives the same weights, bit for bit, and the same logged
+metrics as plain ``AIRTrainer`` with TRL's extra forward and checkpointing (docs/performance.md, "One lab run")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from air_align.lab import runs, world
+from air_align.lab.runs import RunSpec, Training, build_run_trainer
+from air_align.lab.tokenizer import build_lab_tokenizer
+from air_align.lab.trainer import LabTrainer
+from air_align.models import tiny_causal_lm
+from air_align.training.recipe import air_config
+from air_align.training.trainer import AIRTrainer
+
+TIMING = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
+
+
+def _train(tmp_path, method: str, steps: int = 4):
+    """A 4-step lab run (num_iterations 2: two generation batches, each trained on-policy then off-policy) from an
+    untrained tiny model: ``(parameters, logged rows, forwards without gradient, trainer)``."""
+    tokenizer = build_lab_tokenizer("safety")
+    model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
+    rows = world.build_rows("safety", seed=0, splits=("train",))
+    run = RunSpec(world="safety", method=method, lam=0.5, seed=0, warm_start="unused",
+                  training=Training(max_steps=steps, groups_per_step=1, max_completion_length=8))  # fmt: skip
+    trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
+    no_grad_forwards = []
+    forward = trainer._get_per_token_logps_and_entropies
+
+    def counted(*args, **kwargs):
+        result = forward(*args, **kwargs)
+        if not result[0].requires_grad:
+            no_grad_forwards.append(result[0].shape)
+        return result
+
+    trainer._get_per_token_logps_and_entropies = counted
+    torch.set_num_threads(1)
+    trainer.train()
+    logged = [{k: v for k, v in row.items() if k not in TIMING} for row in trainer.state.log_history]
+    params = [p.detach().clone() for p in trainer.model.parameters()]
+    return params, logged, len(no_grad_forwards), trainer
+
+
+@pytest.mark.parametrize("method", ["grpo", "grpo+air", "gspo+air"])
+def test_the_fast_path_trains_the_same_weights_as_trl_s_own(tmp_path, monkeypatch, method):
+    fast, fast_log, fast_forwards, trainer = _train(tmp_path / "fast", method)
+    assert isinstance(trainer, LabTrainer) and not trainer.model.is_gradient_checkpointing
+    with monkeypatch.context() as patch:  # the slow path: TRL's extra forward, gradient checkpointing on
+        patch.setattr(runs, "LabTrainer", AIRTrainer)
+        patch.setattr(runs, "air_config", lambda *a, **k: air_config(*a, **{**k, "activation_checkpointing": True}))
+        slow, slow_log, slow_forwards, reference = _train(tmp_path / "slow", method)
+    assert type(reference) is AIRTrainer and reference.model.is_gradient_checkpointing
+    assert (fast_forwards, slow_forwards) == (0, 2)  # TRL's no-grad forward ran once per generation batch
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow, strict=True))
+    assert fast_log == slow_log  # losses, rewards, ratios π_θ/π_old, clip fractions: the same numbers
+    if method != "grpo":  # the second pass of each batch was off-policy: its ratios moved away from 1
+        ratios = [row["invariance/aux_is_ratio/max"] for row in fast_log if "invariance/aux_is_ratio/max" in row]
+        assert len(ratios) == 4 and max(ratios) > 1.0
+
+
+def test_the_fast_path_is_plain_air_trainer_where_the_first_pass_is_not_the_sampler(tmp_path):
+    tokenizer = build_lab_tokenizer("safety")
+    model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
+    rows = world.build_rows("safety", seed=0, splits=("train",))
+    run = RunSpec(world="safety", method="grpo+air", lam=0.5, seed=0, warm_start="unused",
+                  training=Training(max_steps=1, groups_per_step=1, num_iterations=1))  # fmt: skip
+    trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
+    assert not trainer.first_pass_is_sampling_policy()  # one pass per batch: TRL needs no π_old at all
+    trainer.num_iterations = 2
+    assert trainer.first_pass_is_sampling_policy()
+    trainer.args.steps_per_generation = 2 * trainer.args.gradient_accumulation_steps  # later micro-batches lag
+    assert not trainer.first_pass_is_sampling_policy()
