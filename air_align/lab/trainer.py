@@ -5,7 +5,7 @@ gradient_accumulation_steps``). TRL then runs, after every generation, a gradien
 for ``old_per_token_logps`` (π_old, the policy that sampled it), which the second pass over the batch needs. But the
 first pass's loss forward runs at those same weights: no optimiser step happens between the generation and the
 last micro-batch of the first pass. Its log-probs *are* π_old's — the same kernels on the same inputs give the same
-bits on one thread (``tests/test_lab_trainer.py`` compares them and the trained weights) — so this trainer takes
+bits on one thread (``tests/test_lab_fast_paths.py`` compares them and the trained weights) — so this trainer takes
 π_old from there and skips TRL's forward: a third of a forward-backward's compute per generation batch, nothing
 else changed.
 

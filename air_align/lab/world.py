@@ -247,10 +247,28 @@ def family(world: WorldSpec | str, name: str) -> Family:
 def intent_of(world: WorldSpec | str, row: dict) -> Intent:
     """The ``Intent`` behind a lab row (looked up by the key in ``meta``)."""
     key = (row.get("meta") or {}).get("intent_key")
-    for it in intents(world):
-        if it.key == key:
-            return it
-    raise ValueError(f"row {row.get('id')!r} is not a row of this world: meta.intent_key {key!r} names no intent")
+    found = _intents_by_key(load_world(world)).get(key)
+    if found is None:
+        raise ValueError(f"row {row.get('id')!r} is not a row of this world: meta.intent_key {key!r} names no intent")
+    return found
+
+
+_INTENT_INDEX: dict[int, tuple[WorldSpec, dict[str, Intent]]] = {}
+"""Per spec object (by ``id``, the spec kept alive with its index so the id cannot be reused): its intents by key.
+The warm start looks an intent up for every multiple-choice draw, thousands per SFT, and building the list anew each
+time was a tenth of its time (docs/performance.md, "One lab run")."""
+
+
+def _intents_by_key(spec: WorldSpec) -> dict[str, Intent]:
+    entry = _INTENT_INDEX.get(id(spec))
+    if entry is None or entry[0] is not spec:
+        if len(_INTENT_INDEX) >= 8:  # a few worlds per process; a spec loaded anew each call must not pile up
+            _INTENT_INDEX.clear()
+        index: dict[str, Intent] = {}
+        for it in intents(spec):
+            index.setdefault(it.key, it)  # the first of a key, as the list's order gives it
+        entry = _INTENT_INDEX[id(spec)] = (spec, index)
+    return entry[1]
 
 
 def build_rows(

@@ -1,6 +1,7 @@
-"""The lab's fast path trains exactly what the slow path trains: ``LabTrainer`` (π_old's log-probs from the first
-pass's loss forward) without gradient checkpointing gives the same weights, bit for bit, and the same logged
-metrics as plain ``AIRTrainer`` with TRL's extra forward and checkpointing (docs/performance.md, "One lab run")."""
+"""The lab's fast paths give the slow paths' results (docs/performance.md, "One lab run"): ``LabTrainer`` (π_old's
+log-probs from the first pass's loss forward) without activation checkpointing trains the same weights, bit for bit,
+with the same logged metrics, as plain ``AIRTrainer`` with TRL's extra forward and checkpointing; the indexed
+``world.intent_of`` finds what a search of the world's intents finds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from air_align.lab import runs, world
 from air_align.lab.runs import RunSpec, Training, build_run_trainer
+from air_align.lab.spec import load_world
 from air_align.lab.tokenizer import build_lab_tokenizer
 from air_align.lab.trainer import LabTrainer
 from air_align.models import tiny_causal_lm
@@ -73,3 +75,17 @@ def test_the_fast_path_is_plain_air_trainer_where_the_first_pass_is_not_the_samp
     assert trainer.first_pass_is_sampling_policy()
     trainer.args.steps_per_generation = 2 * trainer.args.gradient_accumulation_steps  # later micro-batches lag
     assert not trainer.first_pass_is_sampling_policy()
+
+
+@pytest.mark.parametrize("name", ["safety", "morality", "math"])
+def test_the_intent_index_finds_what_a_search_finds(name):
+    spec = load_world(name)
+    rows = world.build_rows(spec, seed=0)
+    for row in rows:
+        key = row["meta"]["intent_key"]
+        assert world.intent_of(spec, row) == next(it for it in world.intents(spec) if it.key == key)
+    again = load_world(name)  # another spec object of the same world: its own index, the same answers
+    assert world.intent_of(again, rows[-1]) == world.intent_of(spec, rows[-1])
+    assert world.intent_of(name, rows[0]) == world.intent_of(spec, rows[0])
+    with pytest.raises(ValueError, match="meta.intent_key 'no-such-intent' names no intent"):
+        world.intent_of(spec, {"id": "x", "meta": {"intent_key": "no-such-intent"}})
