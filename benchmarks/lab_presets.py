@@ -54,9 +54,12 @@ def run_once(tree: Path, preset: str | None, scratch: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{command} under {tree} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     printed = proc.stdout.rsplit("\nresults: " if preset else "\nreport: ", 1)[0]
-    table = "\n".join(line for line in printed.splitlines() if not line.startswith("# Lab grid"))  # its seconds
+    # left out: the title's seconds, and the hash of the code that ran (which differs between trees by design)
+    table = "\n".join(line for line in printed.splitlines() if not line.startswith(("# Lab grid", "Code: ")))
+    warm = {path.parent.name: json.loads(path.read_text())["log"]["seconds"]  # trained in the timed command
+            for path in sorted((scratch / "empty-cache" / "lab").glob("*/recipe.json"))}  # fmt: skip
     return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "table": table, "load_average": os.getloadavg()}  # fmt: skip
+            "table": table, "warm_start_seconds": warm, "load_average": os.getloadavg()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -256,7 +256,7 @@ def intent_of(world: WorldSpec | str, row: dict) -> Intent:
 _INTENT_INDEX: dict[int, tuple[WorldSpec, dict[str, Intent]]] = {}
 """Per spec object (by ``id``, the spec kept alive with its index so the id cannot be reused): its intents by key.
 The warm start looks an intent up for every multiple-choice draw, thousands per SFT, and building the list anew each
-time was a tenth of its time (docs/performance.md, "One lab run")."""
+time was about 8 % of its time (docs/performance.md, "One lab run")."""
 
 
 def _intents_by_key(spec: WorldSpec) -> dict[str, Intent]:
