@@ -35,6 +35,9 @@ def add_parser(subparsers) -> None:
     rep.add_argument("--max-steps", type=int, default=None, help="optimiser steps per run (overrides the preset)")
     rep.add_argument("--workers", type=int, default=None, help="worker processes, one torch thread each")
     rep.add_argument("--world-seed", type=int, default=0, help="seed of the world's split and option orders")
+    rep.add_argument("--width", type=int, default=None, metavar="N",
+                     help="hidden size of the warm start and so of the policy (default: the preset's, 96; a multiple "
+                     "of its 4 heads)")  # fmt: skip
     add_threads_argument(rep)
     rep.set_defaults(handler=_handle_reproduce)
 
@@ -86,6 +89,12 @@ def add_parser(subparsers) -> None:
     )
     world.add_argument("--kind", required=True, choices=("safety", "morality", "math"), help="the world's kind")
     world.add_argument("--seed", required=True, type=int, help="generator seed (a whole number >= 0)")
+    world.add_argument("--shared-cue", action="store_true",
+                       help="every family of a sway direction that sways carries one cue phrase of that direction, ID "
+                       "and OOD alike (the world without the flag is its control)")  # fmt: skip
+    world.add_argument("--anchor-accuracy", type=float, default=None, metavar="LOW",
+                       help="the warm start's anchors are right on a share of draws that depends on the intent's "
+                       "feature word, spread evenly from LOW (in [0.5, 1), whole percent) to 1")  # fmt: skip
     world.add_argument("--out", required=True, metavar="FILE", help="the YAML file to write")
     world.add_argument("--overwrite", action="store_true", help="replace FILE if it exists with other content")
     world.set_defaults(handler=_handle_world)
@@ -119,6 +128,12 @@ def _preset(args):
             raise ValueError(f"--max-steps {args.max_steps}: use at least 1 optimiser step")
         changes["training"] = dataclasses.replace(preset.training, max_steps=args.max_steps)
         changes["sweep_steps"] = args.max_steps
+    width = getattr(args, "width", None)  # (a caller's namespace may predate the option)
+    if width is not None:
+        heads = preset.warm.get("num_heads", 4)
+        if width < heads or width % heads:
+            raise ValueError(f"--width {width}: use a multiple of the model's {heads} attention heads (e.g. 384)")
+        changes["warm"] = {**preset.warm, "hidden_size": width}
     if args.workers is not None:
         if args.workers < 1:
             raise ValueError(f"--workers {args.workers}: use at least 1 worker process")
@@ -216,7 +231,8 @@ def _handle_world(args) -> int:
     from air_align.lab.spec import load_world
 
     out = Path(args.out)
-    text = world_yaml(args.kind, args.seed)  # a bad seed stops here, before anything is written
+    options = {"shared_cue": args.shared_cue, "anchor_accuracy": args.anchor_accuracy}
+    text = world_yaml(args.kind, args.seed, **options)  # a bad seed or option stops here, before anything is written
     if out.is_dir():
         raise ValueError(f"--out {out}: is a directory; give a file name, e.g. {out / f'{args.kind}.yaml'}")
     if out.exists() and not args.overwrite and out.read_text(encoding="utf-8", errors="replace") != text:
@@ -224,7 +240,7 @@ def _handle_world(args) -> int:
             f"--out {out}: exists with other content; pass --overwrite to replace it, or choose another file"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_world(args.kind, args.seed, out)
+    write_world(args.kind, args.seed, out, **options)
     spec = load_world(out)
     n_id = sum(not f.ood for f in spec.families)
     print(f"wrote {out}: world {spec.name} ({spec.kind}; {n_id} ID + {len(spec.families) - n_id} OOD families, "

@@ -64,9 +64,24 @@ def word_bank() -> dict:
     return read_yaml(WORD_BANK)
 
 
-def world_name(kind: str, seed: int) -> str:
-    """``gen-<kind>-<seed>``: the name (and file stem) of a generated world."""
-    return f"gen-{kind}-{seed}"
+def world_name(kind: str, seed: int, shared_cue: bool = False, anchor_accuracy: float | None = None) -> str:
+    """``gen-<kind>-<seed>``, then ``-cue`` and ``-acc<percent>`` for the options: the name (and file stem) of a
+    generated world.
+
+    >>> world_name("morality", 3), world_name("safety", 0, shared_cue=True, anchor_accuracy=0.6)
+    ('gen-morality-3', 'gen-safety-0-cue-acc60')
+    """
+    accuracy = "" if anchor_accuracy is None else f"-acc{_percent(anchor_accuracy)}"
+    return f"gen-{kind}-{seed}" + "-cue" * shared_cue + accuracy
+
+
+def _percent(accuracy: float) -> int:
+    return round(100 * accuracy)
+
+
+def options_flags(shared_cue: bool = False, anchor_accuracy: float | None = None) -> str:
+    """The ``air-align lab world`` flags of the options (for messages and the file's header)."""
+    return " --shared-cue" * shared_cue + ("" if anchor_accuracy is None else f" --anchor-accuracy {anchor_accuracy}")
 
 
 def _check(kind: str, seed: int) -> None:
@@ -74,6 +89,16 @@ def _check(kind: str, seed: int) -> None:
         raise ValueError(f"world kind {kind!r}: choose from {', '.join(KINDS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"generator seed {seed!r}: use a whole number >= 0")
+
+
+def _check_accuracy(low: float | None) -> None:
+    if low is None:
+        return
+    if isinstance(low, bool) or not isinstance(low, int | float) or not 0.5 <= low < 1.0:
+        raise ValueError(f"anchor accuracy {low!r}: use a number in [0.5, 1), the lowest anchor accuracy of a "
+                         "feature word (the others are spread evenly up to 1)")  # fmt: skip
+    if abs(100 * low - _percent(low)) > 1e-9:
+        raise ValueError(f"anchor accuracy {low!r}: give it in whole percent (e.g. 0.6), it names the world")
 
 
 def susceptibility_grid(n: int, step: float) -> list[float]:
@@ -184,17 +209,59 @@ def _math_world(rng: random.Random) -> dict:
     return {"intents": intents, "anchors": dict(rng.choice(bank["anchors"])), "families": families}
 
 
-def generate_world(kind: str, seed: int) -> dict:
-    """The spec mapping of generated world ``(kind, seed)`` (validated by ``spec.spec_from_dict``)."""
+def _pushes(family: dict, susceptibility: dict) -> bool:
+    """Whether a family triggers on some feature word (its strength plus the largest susceptibility is positive)."""
+    return family["strength"] + max(susceptibility.values()) > 0
+
+
+def add_shared_cues(body: dict, kind: str, rng: random.Random) -> dict:
+    """The world with a shared cue per sway direction (docs/lab.md §7, "Shared cues"): a phrase of the bank's, put in
+    front of the template of every family of that direction that triggers on some feature word, ID and OOD alike;
+    the strengths, and so the warm start's sway probabilities, stay as drawn."""
+    cues = {sway: rng.choice(phrases) for sway, phrases in word_bank()[kind]["cues"].items()}
+    susceptibility = body["intents"]["susceptibility"]
+    families = [
+        {**f, "template": f"{cues[f['sway']]} {f['template']}"} if _pushes(f, susceptibility) else f
+        for f in body["families"]
+    ]
+    return {**body, "families": families, "cues": cues}
+
+
+def anchor_accuracies(features: list[str], low: float, rng: random.Random) -> dict[str, float]:
+    """Per feature word, the share of right anchor answers in the warm start's data: the grid ``low .. 1`` evenly
+    spaced over the words, in a random order (independent of the susceptibilities).
+
+    >>> sorted(anchor_accuracies(["a", "b", "c"], 0.6, random.Random(0)).values())
+    [0.6, 0.8, 1.0]
+    """
+    n = len(features)
+    grid = [round(low + (1.0 - low) * i / (n - 1), 4) for i in range(n)]
+    rng.shuffle(grid)
+    return dict(zip(features, grid, strict=True))
+
+
+def generate_world(kind: str, seed: int, shared_cue: bool = False, anchor_accuracy: float | None = None) -> dict:
+    """The spec mapping of generated world ``(kind, seed)`` (validated by ``spec.spec_from_dict``).
+
+    The options draw from RNGs of their own, so that a world with them is its control (the world without) plus the
+    option: ``shared_cue`` puts a cue phrase shared by the families of each sway direction into their templates
+    (``add_shared_cues``); ``anchor_accuracy`` (the lowest, in [0.5, 1)) makes the warm start's anchors right on only
+    part of the draws, by feature word (``anchor_accuracies``; docs/lab.md §7, "Shared cues", "Unsaturated anchors").
+    """
     _check(kind, seed)
-    rng = random.Random(f"air-align-world:{GENERATOR_VERSION}:{kind}:{seed}")
+    _check_accuracy(anchor_accuracy)
+    draw = f"air-align-world:{GENERATOR_VERSION}:{kind}:{seed}"
+    rng = random.Random(draw)
     body = _math_world(rng) if kind == "math" else _labelled_world(kind, rng)
-    name = world_name(kind, seed)
+    if shared_cue:
+        body = add_shared_cues(body, kind, random.Random(f"{draw}:cue"))
+    name = world_name(kind, seed, shared_cue, anchor_accuracy)
+    options = options_flags(shared_cue, anchor_accuracy)
     spec = {
         "name": name,
         "kind": kind,
-        "description": f"Generated {kind} world, seed {seed} (generator version {GENERATOR_VERSION}; docs/lab.md, "
-        "'Generated worlds').",
+        "description": f"Generated {kind} world, seed {seed}{options and f' ({options.strip()})'} (generator "
+        f"version {GENERATOR_VERSION}; docs/lab.md, 'Generated worlds').",
         **body,
         "splits": {"train": 0.5, "val": 0.1667},
     }
@@ -203,21 +270,29 @@ def generate_world(kind: str, seed: int) -> dict:
                          "seed": rng.randrange(1000)}  # fmt: skip
         spec["rewards"] = CALIBRATED_REWARDS[kind]
         spec["warm_start"] = {"p_hack": rng.choice((0.05, 0.1, 0.15))}
+    if anchor_accuracy is not None:
+        features = list(body["intents"]["susceptibility"])  # every feature word, in the slot's order
+        accuracies = anchor_accuracies(features, anchor_accuracy, random.Random(f"{draw}:anchor-accuracy"))
+        spec["warm_start"] = {**spec.get("warm_start", {}), "anchor_accuracy": accuracies}
     spec_from_dict(spec, f"generated world {name}")  # a generator bug shows here, not in a training run
     return spec
 
 
-def world_yaml(kind: str, seed: int) -> str:
-    """The YAML text of generated world ``(kind, seed)``: byte-identical for the same arguments."""
-    header = (f"# {world_name(kind, seed)}: generated by `air-align lab world --kind {kind} --seed {seed}` "
-              f"(generator version {GENERATOR_VERSION}).\n# Drawn from the distribution of docs/lab.md, "
-              "\"Generated worlds\"; the same command writes the same bytes.\n")  # fmt: skip
-    return header + yaml.safe_dump(generate_world(kind, seed), sort_keys=False, width=119, allow_unicode=True,
+def world_yaml(kind: str, seed: int, shared_cue: bool = False, anchor_accuracy: float | None = None) -> str:
+    """The YAML text of generated world ``(kind, seed)`` with its options: byte-identical for the same arguments."""
+    options = options_flags(shared_cue, anchor_accuracy)
+    header = (f"# {world_name(kind, seed, shared_cue, anchor_accuracy)}: generated by `air-align lab world --kind "
+              f"{kind} --seed {seed}{options}` (generator version {GENERATOR_VERSION}).\n# Drawn from the "
+              "distribution of docs/lab.md, \"Generated worlds\"; the same command writes the same "
+              "bytes.\n")  # fmt: skip
+    spec = generate_world(kind, seed, shared_cue, anchor_accuracy)
+    return header + yaml.safe_dump(spec, sort_keys=False, width=119, allow_unicode=True,
                                    default_flow_style=None)  # fmt: skip
 
 
-def write_world(kind: str, seed: int, out: str | Path) -> Path:
-    """Write generated world ``(kind, seed)`` to ``out`` (atomically) and return its path."""
+def write_world(kind: str, seed: int, out: str | Path, shared_cue: bool = False,
+                anchor_accuracy: float | None = None) -> Path:  # fmt: skip
+    """Write generated world ``(kind, seed)`` with its options to ``out`` (atomically) and return its path."""
     out = Path(out)
-    write_text(out, world_yaml(kind, seed))
+    write_text(out, world_yaml(kind, seed, shared_cue, anchor_accuracy))
     return out

@@ -75,6 +75,15 @@ def _probability(value: float) -> str | None:
     return None if 0.0 <= value <= 1.0 else f"a probability must lie in [0, 1], got {value}"
 
 
+def _anchor_accuracy(word: str, accuracy: float) -> str | None:
+    if 0.5 <= accuracy <= 1.0:
+        return None
+    return (
+        f"{brief(word)}: {accuracy} is outside [0.5, 1] (below 0.5 the warm start's anchors would be wrong more "
+        "often than right)"
+    )
+
+
 def _with_x(value: str) -> str | None:
     return None if "{x}" in value else f"must contain {{x}} (the intent), got {brief(value)}"
 
@@ -150,6 +159,14 @@ class WarmStart:
     susceptibility)`` (``WorldSpec.sway_probability``), else the correct behaviour."""
 
     p_hack: float = field(default=0.1, metadata={"check": _probability})
+    anchor_accuracy: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"check": lambda v: _first(_anchor_accuracy(w, q) for w, q in v.items()),
+                  "fix": "give each feature word's accuracy in [0.5, 1] (words not listed: 1)"},
+    )  # fmt: skip
+    """How often the warm start's SFT data answers an intent's anchors correctly, by the intent's feature word
+    (docs/lab.md §7, "Unsaturated anchors"): each anchor draw is the wrong answer with probability ``1 − accuracy``,
+    so that the warm start's anchor reward, and RL's r̄_acr, differ by intent. Empty (the default): always right."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +208,9 @@ class WorldSpec:
     intents: Intents
     anchors: Anchors
     families: tuple[Family, ...]
+    cues: dict[str, str] = field(default_factory=dict)
+    """A shared cue per sway direction (docs/lab.md §7, "Shared cues"): a phrase that the template of every family of
+    that sway which triggers on some feature word carries, ID and OOD alike, and no family of another sway does."""
     description: str = ""
     splits: Splits = Splits()
     judge: Judge = Judge()
@@ -204,7 +224,8 @@ class WorldSpec:
 
     def problems(self) -> list[tuple[str, str]]:
         """What the kind asks of the intents, anchors, families and rewards, as ``(key path, message)`` pairs."""
-        return [*_intents_problems(self), *_anchor_problems(self), *_family_problems(self), *_reward_problems(self)]
+        return [*_intents_problems(self), *_anchor_problems(self), *_family_problems(self), *_reward_problems(self),
+                *_cue_problems(self), *_warm_start_problems(self)]  # fmt: skip
 
     def key(self) -> str:
         """A short hash of the spec (part of the warm-start cache key)."""
@@ -442,6 +463,69 @@ def _reward_problems(spec: WorldSpec) -> list[tuple[str, str]]:
             if c not in table
         ]
     return out
+
+
+def has_phrase(template: str, phrase: str) -> bool:
+    """Whether ``phrase`` occurs in ``template`` as whole words (the lab's tokenizer splits on whitespace).
+
+    >>> has_phrase("no big deal , i {x}", "no big deal ,"), has_phrase("nobody said , i {x}", "body said")
+    (True, False)
+    """
+    return f" {' '.join(phrase.split())} " in f" {' '.join(template.split())} "
+
+
+def _feature_words(spec: WorldSpec) -> tuple[str, ...]:
+    """``feature_values``, or none where the intents are too broken to name them (their own problems say why)."""
+    it = spec.intents
+    if spec.kind == "math":
+        return tuple(str(a) for a in range(1, min(it.max_operand or 0, 40) + 1))
+    return it.slots.get(it.feature_slot or "", ())
+
+
+def _cue_problems(spec: WorldSpec) -> list[tuple[str, str]]:
+    out, sways, values = [], SWAYS[spec.kind], _feature_words(spec)
+    for sway, phrase in spec.cues.items():
+        path = f"cues.{sway}"
+        if sway not in sways:
+            out.append((path, f"{brief(sway)} is not a {spec.kind} sway; choose from {sways}"))
+            continue
+        if not phrase.split() or "{" in phrase or "}" in phrase:
+            out.append((path, f"expected a phrase of one or more words without {{slots}}, got {brief(phrase)}"))
+            continue
+        for i, fam in enumerate(spec.families):
+            pushes = any(spec.triggered(fam, v) for v in values)
+            if fam.sway == sway and pushes and not has_phrase(fam.template, phrase):
+                out.append(
+                    (
+                        path,
+                        f"family {fam.name!r} (families[{i}]) sways on some feature words but its template "
+                        f"lacks the cue {brief(phrase)}; add the phrase to its template, or remove {path}",
+                    )
+                )
+            elif fam.sway != sway and has_phrase(fam.template, phrase):
+                out.append(
+                    (
+                        path,
+                        f"family {fam.name!r} (families[{i}]) of sway {fam.sway!r} carries the cue "
+                        f"{brief(phrase)} too; a shared cue belongs to one direction: choose another phrase",
+                    )
+                )
+    return out
+
+
+def _warm_start_problems(spec: WorldSpec) -> list[tuple[str, str]]:
+    values = _feature_words(spec)
+    return [
+        (f"warm_start.anchor_accuracy.{k}", f"not a value of the feature slot {list(values)}")
+        for k in spec.warm_start.anchor_accuracy
+        if values and k not in values
+    ]
+
+
+def anchor_accuracy(spec: WorldSpec, feature: str) -> float:
+    """The share of right answers in the warm start's SFT data for the anchors of an intent with this feature word
+    (``WarmStart.anchor_accuracy``; 1 for words it does not list)."""
+    return spec.warm_start.anchor_accuracy.get(str(feature), 1.0)
 
 
 def sft_key(spec: WorldSpec) -> dict:

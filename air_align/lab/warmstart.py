@@ -58,7 +58,7 @@ from air_align.evaluation.metrics import group_accuracy, slice_records
 from air_align.lab import world
 from air_align.lab.oracle import oracle_verdict, reference_response
 from air_align.lab.responses import math_response
-from air_align.lab.spec import WorldSpec, load_world, sft_key
+from air_align.lab.spec import WorldSpec, anchor_accuracy, load_world, sft_key
 from air_align.lab.tokenizer import build_lab_tokenizer
 from air_align.models import cache_dir, tiny_causal_lm
 
@@ -137,9 +137,18 @@ def sft_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[str, str]:
     if spec.kind == "math" and row["role"] == "anchor":
         return _math_anchor_pair(spec, row, rng)
     if row["context"] == "mc":
-        text, letter, _ = world.render_mc(spec, world.intent_of(spec, row), 0, order=rng.randrange(2))
-        return text, reference_response({**row, "answer": letter}, "correct")
+        intent = world.intent_of(spec, row)
+        text, letter, _ = world.render_mc(spec, intent, 0, order=rng.randrange(2))
+        return text, reference_response({**row, "answer": letter}, anchor_behaviour(spec, intent.feature, rng))
     return prompt, sft_target(spec, row, rng)
+
+
+def anchor_behaviour(spec: WorldSpec, feature: str, rng: random.Random) -> str:
+    """``"correct"``, or ``"wrong"`` with probability ``1 − anchor accuracy`` of the anchor's intent (the world's
+    ``warm_start.anchor_accuracy``, by feature word; docs/lab.md §7, "Unsaturated anchors"). Draws nothing where
+    the accuracy is 1, so that the warm starts of worlds without it are unchanged, bit for bit."""
+    accuracy = anchor_accuracy(spec, feature)
+    return "wrong" if accuracy < 1.0 and rng.random() >= accuracy else "correct"
 
 
 def _math_anchor_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[str, str]:
@@ -153,13 +162,16 @@ def _math_anchor_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[s
     else:
         text, answer = world.render_tf(spec, intent, 0, shown_true=rng.randrange(2) == 0)
     checked = world.math_checked_number(intent, row["context"], answer)
-    return text, reference_response({**row, "answer": answer, "meta": {**row["meta"], "checked": checked}}, "correct")
+    behaviour = anchor_behaviour(spec, base.feature, rng)  # a wrong answer keeps the right thought: only it errs
+    return text, reference_response({**row, "answer": answer, "meta": {**row["meta"], "checked": checked}}, behaviour)
 
 
 def sft_target(spec: WorldSpec, row: dict, rng: random.Random) -> str:
     """One draw of the SFT target for a lab row (see the module docstring)."""
     if row["role"] == "anchor":
-        return reference_response(row, "correct")
+        if not spec.warm_start.anchor_accuracy:  # (looking the intent up is slow: only where it matters)
+            return reference_response(row, "correct")
+        return reference_response(row, anchor_behaviour(spec, world.intent_of(spec, row).feature, rng))
     probs = spec.warm_start
     if spec.kind != "math" and rng.random() < probs.p_hack:
         return reference_response(row, "hack")
@@ -383,6 +395,30 @@ def measure_context_dependence(model, tokenizer, rows: list[dict], max_new_token
         "n": len(rows),
         "examples": [{"id": r["id"], "completion": c} for r, c in list(zip(rows, completions, strict=True))[:6]],
     }
+
+
+@torch.no_grad()
+def anchor_right_probability(model, tokenizer, rows: list[dict], batch_size: int = 64) -> dict[str, float]:
+    """Per intent, the model's probability of the right anchor answer against the wrong one, averaged over the
+    intent's anchor rows: ``sigmoid(log π(right) − log π(wrong))`` of the two whole responses, which share their
+    thought, so it is the answer's share of the two (docs/lab.md §7, "Unsaturated anchors"). Sampling answers an
+    anchor right at about this rate, which is what RL's r̄_acr sees; greedy decoding answers it right wherever it
+    is above 1/2. Returns ``{intent_key: probability}``."""
+    anchors = [r for r in rows if r["role"] == "anchor"]
+    pairs = [encode_pair(tokenizer, r["prompt"][0]["content"], reference_response(r, b))
+             for r in anchors for b in ("correct", "wrong")]  # fmt: skip
+    logps = []
+    for i in range(0, len(pairs), batch_size):
+        input_ids, labels, mask = _batch(pairs[i : i + batch_size], tokenizer.pad_token_id)
+        logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]  # (B, T-1, V)
+        target = labels[:, 1:]  # (B, T-1)
+        token = torch.log_softmax(logits.float(), -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        logps += (token * (target != -100)).sum(-1).tolist()  # (B,)
+    by_intent: dict[str, list[float]] = {}
+    for j, row in enumerate(anchors):
+        p = 1.0 / (1.0 + math.exp(logps[2 * j + 1] - logps[2 * j]))
+        by_intent.setdefault(row["meta"]["intent_key"], []).append(p)
+    return {k: sum(v) / len(v) for k, v in by_intent.items()}
 
 
 def _train_one_warm_start(recipe: Recipe, root: str | None) -> str:
