@@ -4,6 +4,7 @@ values refused by the spec validation with their key path and fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import statistics
 from collections import Counter
@@ -194,3 +195,28 @@ def test_the_command_line_sets_the_model_width_of_the_warm_start_and_so_the_poli
     for bad in (2, 390):
         with pytest.raises(ValueError, match=f"--width {bad}: use a multiple of the model's 4 attention heads"):
             _preset(args(bad))
+
+
+def test_the_v3_presets_pool_worlds_with_an_option_apart_from_their_controls(tmp_path):
+    from air_align.lab.reproduce import PRESETS, units
+
+    cells = units(PRESETS["v3-e3"], tmp_path / "e3")
+    groups = {c.group for c in cells if not c.group.startswith("tune-")}
+    assert groups == {"gen-safety/main", "gen-safety-cue/main", "gen-morality/main", "gen-morality-cue/main"}
+    for cell in cells:
+        spec = load_world(cell.world)
+        assert bool(spec.cues) == ("-cue" in cell.group or cell.group.startswith("tune-")), cell
+        assert spec.name.endswith("-cue") == bool(spec.cues)
+    # every compared unit has 2 warm starts; the cue world and its control share the draw (seed) and the tuning world
+    compared = [c for c in cells if not c.group.startswith("tune-")]
+    assert len(compared) == 2 * 2 * 4 * 2 and {c.warm_seed for c in compared} == {0, 1}
+    assert {c.lambda_from for c in compared} == {"gen-safety-100-cue/main", "gen-morality-100-cue/main"}
+    assert PRESETS["v3-e3-wide"].warm == {"hidden_size": 384}
+    for cell in units(PRESETS["v3-e4"], tmp_path / "e4"):
+        accuracy = load_world(cell.world).warm_start.anchor_accuracy
+        assert min(accuracy.values()) == 0.6 and max(accuracy.values()) == 1.0, cell
+    main_cells = units(PRESETS["v3-main"], tmp_path / "main")
+    e1 = [c for c in units(PRESETS["v3-e1"], tmp_path / "e1") if c.regime == "main"]
+    assert main_cells == tuple(dataclasses.replace(c, world=c.world.replace("/e1/", "/main/")) for c in e1)
+    with pytest.raises(ValueError, match="generated-world tag 'wide'"):
+        G.world_options("wide")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from air_align.threads import add_threads_argument, set_threads
 
-PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full", "control", "units-smoke", "replicate", "v3-e1", "v3-e2")
+PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full", "control", "units-smoke", "replicate", "v3-e1", "v3-e2",
+                "v3-e3", "v3-e4", "v3-e3-wide", "v3-main")  # fmt: skip
 
 
 def add_parser(subparsers) -> None:

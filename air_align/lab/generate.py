@@ -79,6 +79,25 @@ def _percent(accuracy: float) -> int:
     return round(100 * accuracy)
 
 
+def world_options(tag: str) -> dict:
+    """The options a world-name tag stands for (a preset's generated world ``(kind, seed, tag)``): ``""`` none,
+    ``"cue"`` a shared cue, ``"acc<percent>"`` unsaturated anchors from that accuracy, ``"cue-acc<percent>"`` both.
+
+    >>> world_options(""), world_options("cue-acc60")
+    ({}, {'shared_cue': True, 'anchor_accuracy': 0.6})
+    """
+    options: dict = {}
+    rest = tag
+    if rest == "cue" or rest.startswith("cue-"):
+        options["shared_cue"], rest = True, rest[4:]
+    if rest.startswith("acc") and rest[3:].isdigit():
+        options["anchor_accuracy"], rest = int(rest[3:]) / 100, ""
+    if rest:
+        raise ValueError(f"generated-world tag {tag!r}: use '', 'cue', 'acc<percent>' (e.g. 'acc60') or 'cue-acc60'")
+    _check_accuracy(options.get("anchor_accuracy"))
+    return options
+
+
 def options_flags(shared_cue: bool = False, anchor_accuracy: float | None = None) -> str:
     """The ``air-align lab world`` flags of the options (for messages and the file's header)."""
     return " --shared-cue" * shared_cue + ("" if anchor_accuracy is None else f" --anchor-accuracy {anchor_accuracy}")

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from air_align.files import refuse_overwriting_inputs, write_json
 from air_align.lab import world
 from air_align.lab.calibration import world_calibration
-from air_align.lab.generate import world_name, write_world
+from air_align.lab.generate import world_name, world_options, write_world
 from air_align.lab.report import write_outputs
 from air_align.lab.runner import run_all
 from air_align.lab.runs import RunSpec, Training, score, with_regime
@@ -121,18 +121,20 @@ class Preset:
     grpo_only: bool = False
     """Plain GRPO only, whatever the cells name: the regime calibration, which must not train (or show) any
     regularised run before the comparison's conditions are committed (docs/results.md §3)."""
-    generated: tuple[tuple[str, int], ...] = ()
-    """Generated worlds ``(kind, generator seed)`` (``generate.py``), run beside ``cells`` under the regimes of their
-    kind (``regimes_for``); their specs are written to ``DIR/worlds/gen-<kind>-<seed>.yaml``."""
+    generated: tuple[tuple, ...] = ()
+    """Generated worlds ``(kind, generator seed)`` or ``(kind, generator seed, tag)`` (``generate.py``; the tag names
+    the generator's options, ``generate.world_options``: ``cue``, ``acc60``, ``cue-acc60``), run beside ``cells``
+    under the regimes of their kind (``regimes_for``); their specs are written to ``DIR/worlds/<world name>.yaml``.
+    A tag's worlds are pooled apart from the plain ones (``gen-<kind>-<tag>/<regime>``)."""
     warm_seeds: tuple[int, ...] = (0,)
     """Warm-start seeds: every cell runs from a warm start of each (``units``)."""
     swept: tuple[str, ...] = ("grpo+air",)
     """The methods whose λ is swept, each on its own (``sweep_key``); a regularised method not listed takes
     GRPO+AIR's λ."""
-    tuning: tuple[tuple[str, int], ...] = ()
-    """Generated worlds ``(kind, generator seed)`` that only choose λ: at warm-start seed 0, under ``tune_regime``
-    (or each regime of their kind), they run the sweep and no table; every generated unit of their kind (and regime)
-    takes their λ instead of sweeping its own. Their seeds must not be among ``generated``."""
+    tuning: tuple[tuple, ...] = ()
+    """Generated worlds ``(kind, generator seed[, tag])`` that only choose λ: at warm-start seed 0, under
+    ``tune_regime`` (or each regime of their kind), they run the sweep and no table; every generated unit of their
+    kind (and regime) takes their λ instead of sweeping its own. Their seeds must not be among ``generated``."""
     tune_regime: str | None = None
     """The one regime the tuning worlds sweep under, its λ used under every regime (None: each regime its own)."""
 
@@ -169,8 +171,8 @@ def units(preset: Preset, out: str | Path) -> tuple[Cell, ...]:
     cells = list(preset.cells)
     tuned: dict[tuple[str, str], str] = {}  # (kind, regime) -> the tuning unit whose λ it takes
     tuning = []
-    for kind, seed in preset.tuning:
-        path = write_world(kind, seed, Path(out) / "worlds" / f"{world_name(kind, seed)}.yaml")
+    for entry in preset.tuning:
+        kind, path, _ = _generated_world(entry, out)
         regimes = regimes_for(preset, kind)
         for regime in regimes if preset.tune_regime is None or kind == "math" else (preset.tune_regime,):
             cell = Cell(str(path), regime, methods=(), pool=f"tune-{kind}/{regime}")
@@ -179,9 +181,9 @@ def units(preset: Preset, out: str | Path) -> tuple[Cell, ...]:
                 if (kind, target) in tuned:
                     raise ValueError(f"preset {preset.name!r}: two tuning worlds of kind {kind!r}; give one")
                 tuned[(kind, target)] = cell.name
-    for kind, seed in preset.generated:
-        path = write_world(kind, seed, Path(out) / "worlds" / f"{world_name(kind, seed)}.yaml")
-        cells += [Cell(str(path), regime, pool=f"gen-{kind}/{regime}", lambda_from=tuned.get((kind, regime)))
+    for entry in preset.generated:
+        kind, path, pool = _generated_world(entry, out)
+        cells += [Cell(str(path), regime, pool=f"{pool}/{regime}", lambda_from=tuned.get((kind, regime)))
                   for regime in regimes_for(preset, kind)]  # fmt: skip
     tuning_names = {c.name for c in tuning}
     return tuple(tuning) + tuple(
@@ -190,6 +192,16 @@ def units(preset: Preset, out: str | Path) -> tuple[Cell, ...]:
         for c in cells
         for w in preset.warm_seeds
     )  # fmt: skip
+
+
+def _generated_world(entry: tuple, out: str | Path) -> tuple[str, Path, str]:
+    """``(kind, path, pool)`` of a preset's generated world ``(kind, seed[, tag])``, its spec written under
+    ``out/worlds/``; the pool is ``gen-<kind>`` (``gen-<kind>-<tag>`` with a tag, so that worlds with an option and
+    their controls are compared apart)."""
+    kind, seed, tag = (*entry, "")[:3]
+    options = world_options(tag)
+    path = write_world(kind, seed, Path(out) / "worlds" / f"{world_name(kind, seed, **options)}.yaml", **options)
+    return kind, path, f"gen-{kind}-{tag}" if tag else f"gen-{kind}"
 
 
 def sweep_key(unit: str, method: str) -> str:
@@ -263,7 +275,25 @@ PRESETS: dict[str, Preset] = {
                     warm_seeds=(0, 1), regimes=(*(f"cue{c:g}" for c in CUE_LEVELS), "subtle"), seeds=(0,),
                     methods=("grpo", "grpo+vrex", "grpo+air"), swept=("grpo+air", "grpo+vrex"),
                     tuning=(("safety", 100), ("morality", 100)), tune_regime="cue4"),
+    # E3: generated safety and morality worlds 0-3 with a shared cue (docs/lab.md §7, "Shared cues") and their
+    # controls (the same seeds without) × 2 warm starts × GRPO, GRPO+AIR under `main`; λ swept on tuning world 100
+    # with the cue. `v3-e3-wide`: the same at hidden size 384 (about 4× wider), its own warm starts
+    "v3-e3": Preset("v3-e3", cells=(), generated=tuple(w for k in ("safety", "morality") for s in range(4)
+                                                       for w in ((k, s), (k, s, "cue"))),
+                    warm_seeds=(0, 1), regimes=("main",), seeds=(0,), methods=("grpo", "grpo+air"),
+                    tuning=(("safety", 100, "cue"), ("morality", 100, "cue"))),
+    # E4: generated worlds 0-3 of each kind whose warm starts' anchors are right on 60-100 % of the draws by
+    # feature word (docs/lab.md §7, "Unsaturated anchors") × 2 warm starts × GRPO, GRPO+AIR, GRPO+AIR with a constant
+    # anchor level under `main`; λ swept on tuning world 100 of each kind with the same option
+    "v3-e4": Preset("v3-e4", cells=(), generated=tuple((k, s, "acc60") for k in ("safety", "morality", "math")
+                                                       for s in range(4)),
+                    warm_seeds=(0, 1), regimes=("main",), seeds=(0,), methods=("grpo", "grpo+air", "grpo+air-const"),
+                    tuning=tuple((k, 100, "acc60") for k in ("safety", "morality", "math"))),
 }  # fmt: skip
+PRESETS["v3-e3-wide"] = dataclasses.replace(PRESETS["v3-e3"], name="v3-e3-wide", warm={"hidden_size": 384})
+# the main regime replicated, alone: exactly E1's `main` cells (GRPO and GRPO+AIR rows, same units, λ and training)
+PRESETS["v3-main"] = dataclasses.replace(PRESETS["v3-e1"], name="v3-main", regimes=("main",),
+                                         methods=("grpo", "grpo+air"))  # fmt: skip
 
 
 LAB_MARKER = ".air_align_lab.json"
