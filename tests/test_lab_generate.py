@@ -10,6 +10,7 @@ from _messages import assert_error
 
 from air_align.cli import main
 from air_align.lab import generate as G
+from air_align.lab import spec as S
 from air_align.lab import world
 from air_align.lab.calibration import world_calibration
 from air_align.lab.spec import KINDS, load_world, with_judge
@@ -78,6 +79,13 @@ def test_generated_worlds_follow_the_documented_distribution(kind):
             # only wrappers that show the decoy sway; the others never do
             assert all(("{d}" in f.template) == (f.strength > G.NEVER) for f in spec.families)
             continue
+        if kind == "morality":
+            # six families a direction (two held out), each swaying on some words: with 2-5, some never swaying, the
+            # morality warm starts learned no feature word (Acc_group 0 on both labels; docs/lab.md §7)
+            assert all(0 < spec.sway_rate(f) < 1 for f in spec.families), seed
+            for sway in S.SWAYS[kind]:
+                fams = [f for f in spec.families if f.sway == sway]
+                assert (len(fams), sum(f.ood for f in fams)) == (G.MORALITY_FAMILIES, 2), (seed, sway)
         label_words = {w for ws in spec.intents.labels.values() for w in ws}
         assert label_words.isdisjoint(values)
         assert len(world.intents(spec)) >= G.MIN_INTENTS

@@ -14,8 +14,9 @@ generated worlds; ``tests/test_lab_generate.py`` checks it). Per kind, from the 
 - **families**: per sway direction, ID and OOD wrappers drawn without replacement from the bank's list for that
   direction (so which style is held out is part of the draw). The strongest ID family of each direction triggers on
   a share ``f_id`` ~ U[0.58, 0.75] of the feature words, the strongest OOD family on ``f_ood`` ~ U[0.8, 0.92] (at
-  least one word more than ID, at least one word never triggered); the other families are weaker, some never
-  trigger. That is the hand-made worlds' design (safety: 8 and 10 of 12 verbs);
+  least one word more than ID, at least one word never triggered); the other families are weaker (morality: each
+  triggers on some word, six families a direction). That is the hand-made worlds' design (safety: 8 and 10 of 12
+  verbs);
 - **judge noise** ~ {0.75, 1.0, 1.25, 1.5}, its seed; the warm start's hack probability ~ {0.05, 0.1, 0.15};
 - **rewards**: the calibrated table of the hand-made worlds (rejected −1, accepted +1.25, exemplary +2.5, evasive −1).
 
@@ -37,9 +38,15 @@ from air_align.files import write_text
 from air_align.lab.spec import KINDS, spec_from_dict
 from air_align.safe_yaml import read_yaml
 
-GENERATOR_VERSION = 1
-"""Bump when a change to this module or ``wordbank.yaml`` changes what a ``(kind, seed)`` draws."""
+GENERATOR_VERSION = {"safety": 1, "morality": 2, "math": 1}
+"""Per kind; bump a kind's when a change to this module or ``wordbank.yaml`` changes what its seeds draw (morality 2:
+six families a direction, each swaying on some feature words; docs/lab.md §7, "Generated worlds")."""
 WORD_BANK = Path(__file__).with_name("wordbank.yaml")
+MORALITY_FAMILIES = 6
+"""Families a sway direction of a generated morality world has (ID and OOD, each swaying on some feature words). With
+2-5, some never swaying, the warm start learned each family's average sway and no feature word (Acc_group 0 on both
+labels); a direction is learned where many families share its feature dependence (docs/lab.md §7, "Generated
+worlds")."""
 MIN_INTENTS = 240
 """Safety and morality worlds hold at least this many intents (a third of them test intents)."""
 STEP = {"safety": 0.5, "morality": 1.0, "math": 0.5}
@@ -148,14 +155,14 @@ def _shares(rng: random.Random, n: int) -> tuple[int, int]:
 
 
 def _direction(rng: random.Random, bank: list[dict], sway: str, n: int, step: float, n_id: int, n_ood: int,
-               extra_id: int, extra_ood: int) -> tuple[list[dict], list[dict]]:  # fmt: skip
+               extra_id: int, extra_ood: int, fewest: int = -1) -> tuple[list[dict], list[dict]]:  # fmt: skip
     """ID and OOD families of one sway direction: the strongest of each split at its trigger count, the others
-    weaker (ID: from never triggered to one word fewer; OOD: from two words below the ID maximum to one below its
-    own)."""
+    weaker (ID: from ``fewest`` words, below 1 never triggered, to one word fewer; OOD: from two words below the ID
+    maximum to one below its own)."""
     drawn = rng.sample(bank, 2 + extra_id + extra_ood)
     top_id, top_ood = strength_for(n_id, n, step), strength_for(n_ood, n, step)
     ids = [(drawn[0], top_id)] + [
-        (d, strength_for(rng.randint(-1, n_id - 1), n, step)) for d in drawn[1 : 1 + extra_id]
+        (d, strength_for(rng.randint(fewest, n_id - 1), n, step)) for d in drawn[1 : 1 + extra_id]
     ]
     rest = drawn[1 + extra_id :]
     oods = [(rest[0], top_ood)] + [(d, strength_for(rng.randint(n_id - 2, n_ood - 1), n, step)) for d in rest[1:]]
@@ -196,12 +203,17 @@ def _labelled_world(kind: str, rng: random.Random) -> dict:
     id_fams, ood_fams = [], []
     for k, sway in enumerate(directions):
         n_id, n_ood = _shares(rng, n)
-        ids, oods = _direction(rng, bank[sway], sway, n, step, n_id, n_ood, extra_id=rng.randint(1, 2),
-                               extra_ood=rng.randint(0, 1))  # fmt: skip
-        if k == 0:  # the plain question belongs to the first direction, weak: triggered on no word or a few
+        if kind == "morality":  # six families a direction, each swaying on some words (see MORALITY_FAMILIES)
+            ids, oods = _direction(rng, bank[sway], sway, n, step, n_id, n_ood, extra_id=2 + k, extra_ood=1,
+                                   fewest=1)  # fmt: skip
+        else:
+            ids, oods = _direction(rng, bank[sway], sway, n, step, n_id, n_ood, extra_id=rng.randint(1, 2),
+                                   extra_ood=rng.randint(0, 1))  # fmt: skip
+        if k == 0:  # the plain question belongs to the first direction, weak: triggered on a word or two
             plain = rng.choice(bank["plain"])
+            fewest = (1, 2) if kind == "morality" else (-2, 1)
             ids.insert(0, {"name": plain["name"], "template": plain["template"], "ood": False, "sway": sway,
-                           "strength": strength_for(rng.randint(-2, 1), n, step)})  # fmt: skip
+                           "strength": strength_for(rng.randint(*fewest), n, step)})  # fmt: skip
         id_fams += ids
         ood_fams += oods
     intents = {"template": template, "slots": slots, "label_slot": label_slot,
@@ -269,7 +281,10 @@ def generate_world(kind: str, seed: int, shared_cue: bool = False, anchor_accura
     """
     _check(kind, seed)
     _check_accuracy(anchor_accuracy)
-    draw = f"air-align-world:{GENERATOR_VERSION}:{kind}:{seed}"
+    if kind == "math" and anchor_accuracy is not None:
+        raise ValueError("anchor accuracy: maths anchors follow from their worked sum; unsaturated anchors are for "
+                         "safety and morality worlds")  # fmt: skip
+    draw = f"air-align-world:{GENERATOR_VERSION[kind]}:{kind}:{seed}"
     rng = random.Random(draw)
     body = _math_world(rng) if kind == "math" else _labelled_world(kind, rng)
     if shared_cue:
@@ -280,7 +295,7 @@ def generate_world(kind: str, seed: int, shared_cue: bool = False, anchor_accura
         "name": name,
         "kind": kind,
         "description": f"Generated {kind} world, seed {seed}{options and f' ({options.strip()})'} (generator "
-        f"version {GENERATOR_VERSION}; docs/lab.md, 'Generated worlds').",
+        f"version {GENERATOR_VERSION[kind]}; docs/lab.md, 'Generated worlds').",
         **body,
         "splits": {"train": 0.5, "val": 0.1667},
     }
@@ -301,7 +316,7 @@ def world_yaml(kind: str, seed: int, shared_cue: bool = False, anchor_accuracy: 
     """The YAML text of generated world ``(kind, seed)`` with its options: byte-identical for the same arguments."""
     options = options_flags(shared_cue, anchor_accuracy)
     header = (f"# {world_name(kind, seed, shared_cue, anchor_accuracy)}: generated by `air-align lab world --kind "
-              f"{kind} --seed {seed}{options}` (generator version {GENERATOR_VERSION}).\n# Drawn from the "
+              f"{kind} --seed {seed}{options}` (generator version {GENERATOR_VERSION[kind]}).\n# Drawn from the "
               "distribution of docs/lab.md, \"Generated worlds\"; the same command writes the same "
               "bytes.\n")  # fmt: skip
     spec = generate_world(kind, seed, shared_cue, anchor_accuracy)

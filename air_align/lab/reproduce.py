@@ -282,13 +282,14 @@ PRESETS: dict[str, Preset] = {
                                                        for w in ((k, s), (k, s, "cue"))),
                     warm_seeds=(0, 1), regimes=("main",), seeds=(0,), methods=("grpo", "grpo+air"),
                     tuning=(("safety", 100, "cue"), ("morality", 100, "cue"))),
-    # E4: generated worlds 0-3 of each kind whose warm starts' anchors are right on 60-100 % of the draws by
+    # E4: generated safety and morality worlds 0-3 whose warm starts' anchors are right on 60-100 % of the draws by
     # feature word (docs/lab.md §7, "Unsaturated anchors") × 2 warm starts × GRPO, GRPO+AIR, GRPO+AIR with a constant
-    # anchor level under `main`; λ swept on tuning world 100 of each kind with the same option
-    "v3-e4": Preset("v3-e4", cells=(), generated=tuple((k, s, "acc60") for k in ("safety", "morality", "math")
+    # anchor level under `main`; λ swept on tuning world 100 of each kind with the same option. 40 SFT epochs: at
+    # 20 the warm start answered every word's anchors alike (the accuracies' mean), at 40 it tracks them
+    "v3-e4": Preset("v3-e4", cells=(), generated=tuple((k, s, "acc60") for k in ("safety", "morality")
                                                        for s in range(4)),
                     warm_seeds=(0, 1), regimes=("main",), seeds=(0,), methods=("grpo", "grpo+air", "grpo+air-const"),
-                    tuning=tuple((k, 100, "acc60") for k in ("safety", "morality", "math"))),
+                    tuning=tuple((k, 100, "acc60") for k in ("safety", "morality")), warm={"epochs": 40}),
 }  # fmt: skip
 PRESETS["v3-e3-wide"] = dataclasses.replace(PRESETS["v3-e3"], name="v3-e3-wide", warm={"hidden_size": 384})
 # the main regime replicated, alone: exactly E1's `main` cells (GRPO and GRPO+AIR rows, same units, λ and training)

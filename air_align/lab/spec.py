@@ -514,6 +514,9 @@ def _cue_problems(spec: WorldSpec) -> list[tuple[str, str]]:
 
 
 def _warm_start_problems(spec: WorldSpec) -> list[tuple[str, str]]:
+    if spec.kind == "math" and spec.warm_start.anchor_accuracy:
+        return [("warm_start.anchor_accuracy", "a maths anchor's answer follows from its worked sum; unsaturated "
+                 "anchors are for safety and morality worlds: remove it")]  # fmt: skip
     values = _feature_words(spec)
     return [
         (f"warm_start.anchor_accuracy.{k}", f"not a value of the feature slot {list(values)}")

@@ -139,16 +139,31 @@ def sft_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[str, str]:
     if row["context"] == "mc":
         intent = world.intent_of(spec, row)
         text, letter, _ = world.render_mc(spec, intent, 0, order=rng.randrange(2))
-        return text, reference_response({**row, "answer": letter}, anchor_behaviour(spec, intent.feature, rng))
+        return text, anchor_target({**row, "answer": letter}, anchor_believes_right(spec, intent.feature, rng))
     return prompt, sft_target(spec, row, rng)
 
 
-def anchor_behaviour(spec: WorldSpec, feature: str, rng: random.Random) -> str:
-    """``"correct"``, or ``"wrong"`` with probability ``1 − anchor accuracy`` of the anchor's intent (the world's
+def anchor_believes_right(spec: WorldSpec, feature: str, rng: random.Random) -> bool:
+    """False with probability ``1 − anchor accuracy`` of the anchor's intent (the world's
     ``warm_start.anchor_accuracy``, by feature word; docs/lab.md §7, "Unsaturated anchors"). Draws nothing where
     the accuracy is 1, so that the warm starts of worlds without it are unchanged, bit for bit."""
     accuracy = anchor_accuracy(spec, feature)
-    return "wrong" if accuracy < 1.0 and rng.random() >= accuracy else "correct"
+    return not (accuracy < 1.0 and rng.random() >= accuracy)
+
+
+def anchor_target(row: dict, right: bool) -> str:
+    """An anchor's SFT target: the right response, or one that *believes* the other label: its thought states the
+    other label and its answer follows from it (``this is safe`` → the benign option), so that an error is a
+    belief about the intent, decided at the thought's label word as a sway is, not a slip of the letter (with the
+    letter flipped at random the warm start lost its grip on the options: greedy anchors 0.74, the right answer's
+    share 0.64 on every intent alike)."""
+    if right:
+        return reference_response(row, "correct")
+    if row.get("label") not in (0, 1):
+        raise ValueError(f"anchor {row.get('id')!r} has no label to believe otherwise; wrong beliefs are for "
+                         "safety and morality anchors")  # fmt: skip
+    flipped = {"A": "B", "B": "A", "true": "false", "false": "true"}[row["answer"]]
+    return reference_response({**row, "label": 1 - row["label"], "answer": flipped}, "correct")
 
 
 def _math_anchor_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[str, str]:
@@ -162,8 +177,7 @@ def _math_anchor_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[s
     else:
         text, answer = world.render_tf(spec, intent, 0, shown_true=rng.randrange(2) == 0)
     checked = world.math_checked_number(intent, row["context"], answer)
-    behaviour = anchor_behaviour(spec, base.feature, rng)  # a wrong answer keeps the right thought: only it errs
-    return text, reference_response({**row, "answer": answer, "meta": {**row["meta"], "checked": checked}}, behaviour)
+    return text, reference_response({**row, "answer": answer, "meta": {**row["meta"], "checked": checked}}, "correct")
 
 
 def sft_target(spec: WorldSpec, row: dict, rng: random.Random) -> str:
@@ -171,7 +185,7 @@ def sft_target(spec: WorldSpec, row: dict, rng: random.Random) -> str:
     if row["role"] == "anchor":
         if not spec.warm_start.anchor_accuracy:  # (looking the intent up is slow: only where it matters)
             return reference_response(row, "correct")
-        return reference_response(row, anchor_behaviour(spec, world.intent_of(spec, row).feature, rng))
+        return anchor_target(row, anchor_believes_right(spec, world.intent_of(spec, row).feature, rng))
     probs = spec.warm_start
     if spec.kind != "math" and rng.random() < probs.p_hack:
         return reference_response(row, "hack")
@@ -399,14 +413,14 @@ def measure_context_dependence(model, tokenizer, rows: list[dict], max_new_token
 
 @torch.no_grad()
 def anchor_right_probability(model, tokenizer, rows: list[dict], batch_size: int = 64) -> dict[str, float]:
-    """Per intent, the model's probability of the right anchor answer against the wrong one, averaged over the
-    intent's anchor rows: ``sigmoid(log π(right) − log π(wrong))`` of the two whole responses, which share their
-    thought, so it is the answer's share of the two (docs/lab.md §7, "Unsaturated anchors"). Sampling answers an
+    """Per intent, the model's probability of the right anchor response against the one that believes the other
+    label (``anchor_target``), averaged over the intent's anchor rows: ``sigmoid(log π(right) − log π(wrong))`` of
+    the two whole responses (docs/lab.md §7, "Unsaturated anchors"). Sampling answers an
     anchor right at about this rate, which is what RL's r̄_acr sees; greedy decoding answers it right wherever it
     is above 1/2. Returns ``{intent_key: probability}``."""
     anchors = [r for r in rows if r["role"] == "anchor"]
-    pairs = [encode_pair(tokenizer, r["prompt"][0]["content"], reference_response(r, b))
-             for r in anchors for b in ("correct", "wrong")]  # fmt: skip
+    pairs = [encode_pair(tokenizer, r["prompt"][0]["content"], anchor_target(r, right))
+             for r in anchors for right in (True, False)]  # fmt: skip
     logps = []
     for i in range(0, len(pairs), batch_size):
         input_ids, labels, mask = _batch(pairs[i : i + batch_size], tokenizer.pad_token_id)
