@@ -194,7 +194,7 @@ def test_the_warm_start_recipe_keys_of_worlds_without_the_options_are_unchanged(
 def test_the_command_line_sets_the_model_width_of_the_warm_start_and_so_the_policy():
     import argparse
 
-    from air_align.lab.cli import _preset
+    from air_align.cli.lab import _preset
     from air_align.lab.reproduce import PRESETS
 
     def args(width):

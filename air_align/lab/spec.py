@@ -161,7 +161,7 @@ class WarmStart:
     p_hack: float = field(default=0.1, metadata={"check": _probability})
     anchor_accuracy: dict[str, float] = field(
         default_factory=dict,
-        metadata={"check": lambda v: _first(_anchor_accuracy(w, q) for w, q in v.items()),
+        metadata={"check": lambda v: next(filter(None, (_anchor_accuracy(w, q) for w, q in v.items())), None),
                   "fix": "give each feature word's accuracy in [0.5, 1] (words not listed: 1)"},
     )  # fmt: skip
     """How often the warm start's SFT data answers an intent's anchors correctly, by the intent's feature word
