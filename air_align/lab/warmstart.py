@@ -183,8 +183,6 @@ def _math_anchor_pair(spec: WorldSpec, row: dict, rng: random.Random) -> tuple[s
 def sft_target(spec: WorldSpec, row: dict, rng: random.Random) -> str:
     """One draw of the SFT target for a lab row (see the module docstring)."""
     if row["role"] == "anchor":
-        if not spec.warm_start.anchor_accuracy:  # (looking the intent up is slow: only where it matters)
-            return reference_response(row, "correct")
         return anchor_target(row, anchor_believes_right(spec, world.intent_of(spec, row).feature, rng))
     probs = spec.warm_start
     if spec.kind != "math" and rng.random() < probs.p_hack:
