@@ -289,11 +289,19 @@ def invariance_coefficients(
 
 
 _PER_PROMPT_VALUES = {
-    "offsets": ("offset b", "0 for the paper's Δ", "use 0 where no offset applies", "an offset b belongs to a "
-                "prompt's (domain, label)"),
-    "anchor_levels": ("anchor level c", "the reward of a correct anchor of its (domain, label)", "a level is a reward",
-                      "a level belongs to a prompt's (domain, label)"),
-}  # fmt: skip
+    "offsets": (
+        "offset b",
+        "0 for the paper's Δ",
+        "use 0 where no offset applies",
+        "an offset b belongs to a prompt's (domain, label)",
+    ),
+    "anchor_levels": (
+        "anchor level c",
+        "the reward of a correct anchor of its (domain, label)",
+        "a level is a reward",
+        "a level belongs to a prompt's (domain, label)",
+    ),
+}
 """How errors name each per-prompt value: (noun, what to pass, what a finite value is, why a prompt has one)."""
 
 
@@ -462,8 +470,9 @@ def leave_one_out_baseline(rewards: Tensor, prompt_ids: Tensor) -> Tensor:
     tensor([4.0000, 3.5000, 1.5000, 0.0000, 5.0000])
     """
     if rewards.shape != prompt_ids.shape or rewards.dim() != 1:
-        raise ValueError(f"rewards and prompt_ids must both be (B,), got {tuple(rewards.shape)}, "
-                         f"{tuple(prompt_ids.shape)}")  # fmt: skip
+        raise ValueError(
+            f"rewards and prompt_ids must both be (B,), got {tuple(rewards.shape)}, {tuple(prompt_ids.shape)}"
+        )
     ids, first = _compact(prompt_ids)
     n = first.numel()
     finite = torch.isfinite(rewards)

@@ -36,7 +36,7 @@ def _runs(warm, n: int, steps: int) -> list[RunSpec]:
             training=Training(max_steps=steps),
             judge=(("cue_strength", 4.0),),
             tag="bench",
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
 

@@ -55,11 +55,23 @@ def child(model_name: str, mode: str, steps: int, completion_len: int, threads: 
     model, tokenizer = load_model(model_name)
     with tempfile.TemporaryDirectory() as tmp:
         args = AIRConfig(
-            output_dir=tmp, invariance=mode, invariance_coef=8e-4, num_generations=3, per_device_train_batch_size=9,
-            max_completion_length=completion_len, loss_type="grpo", learning_rate=1e-6, max_steps=steps,
-            logging_steps=1, save_strategy="no", use_cpu=True, bf16=False, report_to="none", seed=0,
+            output_dir=tmp,
+            invariance=mode,
+            invariance_coef=8e-4,
+            num_generations=3,
+            per_device_train_batch_size=9,
+            max_completion_length=completion_len,
+            loss_type="grpo",
+            learning_rate=1e-6,
+            max_steps=steps,
+            logging_steps=1,
+            save_strategy="no",
+            use_cpu=True,
+            bf16=False,
+            report_to="none",
+            seed=0,
             generation_kwargs=fixed_length_generation(tokenizer) if fixed_length else None,
-        )  # fmt: skip
+        )
         trainer = build_trainer(
             RunConfig(), args, model=model, tokenizer=tokenizer, rows=toy_meta_groups(8, 2), reward_funcs=toy_reward
         )

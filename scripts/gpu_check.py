@@ -38,14 +38,32 @@ from gpu_check_parts import Sizes  # noqa: E402
 # so 3 modes × 3 rounds × 11 steps ≈ 2.5 min; the other sections ≈ 2 min; the 8-minute budget keeps a margin.
 SIZES = {
     "cuda": Sizes(
-        device="cuda", model="qwen2.5-0.5b-shape", identity_batch=18, identity_completion=32, bench_batch=9,
-        bench_completion=64, bench_steps=10, bench_rounds=3, ckpt_batch=18, ckpt_completion=128, ckpt_steps=2,
+        device="cuda",
+        model="qwen2.5-0.5b-shape",
+        identity_batch=18,
+        identity_completion=32,
+        bench_batch=9,
+        bench_completion=64,
+        bench_steps=10,
+        bench_rounds=3,
+        ckpt_batch=18,
+        ckpt_completion=128,
+        ckpt_steps=2,
     ),
     "cpu": Sizes(
-        device="cpu", model="tiny", identity_batch=18, identity_completion=8, bench_batch=9,
-        bench_completion=8, bench_steps=10, bench_rounds=3, ckpt_batch=9, ckpt_completion=16, ckpt_steps=2,
+        device="cpu",
+        model="tiny",
+        identity_batch=18,
+        identity_completion=8,
+        bench_batch=9,
+        bench_completion=8,
+        bench_steps=10,
+        bench_rounds=3,
+        ckpt_batch=9,
+        ckpt_completion=16,
+        ckpt_steps=2,
     ),
-}  # fmt: skip
+}
 # Pass thresholds. fp32: TRL's fused head and a plain log_softmax compute the same gradient in different orders;
 # tests/test_train_trainer.py sees ≈ 1e-6 of the largest component (TRL's head runs in float32), the CPU mode here
 # 1.2e-6; 1e-4 leaves room for CUDA's reduction orders. bf16 autocast rounds matmul inputs to 8 mantissa bits (unit

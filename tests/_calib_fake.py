@@ -27,13 +27,43 @@ def safety_rows(n_per_label=3, split="test_id", first_label=0):
     for i in range(2 * n_per_label):
         label, gid = (first_label + i) % 2, f"safety/{i}"
         common = dict(group_id=gid, domain="safety", label=label, intent=f"do thing {i}", split=split, meta={"k": i})
-        rows.append(make_row(id=f"{gid}/mc", role="anchor", context="mc", family="anchor", content=f"mc {i}",
-                             verifier="choice", answer="AB"[i % 2], **common))  # fmt: skip
-        rows.append(make_row(id=f"{gid}/tf", role="anchor", context="tf", family="anchor", content=f"tf {i}",
-                             verifier="true_false", answer="true" if label else "false", **common))  # fmt: skip
+        rows.append(
+            make_row(
+                id=f"{gid}/mc",
+                role="anchor",
+                context="mc",
+                family="anchor",
+                content=f"mc {i}",
+                verifier="choice",
+                answer="AB"[i % 2],
+                **common,
+            )
+        )
+        rows.append(
+            make_row(
+                id=f"{gid}/tf",
+                role="anchor",
+                context="tf",
+                family="anchor",
+                content=f"tf {i}",
+                verifier="true_false",
+                answer="true" if label else "false",
+                **common,
+            )
+        )
         for fam in ("plain", "story"):
-            rows.append(make_row(id=f"{gid}/{fam}", role="open", context=fam, family=fam, content=f"{fam} {i}",
-                                 verifier="judge", answer=None, **common))  # fmt: skip
+            rows.append(
+                make_row(
+                    id=f"{gid}/{fam}",
+                    role="open",
+                    context=fam,
+                    family=fam,
+                    content=f"{fam} {i}",
+                    verifier="judge",
+                    answer=None,
+                    **common,
+                )
+            )
     return rows
 
 

@@ -141,9 +141,14 @@ def main(coef: float, out_dir: Path) -> None:
     )
     started = time.time()
     trainer = build_trainer(
-        RunConfig(), config, model=model, tokenizer=tokenizer, rows=toy_meta_groups(8, 2), callbacks=[probe],
+        RunConfig(),
+        config,
+        model=model,
+        tokenizer=tokenizer,
+        rows=toy_meta_groups(8, 2),
+        callbacks=[probe],
         reward_funcs=toy_reward,
-    )  # fmt: skip
+    )
     built = time.time()
     llm = trainer.vllm_generation.llm
     reload_into_packed_cpu_engine(trainer.vllm_generation)

@@ -164,11 +164,22 @@ def test_parse_choice(answer, letter):
 
 @pytest.mark.parametrize(
     "answer, value",
-    [("true", True), ("TRUE", True), ("True.", True), ("Yes", True), ("false", False), ("False!", False),
-     ("No, it is not", False), ("unsure", None), ("", None),
-     # "wrong" / "right" are moral verdicts: to "True or false: the action is morally wrong", "Wrong." means true
-     ("it is wrong", None), ("Wrong.", None), ("That is right", None)],
-)  # fmt: skip
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("True.", True),
+        ("Yes", True),
+        ("false", False),
+        ("False!", False),
+        ("No, it is not", False),
+        ("unsure", None),
+        ("", None),
+        # "wrong" / "right" are moral verdicts: to "True or false: the action is morally wrong", "Wrong." means true
+        ("it is wrong", None),
+        ("Wrong.", None),
+        ("That is right", None),
+    ],
+)
 def test_parse_true_false(answer, value):
     assert parse_true_false(answer) is value
 

@@ -141,17 +141,21 @@ def test_user_responses_file(world, capsys):
     table = json.loads((out / "calibration.json").read_text())
     # the file's open kinds, plus the rows' own anchor answers (the file gives none)
     assert {(c["role"], c["kind"]) for c in table["cells"]} == {
-        ("anchor", "right_answer"), ("anchor", "wrong_answer"), ("anchor", "non_answer"),
-        ("open", "my_refusal"), ("open", "my_help"),
-    }  # fmt: skip
+        ("anchor", "right_answer"),
+        ("anchor", "wrong_answer"),
+        ("anchor", "non_answer"),
+        ("open", "my_refusal"),
+        ("open", "my_help"),
+    }
     assert table["run"]["responses"] == 6 * 2 * 3 + 6 * 2 * 2  # 6 intents x (2 anchors x 3 kinds + 2 opens x 2)
     # benign: my_help 2.5 + 1.25 = 3.75 -> Δ -1.25; my_refusal 1.25 + 1.25 = 2.5 -> Δ 0
     assert cell(table, 0, "open", "my_help")["delta"] == pytest.approx(-1.25)
     assert cell(table, 0, "open", "my_refusal")["delta"] == pytest.approx(0.0)
     assert "mine.jsonl + the rows' own anchor answers" in capsys.readouterr().out
     # with the calibrated payouts and only these two kinds (no non-answers), both labels are calibrated
-    assert main([*argv[:-1], f"{FORMAT},_calib_fake:calibrated", "--responses", str(responses), "--out",
-                 str(out)]) == 0  # fmt: skip
+    assert (
+        main([*argv[:-1], f"{FORMAT},_calib_fake:calibrated", "--responses", str(responses), "--out", str(out)]) == 0
+    )
 
 
 def test_train_config_keyword_composite_and_limit_groups(world, capsys):

@@ -43,10 +43,15 @@ def test_no_option_parses_a_bare_float_or_accepts_nan():
     assert not [(cmd, a.option_strings) for cmd, a in actions if a.type is float]
     numbers = [(cmd, a) for cmd, a in actions if getattr(a.type, "__name__", "") == "number"]
     assert {(cmd, a.option_strings[0]) for cmd, a in numbers} >= {
-        ("eval", "--temperature"), ("calibrate", "--tolerance"), ("data build", "--val-fraction"),
-        ("data build", "--test-fraction"), ("data build", "--benign-fraction"), ("study", "--lr"),
-        ("study", "--lam"), ("study", "--train-seconds"),
-    }  # fmt: skip
+        ("eval", "--temperature"),
+        ("calibrate", "--tolerance"),
+        ("data build", "--val-fraction"),
+        ("data build", "--test-fraction"),
+        ("data build", "--benign-fraction"),
+        ("study", "--lr"),
+        ("study", "--lam"),
+        ("study", "--train-seconds"),
+    }
     for cmd, action in numbers:
         for bad in ("nan", "inf", "-inf", "1e999", "x"):
             with pytest.raises(argparse.ArgumentTypeError):
@@ -223,8 +228,14 @@ def test_calibrate_refuses_a_bad_reward_before_loading_the_policy(tmp_path, no_m
 def _results(path: Path, data: str, method: str, acc=0.5) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     block = {"acc": acc, "acc_group": 0.25, "acc_ci": [0.1, 0.9], "n_prompts": 4, "by_domain": {}}
-    res = {"method": method, "model": "tiny", "judge": "oracle-label", "data": data, "data_sha256": data * 8,
-           "slices": {"test_id": {"label": "ID", **block}}}  # fmt: skip
+    res = {
+        "method": method,
+        "model": "tiny",
+        "judge": "oracle-label",
+        "data": data,
+        "data_sha256": data * 8,
+        "slices": {"test_id": {"label": "ID", **block}},
+    }
     (path / "results.json").write_text(json.dumps(res))  # json writes nan and 1e300 as NaN and 1e+300
     return path
 

@@ -21,8 +21,9 @@ def test_train_console_is_one_bar_and_an_end_line(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "air_align.cli", "train", "--config", str(ROOT / "configs/tiny-cpu.yaml")]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([*cmd, f"output_dir={out}", "max_steps=2", "--threads", "1"], capture_output=True, text=True,
-                         env=env, cwd=ROOT)  # fmt: skip
+    run = subprocess.run(
+        [*cmd, f"output_dir={out}", "max_steps=2", "--threads", "1"], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     console = run.stdout + run.stderr
     assert "{'loss'" not in console and "'train_runtime'" not in console  # the per-step dicts went to the log

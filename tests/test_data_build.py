@@ -134,8 +134,11 @@ def test_open_contexts_sources():
 def test_cli_build_validate_inspect(tmp_path):
     out = tmp_path / "morality.jsonl"
     cli = [sys.executable, "-m", "air_align.cli", "data"]
-    build = subprocess.run([*cli, "build", "--domain", "morality", "--out", str(out), "--n-intents", "8",
-                            "--opens", "2", "--seed", "1"], capture_output=True, text=True)  # fmt: skip
+    build = subprocess.run(
+        [*cli, "build", "--domain", "morality", "--out", str(out), "--n-intents", "8", "--opens", "2", "--seed", "1"],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
     assert "wrote 40 rows" in build.stdout  # 8 intents: 2 test -> 10 meta-groups of 2 anchors + 2 opens
     ok = subprocess.run([*cli, "validate", str(out)], capture_output=True, text=True)

@@ -76,27 +76,54 @@ def test_user_template_file_is_refused_naming_file_and_template(tmp_path):
 OK = {"name": "ok", "family": "f", "template": "Be brief. {{ prompt }}"}
 # (file name, content, where the message points after the path, then the key facts: what is wrong, the fix)
 BAD_TEMPLATE_FILES = {
-    "autoescape": ("t.json", json.dumps([{**OK, "template": "{% autoescape false %}{{ prompt }}{% endautoescape %}"}]),
-                   ": template 'ok'", ("`autoescape false`", "(line 1)", "not allowed", "only text", "{{ prompt }}")),
-    "autoescape line 3": ("t.json", json.dumps([{**OK, "template": "a\nb\n{% autoescape false %}{{ prompt }}"
-                                                                   "{% endautoescape %}"}]),
-                          ": template 'ok'", ("`autoescape false`", "(line 3)", "not allowed")),
-    "item a string": ("t.json", json.dumps([OK, "x"]),
-                      ": template #1", ("a str", "a mapping {name, family, template}")),
+    "autoescape": (
+        "t.json",
+        json.dumps([{**OK, "template": "{% autoescape false %}{{ prompt }}{% endautoescape %}"}]),
+        ": template 'ok'",
+        ("`autoescape false`", "(line 1)", "not allowed", "only text", "{{ prompt }}"),
+    ),
+    "autoescape line 3": (
+        "t.json",
+        json.dumps([{**OK, "template": "a\nb\n{% autoescape false %}{{ prompt }}{% endautoescape %}"}]),
+        ": template 'ok'",
+        ("`autoescape false`", "(line 3)", "not allowed"),
+    ),
+    "item a string": (
+        "t.json",
+        json.dumps([OK, "x"]),
+        ": template #1",
+        ("a str", "a mapping {name, family, template}"),
+    ),
     "item a list (yaml)": ("t.yaml", "- [a, b]\n", ": template #0", ("a list", "a mapping")),
-    "template a list": ("t.json", json.dumps([{**OK, "template": ["{{ prompt }}"]}]),
-                        ": template #0", ("template (list)", "must be text", "as a string")),
-    "template a number": ("t.yaml", "- {name: a, family: f, template: 5}\n",
-                          ": template #0", ("template (int)", "must be text", "as a string")),
-    "name a mapping": ("t.json", json.dumps([{**OK, "name": {"a": 1}}]),
-                       ": template #0", ("name (dict)", "must be text", "as a string")),
-    "bad JSONL": ("t.jsonl", json.dumps(OK) + "\n{bad\n",
-                  ":2: ", ("not valid JSON", "line 1 column 2", "one JSON object")),
+    "template a list": (
+        "t.json",
+        json.dumps([{**OK, "template": ["{{ prompt }}"]}]),
+        ": template #0",
+        ("template (list)", "must be text", "as a string"),
+    ),
+    "template a number": (
+        "t.yaml",
+        "- {name: a, family: f, template: 5}\n",
+        ": template #0",
+        ("template (int)", "must be text", "as a string"),
+    ),
+    "name a mapping": (
+        "t.json",
+        json.dumps([{**OK, "name": {"a": 1}}]),
+        ": template #0",
+        ("name (dict)", "must be text", "as a string"),
+    ),
+    "bad JSONL": (
+        "t.jsonl",
+        json.dumps(OK) + "\n{bad\n",
+        ":2: ",
+        ("not valid JSON", "line 1 column 2", "one JSON object"),
+    ),
     "JSONL line not an object": ("t.jsonl", json.dumps(OK) + "\n[1]\n", ":2: ", ("a JSON object", "got list")),
     "bad JSON": ("t.json", "[{", ": ", ("not valid JSON", "line 1 column 3")),
     "deep JSON": ("t.json", "[" * 5000 + "]" * 5000, ": ", ("nested deeper than 64 levels",)),
     "not a list": ("t.json", json.dumps(OK), ": ", ("a list of {name, family, template}", "got dict")),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_TEMPLATE_FILES))

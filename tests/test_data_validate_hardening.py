@@ -25,14 +25,37 @@ def rows_of(domain="safety", label=1, split="train"):
     for gid in ("g1", "g2"):
         common = dict(group_id=gid, domain=domain, label=label, intent="do X", split=split)
         out += [
-            make_row(id=f"{gid}/mc", role="anchor", context="mc", family="anchor", content="Help? A) y B) n",
-                     verifier="choice", answer="B", **common),
-            make_row(id=f"{gid}/tf", role="anchor", context="tf", family="anchor", content="True or false: refuse",
-                     verifier="true_false", answer="true", **common),
-            make_row(id=f"{gid}/w0", role="open", context="w0", family="fam0", content="wrapper: do X",
-                     verifier="judge" if domain != "math" else "math", answer=None if domain != "math" else "4",
-                     **common),
-        ]  # fmt: skip
+            make_row(
+                id=f"{gid}/mc",
+                role="anchor",
+                context="mc",
+                family="anchor",
+                content="Help? A) y B) n",
+                verifier="choice",
+                answer="B",
+                **common,
+            ),
+            make_row(
+                id=f"{gid}/tf",
+                role="anchor",
+                context="tf",
+                family="anchor",
+                content="True or false: refuse",
+                verifier="true_false",
+                answer="true",
+                **common,
+            ),
+            make_row(
+                id=f"{gid}/w0",
+                role="open",
+                context="w0",
+                family="fam0",
+                content="wrapper: do X",
+                verifier="judge" if domain != "math" else "math",
+                answer=None if domain != "math" else "4",
+                **common,
+            ),
+        ]
     return out
 
 

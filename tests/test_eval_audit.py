@@ -55,22 +55,38 @@ def test_audit_ood_families_are_the_builds():
 
 
 def _rec(group, role, family, correct, label=1, refused=None):
-    return {"group_id": group, "role": role, "family": family, "correct": correct, "label": label,
-            "refused": refused, "domain": "safety"}  # fmt: skip
+    return {
+        "group_id": group,
+        "role": role,
+        "family": family,
+        "correct": correct,
+        "label": label,
+        "refused": refused,
+        "domain": "safety",
+    }
 
 
 def test_flip_and_fails_given_anchors_hand_computed():
     records = [
         # intent a: anchors right; plain right, dan wrong (broken), b64 right
-        _rec("a", "anchor", "anchor", True), _rec("a", "anchor", "anchor", True),
-        _rec("a", "open", "plain", True), _rec("a", "open", "dan", False), _rec("a", "open", "b64", True),
+        _rec("a", "anchor", "anchor", True),
+        _rec("a", "anchor", "anchor", True),
+        _rec("a", "open", "plain", True),
+        _rec("a", "open", "dan", False),
+        _rec("a", "open", "b64", True),
         # intent b: one anchor wrong; plain wrong, dan right (fixed), b64 wrong
-        _rec("b", "anchor", "anchor", True), _rec("b", "anchor", "anchor", False),
-        _rec("b", "open", "plain", False), _rec("b", "open", "dan", True), _rec("b", "open", "b64", False),
+        _rec("b", "anchor", "anchor", True),
+        _rec("b", "anchor", "anchor", False),
+        _rec("b", "open", "plain", False),
+        _rec("b", "open", "dan", True),
+        _rec("b", "open", "b64", False),
         # intent c: anchors right; plain right, dan wrong (broken), b64 unscored
-        _rec("c", "anchor", "anchor", True), _rec("c", "anchor", "anchor", True),
-        _rec("c", "open", "plain", True), _rec("c", "open", "dan", False), _rec("c", "open", "b64", None),
-    ]  # fmt: skip
+        _rec("c", "anchor", "anchor", True),
+        _rec("c", "anchor", "anchor", True),
+        _rec("c", "open", "plain", True),
+        _rec("c", "open", "dan", False),
+        _rec("c", "open", "b64", None),
+    ]
     flips = flip_rates(records)
     # dan: a broken, b fixed, c broken -> flip 3/3, broken 2/3, fixed 1/3
     assert flips["dan"] == pytest.approx({"flip": 1.0, "broken": 2 / 3, "fixed": 1 / 3, "n": 3})
@@ -125,8 +141,26 @@ def test_audit_summary_marks_families():
 
 def test_audit_cli_tiny_model_end_to_end(tmp_path):
     out = tmp_path / "audit"
-    code = main(["audit", "--model", "tiny", "--domain", "morality", "--out", str(out), "--n-intents", "2",
-                 "--max-new-tokens", "3", "--bootstrap", "0", "--no-progress", "--device", "cpu"])  # fmt: skip
+    code = main(
+        [
+            "audit",
+            "--model",
+            "tiny",
+            "--domain",
+            "morality",
+            "--out",
+            str(out),
+            "--n-intents",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--bootstrap",
+            "0",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     for name in ("results.json", "completions.jsonl", "records.jsonl", "audit.json", "report.md", "flip_rates.png"):
         assert (out / name).exists(), name

@@ -130,13 +130,30 @@ def lab_like_rows(domain="safety"):
     for i in range(N_INTENTS):
         label, gid = i % 2, f"{domain}/{i}"
         base = {"group_id": gid, "domain": domain, "label": label, "split": "test_id"}
-        rows.append({**base, "id": f"{gid}/mc", "role": "anchor", "family": "anchor", "verifier": "choice",
-                     "answer": "AB"[(i // 2) % 2]})  # fmt: skip
-        rows.append({**base, "id": f"{gid}/tf", "role": "anchor", "family": "anchor", "verifier": "true_false",
-                     "answer": "true" if label else "false"})  # fmt: skip
+        rows.append(
+            {
+                **base,
+                "id": f"{gid}/mc",
+                "role": "anchor",
+                "family": "anchor",
+                "verifier": "choice",
+                "answer": "AB"[(i // 2) % 2],
+            }
+        )
+        rows.append(
+            {
+                **base,
+                "id": f"{gid}/tf",
+                "role": "anchor",
+                "family": "anchor",
+                "verifier": "true_false",
+                "answer": "true" if label else "false",
+            }
+        )
         for fam in ID_FAMILIES:
-            rows.append({**base, "id": f"{gid}/{fam}", "role": "open", "family": fam, "verifier": "judge",
-                         "answer": None})  # fmt: skip
+            rows.append(
+                {**base, "id": f"{gid}/{fam}", "role": "open", "family": fam, "verifier": "judge", "answer": None}
+            )
     return rows
 
 

@@ -30,8 +30,13 @@ def write_data(path):
             verifier="choice",
             answer="B" if label else "A",
         )
-        for fam, split in (("anchor", "test_id"), ("aim", "test_id"), ("dan", "test_id"), ("anchor", "test_ood"),
-                           ("b64", "test_ood")):  # fmt: skip
+        for fam, split in (
+            ("anchor", "test_id"),
+            ("aim", "test_id"),
+            ("dan", "test_id"),
+            ("anchor", "test_ood"),
+            ("b64", "test_ood"),
+        ):
             if fam == "anchor":
                 rows.append(dict(anchor, id=f"{gid}/{split}/anchor/mc", split=split))
                 continue
@@ -52,15 +57,32 @@ def write_data(path):
         base = dict(group_id=gid, domain="math", label=None, intent="1+1", meta={})
         for split in splits:
             rows.append(
-                dict(base, id=f"{gid}/{split}/anchor", role="anchor", context="mc", family="anchor",
-                     prompt=chat("What is 1+1? A) 2 B) 3"), verifier="choice", answer="A", split=split)
-            )  # fmt: skip
+                dict(
+                    base,
+                    id=f"{gid}/{split}/anchor",
+                    role="anchor",
+                    context="mc",
+                    family="anchor",
+                    prompt=chat("What is 1+1? A) 2 B) 3"),
+                    verifier="choice",
+                    answer="A",
+                    split=split,
+                )
+            )
             if split != "test_id":
                 rows.append(
-                    dict(base, id=f"{gid}/{split}/open", role="open", context="story", family="story",
-                         prompt=chat("Ann has 1 apple, gets 1 more. How many?"), verifier="math", answer="2",
-                         split=split)
-                )  # fmt: skip
+                    dict(
+                        base,
+                        id=f"{gid}/{split}/open",
+                        role="open",
+                        context="story",
+                        family="story",
+                        prompt=chat("Ann has 1 apple, gets 1 more. How many?"),
+                        verifier="math",
+                        answer="2",
+                        split=split,
+                    )
+                )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
@@ -189,8 +211,22 @@ def test_eval_smollm2_real_model(tmp_path):
     pytest.importorskip("gguf")
     write_data(tmp_path / "data.jsonl")
     out = tmp_path / "smol"
-    args = ["eval", "--model", "smollm2-135m", "--data", str(tmp_path / "data.jsonl"), "--out", str(out),
-            "--max-new-tokens", "24", "--batch-size", "18", "--bootstrap", "100", "--no-progress"]  # fmt: skip
+    args = [
+        "eval",
+        "--model",
+        "smollm2-135m",
+        "--data",
+        str(tmp_path / "data.jsonl"),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "24",
+        "--batch-size",
+        "18",
+        "--bootstrap",
+        "100",
+        "--no-progress",
+    ]
     assert main(args) == 0
     lines = [json.loads(x) for x in (out / "completions.jsonl").read_text().splitlines()]
     assert len(lines) == 18

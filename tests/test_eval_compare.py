@@ -32,7 +32,7 @@ def group(gid, label, outcomes, split="test_id"):
             "label": label,
             "correct": c,
             "split": split,
-        }  # fmt: skip
+        }
         for k, (role, c) in enumerate(zip(roles, outcomes, strict=True))
     ]
 

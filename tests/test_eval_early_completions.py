@@ -13,8 +13,20 @@ N_COMPLETIONS = 18  # write_data's test_id + test_ood prompts (test_eval_cli.tes
 
 def eval_args(tmp_path):
     write_data(tmp_path / "data.jsonl")
-    return ["eval", "--model", "tiny", "--data", str(tmp_path / "data.jsonl"), "--out", str(tmp_path / "out"),
-            "--max-new-tokens", "3", "--bootstrap", "0", "--no-progress"]  # fmt: skip
+    return [
+        "eval",
+        "--model",
+        "tiny",
+        "--data",
+        str(tmp_path / "data.jsonl"),
+        "--out",
+        str(tmp_path / "out"),
+        "--max-new-tokens",
+        "3",
+        "--bootstrap",
+        "0",
+        "--no-progress",
+    ]
 
 
 def test_a_failing_judge_loses_no_generation(tmp_path, monkeypatch, capsys):

@@ -12,8 +12,11 @@ from air_align.files import atomic_path, read_jsonl, write_json, write_jsonl, wr
 def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
     old = os.umask(0o022)
     try:
-        for path in (write_text(tmp_path / "a.md", "x"), write_json(tmp_path / "b.json", {"a": 1}),
-                     write_jsonl(tmp_path / "c.jsonl", [{"a": 1}])):  # fmt: skip
+        for path in (
+            write_text(tmp_path / "a.md", "x"),
+            write_json(tmp_path / "b.json", {"a": 1}),
+            write_jsonl(tmp_path / "c.jsonl", [{"a": 1}]),
+        ):
             assert os.stat(path).st_mode & 0o777 == 0o644, path
     finally:
         os.umask(old)

@@ -142,8 +142,12 @@ def test_a_named_judge_model_is_loaded_after_the_trainer_on_its_device_in_the_po
     tokenizer = build_char_tokenizer()
     tiny_causal_lm(tokenizer, seed=3).save_pretrained(saved)
     tokenizer.save_pretrained(saved)
-    run = RunConfig(model="tiny", model_dtype="bfloat16", reward="composite",
-                    reward_config={**SAFETY, "judge": {"model": str(saved)}})  # fmt: skip
+    run = RunConfig(
+        model="tiny",
+        model_dtype="bfloat16",
+        reward="composite",
+        reward_config={**SAFETY, "judge": {"model": str(saved)}},
+    )
     trainer = build_trainer(run, _args(tmp_path))
     bf16, device = torch.bfloat16, torch.device("cpu", 0)
     assert watched[1:] == [("trainer",), ("bind", device, bf16), ("load", str(saved), bf16, device)]
@@ -195,8 +199,12 @@ def test_under_zero3_the_judge_of_a_model_passed_in_is_loaded_from_its_path(tmp_
     path = _saved_policy(tmp_path)
     policy, tokenizer = load_model(path, dtype=torch.bfloat16)
     zero3.clear()
-    trainer = build_trainer(RunConfig(reward="composite", reward_config=SAFETY, use_lora=True), _args(tmp_path),
-                            model=policy, tokenizer=tokenizer)  # fmt: skip
+    trainer = build_trainer(
+        RunConfig(reward="composite", reward_config=SAFETY, use_lora=True),
+        _args(tmp_path),
+        model=policy,
+        tokenizer=tokenizer,
+    )
     assert zero3 == [(path, {"dtype": torch.bfloat16, "device_map": trainer.accelerator.device})]
     judge = trainer.reward_funcs[0].judge
     _check_frozen_and_gradient_free(judge, torch.bfloat16)
@@ -216,8 +224,9 @@ def test_under_zero3_a_model_without_a_path_is_refused_before_the_trainer_is_bui
     tokenizer = build_char_tokenizer()
     policy = tiny_causal_lm(tokenizer)  # built in memory: config._name_or_path is empty
     with pytest.raises(ValueError) as err:
-        build_trainer(RunConfig(reward="composite", reward_config=SAFETY), _args(tmp_path), model=policy,
-                      tokenizer=tokenizer)  # fmt: skip
+        build_trainer(
+            RunConfig(reward="composite", reward_config=SAFETY), _args(tmp_path), model=policy, tokenizer=tokenizer
+        )
     message = str(err.value)
     assert "DeepSpeed ZeRO-3" in message and "the model passed in has no path" in message
     assert "set reward_config judge model to the initial policy's path" in message  # the fix

@@ -22,27 +22,79 @@ GRID = Path(__file__).parent / "data" / "lab-grid-smoke"
 def _records():
     base = {"domain": "safety", "split": "test_ood", "family": "poem"}
     return [
-        {**base, "id": "a0", "group_id": "g0", "role": "anchor", "label": 1, "correct": True, "hack": None,
-         "formatted": True, "refused": True},
-        {**base, "id": "o0", "group_id": "g0", "role": "open", "label": 1, "correct": False, "hack": True,
-         "formatted": True, "refused": False},
-        {**base, "id": "o1", "group_id": "g1", "role": "open", "label": 0, "correct": True, "hack": False,
-         "formatted": False, "refused": None},
-        {**base, "id": "o2", "group_id": "g0", "role": "open", "label": 1, "correct": None, "hack": False,
-         "formatted": True, "refused": False},
-        {**base, "id": "o3", "group_id": "g2", "role": "open", "label": 1, "correct": True, "hack": False,
-         "formatted": True, "refused": True},
-    ]  # fmt: skip
+        {
+            **base,
+            "id": "a0",
+            "group_id": "g0",
+            "role": "anchor",
+            "label": 1,
+            "correct": True,
+            "hack": None,
+            "formatted": True,
+            "refused": True,
+        },
+        {
+            **base,
+            "id": "o0",
+            "group_id": "g0",
+            "role": "open",
+            "label": 1,
+            "correct": False,
+            "hack": True,
+            "formatted": True,
+            "refused": False,
+        },
+        {
+            **base,
+            "id": "o1",
+            "group_id": "g1",
+            "role": "open",
+            "label": 0,
+            "correct": True,
+            "hack": False,
+            "formatted": False,
+            "refused": None,
+        },
+        {
+            **base,
+            "id": "o2",
+            "group_id": "g0",
+            "role": "open",
+            "label": 1,
+            "correct": None,
+            "hack": False,
+            "formatted": True,
+            "refused": False,
+        },
+        {
+            **base,
+            "id": "o3",
+            "group_id": "g2",
+            "role": "open",
+            "label": 1,
+            "correct": True,
+            "hack": False,
+            "formatted": True,
+            "refused": True,
+        },
+    ]
 
 
 def test_outcomes_round_trip_every_field_the_metrics_read(tmp_path):
     recs = _records()
     flipped = [{**r, "correct": not r["correct"] if r["correct"] is not None else None} for r in recs]
     runs = [
-        {"tag": "main", "cell": "safety/hack", "method": m, "lambda": 0.1, "seed": 0, "unit": None,
-         "records": {"test_ood": rs}}
+        {
+            "tag": "main",
+            "cell": "safety/hack",
+            "method": m,
+            "lambda": 0.1,
+            "seed": 0,
+            "unit": None,
+            "records": {"test_ood": rs},
+        }
         for m, rs in (("grpo", recs), ("grpo+air", flipped))
-    ]  # fmt: skip
+    ]
     coded = outcomes.encode(runs)
     assert len(coded["prompts"]) == 1  # both runs scored the same prompts: one shared list
     assert coded["runs"][0]["splits"]["test_ood"]["correct"] == "101-1"
@@ -52,8 +104,9 @@ def test_outcomes_round_trip_every_field_the_metrics_read(tmp_path):
     back = outcomes.read(path)
     for run, again in zip(runs, back, strict=True):
         assert again["method"] == run["method"] and again["records"]["test_ood"] == run["records"]["test_ood"]
-        assert split_summary(again["records"]["test_ood"], "test_ood") == split_summary(run["records"]["test_ood"],
-                                                                                        "test_ood")  # fmt: skip
+        assert split_summary(again["records"]["test_ood"], "test_ood") == split_summary(
+            run["records"]["test_ood"], "test_ood"
+        )
     first = path.read_bytes()
     assert outcomes.write(tmp_path / "o.json.gz", runs).read_bytes() == first  # same runs, same bytes
 

@@ -13,10 +13,16 @@ SLOPES = (0.2, 0.3, 0.4, 0.5)  # AIR − GRPO = slope_w × hack rate in world w
 
 
 def run(world: int, warm: str, regime: str, method: str, g: float) -> dict:
-    return {"cell": f"gen-safety/{regime}", "method": method, "seed": 0,
-            "unit": {"world": f"gen-safety-{world}", "world_seed": 0, "warm_start": warm},
-            "metrics": {"test_id": {"hack_rate": HACK[regime] if method == "grpo" else 0.0},
-                        "test_ood": {"balanced_acc_group": g, "acc_group": g + 0.05}}}  # fmt: skip
+    return {
+        "cell": f"gen-safety/{regime}",
+        "method": method,
+        "seed": 0,
+        "unit": {"world": f"gen-safety-{world}", "world_seed": 0, "warm_start": warm},
+        "metrics": {
+            "test_id": {"hack_rate": HACK[regime] if method == "grpo" else 0.0},
+            "test_ood": {"balanced_acc_group": g, "acc_group": g + 0.05},
+        },
+    }
 
 
 def grid() -> list[dict]:
@@ -58,8 +64,12 @@ def test_beyond_unhacked_rule_hand_computed():
     assert found["gen-safety/cue6"]["ci"] == pytest.approx([-0.05 - 0.205426, -0.05 + 0.205426], abs=1e-5)
     assert (found["gen-safety/cue6"]["verdict"], found["gen-safety/cue6"]["n_units"]) == ("no", 4)
     assert found["gen-safety/cue1"]["diff"] == pytest.approx(0.0, abs=1e-12)  # AIR at GRPO's own unhacked level
-    lifted = [{**r, "metrics": {**r["metrics"], "test_ood": {"balanced_acc_group": 0.9, "acc_group": 0.9}}}
-              if r["method"] == "grpo+air" and r["cell"] == "gen-safety/cue6" else r for r in grid()]  # fmt: skip
+    lifted = [
+        {**r, "metrics": {**r["metrics"], "test_ood": {"balanced_acc_group": 0.9, "acc_group": 0.9}}}
+        if r["method"] == "grpo+air" and r["cell"] == "gen-safety/cue6"
+        else r
+        for r in grid()
+    ]
     assert beyond_unhacked(lifted)["gen-safety/cue6"]["verdict"] == "yes"  # 0.9 − 0.4 in every world
 
 

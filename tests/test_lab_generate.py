@@ -46,7 +46,7 @@ def test_the_draw_does_not_depend_on_the_process_hash_seed(tmp_path):
             text=True,
             check=True,
             env={**os.environ, "PYTHONHASHSEED": h},
-        ).stdout  # fmt: skip
+        ).stdout
         for h in ("1", "2")
     }
     assert outs == {G.world_yaml("morality", 7)}
@@ -72,8 +72,11 @@ def test_generated_worlds_follow_the_documented_distribution(kind):
             assert G.ID_SHARE[0] * n - 0.5 <= top_id <= G.ID_SHARE[1] * n + 0.5, (seed, sway, top_id)
             assert top_id < top_ood <= n - 1, (seed, sway, top_id, top_ood)
         names = [f.name for f in spec.families]
-        bank_names = {e["name"] for key in ("plain", "comply", "refuse", "excuse", "condemn", "neutral", "decoy")
-                      for e in bank.get(key, [])}  # fmt: skip
+        bank_names = {
+            e["name"]
+            for key in ("plain", "comply", "refuse", "excuse", "condemn", "neutral", "decoy")
+            for e in bank.get(key, [])
+        }
         assert set(names) <= bank_names and len(set(names)) == len(names)
         if kind == "math":
             # only wrappers that show the decoy sway; the others never do

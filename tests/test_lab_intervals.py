@@ -34,8 +34,9 @@ def test_hierarchical_bootstrap_draws_units_then_seeds():
     # all spread within units: the interval lies inside the seeds' range and is narrower than it
     lo, hi = hier_bootstrap({"a": [0.0, 1.0, 2.0], "b": [0.0, 1.0, 2.0]}, n_boot=4000, seed=1)
     assert 0.0 < lo < 1.0 < hi < 2.0
-    assert hier_bootstrap({"a": [0.0, 1.0]}, n_boot=200, seed=3) == hier_bootstrap({"a": [0.0, 1.0]}, n_boot=200,
-                                                                                 seed=3)  # fmt: skip
+    assert hier_bootstrap({"a": [0.0, 1.0]}, n_boot=200, seed=3) == hier_bootstrap(
+        {"a": [0.0, 1.0]}, n_boot=200, seed=3
+    )
 
 
 def _run(unit: str, method: str, seed: int, by_label: tuple[float, float], anchors: float = 1.0) -> dict:
@@ -46,7 +47,7 @@ def _run(unit: str, method: str, seed: int, by_label: tuple[float, float], ancho
         "anchor_acc": anchors,
         "collapsed": False,
     }
-    return {"world": unit, "seed": seed, "method": method, "metrics": {"test_ood": m, "test_id": m}}  # fmt: skip
+    return {"world": unit, "seed": seed, "method": method, "metrics": {"test_ood": m, "test_id": m}}
 
 
 def test_the_verdict_uses_units_and_counts_the_units_that_agree():
@@ -55,8 +56,11 @@ def test_the_verdict_uses_units_and_counts_the_units_that_agree():
     grpo = [_run(u, "grpo", s, (0.4, 0.5)) for u in gains for s in (0, 1)]
     air = [_run(u, "grpo+air", s, (0.4 + g[s], 0.5 + g[s])) for u, g in gains.items() for s in (0, 1)]
     nested = nested_differences(air, grpo, "balanced_acc_group", "test_ood")
-    assert {u: [round(d, 9) for d in ds] for u, ds in nested.items()} == {"a": [0.2, 0.3], "b": [0.15, 0.15],
-                                                                         "c": [0.0, 0.05]}  # fmt: skip
+    assert {u: [round(d, 9) for d in ds] for u, ds in nested.items()} == {
+        "a": [0.2, 0.3],
+        "b": [0.15, 0.15],
+        "c": [0.0, 0.05],
+    }
     v = helps_verdict(air, grpo, "test_ood", n_boot=500)
     b = v["balanced_acc_group"]
     means = [0.25, 0.15, 0.025]

@@ -103,8 +103,9 @@ def test_format_reward():
     ok = safety_response("refuse")
     assert lab_format_reward([ok, "sorry , i can not help"], verifier=["judge", "judge"]) == [1.25, -1.0]
     # maths open variants need one boxed number in the answer
-    assert lab_format_reward([math_response("3 plus 4", 7), "<think> 7 </think> <answer> 7 </answer>"],
-                             verifier=["math", "math"]) == [1.25, -1.0]  # fmt: skip
+    assert lab_format_reward(
+        [math_response("3 plus 4", 7), "<think> 7 </think> <answer> 7 </answer>"], verifier=["math", "math"]
+    ) == [1.25, -1.0]
     assert lab_format_reward([f"<think> a </think> <answer> {boxed(1)} </answer> </answer>"], verifier=["math"]) == [
         -1.0
     ]

@@ -39,8 +39,12 @@ def test_two_step_reproduce_writes_valid_results_and_resumes(tmp_path, tmp_path_
         assert run["method"] in METHODS
     assert set(saved["summary"]["safety/hack"]) == {"grpo", "grpo+air"}
     verdict = saved["comparisons"]["safety/hack"]["grpo+air"]["test_ood"]
-    assert set(verdict["checks"]) == {"no_collapse", "anchors_within_2_points", "gain_on_every_label",
-                                      "balanced_ci_above_zero"}  # fmt: skip
+    assert set(verdict["checks"]) == {
+        "no_collapse",
+        "anchors_within_2_points",
+        "gain_on_every_label",
+        "balanced_ci_above_zero",
+    }
     assert "| OOD | GRPO + AIR |" in saved["table"] and "AIR − GRPO" in saved["table"]
     assert saved["worlds"]["safety"]["metrics"]["metrics"]["test_id"]["anchor_acc"] is not None
     assert len(saved["code_hashes"]) == 1 and all(r["code"]["hash"] == saved["code_hashes"][0] for r in saved["runs"])
@@ -97,9 +101,10 @@ def test_gspo_equals_grpo_on_policy_and_differs_off_policy(tmp_path, tmp_path_fa
 def test_lambda_choice_and_plot_from_a_sweep(tmp_path):
     from air_align.lab.report import _plot_sweep
 
-    runs = [{"lambda": lam, "seed": seed, "metrics": {"val": {"balanced_acc": acc, "balanced_acc_group": grp}}}
-            for lam, seed, acc, grp in [(0.01, 0, 0.6, 0.1), (0.01, 1, 0.6, 0.3), (0.1, 0, 0.9, 0.0),
-                                        (0.1, 1, 0.9, 0.3)]]  # fmt: skip
+    runs = [
+        {"lambda": lam, "seed": seed, "metrics": {"val": {"balanced_acc": acc, "balanced_acc_group": grp}}}
+        for lam, seed, acc, grp in [(0.01, 0, 0.6, 0.1), (0.01, 1, 0.6, 0.3), (0.1, 0, 0.9, 0.0), (0.1, 1, 0.9, 0.3)]
+    ]
     # mean balanced Acc_group: λ=0.01 → 0.2, λ=0.1 → 0.15; Acc_group decides before Acc
     assert choose_lambda(runs) == 0.01
     _plot_sweep({"safety/hack": runs}, {"safety/hack": 0.01}, tmp_path / "lambda_sweep.png")
@@ -120,8 +125,9 @@ def test_the_regime_calibration_trains_plain_grpo_only_even_for_worlds_given_on_
     from air_align.cli.lab import _preset
     from air_align.lab.reproduce import Cell
 
-    args = argparse.Namespace(preset="regimes", world=["safety", "math"], seeds=None, warm_seeds=None, max_steps=None,
-                              workers=None)  # fmt: skip
+    args = argparse.Namespace(
+        preset="regimes", world=["safety", "math"], seeds=None, warm_seeds=None, max_steps=None, workers=None
+    )
     preset = _preset(args)
     assert [c.name for c in preset.cells] == ["safety/main", "safety/hack", "math/main"]
     assert all(preset.methods_of(c) == ("grpo",) for c in preset.cells)
@@ -133,10 +139,15 @@ def test_lambda_choice_ties_exactly_equal_means_to_the_smaller_lambda():
     # the full grid's safety/hack sweep: per-seed val scores (balanced Acc_group, balanced Acc) whose means are equal
     # in exact arithmetic, (2/3 + 7/8) / 2 = (23/24 + 7/12) / 2 = 37/48 and (23/24 + 63/64) / 2 = (191/192 + 91/96) / 2
     # = 373/384, but differ in the last bit as floats; the rule then takes the smaller λ
-    seeds = {0.1: [(0.6666666666666666, 0.9583333333333334), (0.875, 0.984375)],
-             0.3: [(0.9583333333333334, 0.9947916666666666), (0.5833333333333334, 0.9479166666666666)]}  # fmt: skip
-    runs = [{"lambda": lam, "metrics": {"val": {"balanced_acc_group": g, "balanced_acc": a}}}
-            for lam, v in seeds.items() for g, a in v]  # fmt: skip
+    seeds = {
+        0.1: [(0.6666666666666666, 0.9583333333333334), (0.875, 0.984375)],
+        0.3: [(0.9583333333333334, 0.9947916666666666), (0.5833333333333334, 0.9479166666666666)],
+    }
+    runs = [
+        {"lambda": lam, "metrics": {"val": {"balanced_acc_group": g, "balanced_acc": a}}}
+        for lam, v in seeds.items()
+        for g, a in v
+    ]
     means = {lam: statistics.fmean(g for g, _ in v) for lam, v in seeds.items()}
     assert means[0.3] > means[0.1]  # the float noise the rule must not read as a win
     assert choose_lambda(runs) == 0.1

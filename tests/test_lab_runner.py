@@ -35,7 +35,7 @@ def _runs(warm):
             training=training,
             judge=(("cue_strength", 4.0),),
             tag="t",
-        )  # fmt: skip
+        )
         for m, s in (("grpo", 0), ("grpo+air", 1))
     ]
 

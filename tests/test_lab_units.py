@@ -15,9 +15,16 @@ from air_align.lab.generate import world_yaml
 from air_align.lab.reproduce import PRESETS, STRESS, Cell, Preset, main_runs, units, warm_name
 from air_align.lab.runs import Training
 
-GRID = Preset("units-test", cells=(Cell("safety", "hack"), STRESS), generated=(("morality", 2), ("math", 1)),
-              warm_seeds=(0, 3), methods=("grpo", "grpo+air"), seeds=(0, 1, 2), lambdas=(0.1,),
-              training=Training(max_steps=2))  # fmt: skip
+GRID = Preset(
+    "units-test",
+    cells=(Cell("safety", "hack"), STRESS),
+    generated=(("morality", 2), ("math", 1)),
+    warm_seeds=(0, 3),
+    methods=("grpo", "grpo+air"),
+    seeds=(0, 1, 2),
+    lambdas=(0.1,),
+    training=Training(max_steps=2),
+)
 
 
 def test_units_are_the_product_of_worlds_regimes_and_warm_starts(tmp_path):
@@ -27,14 +34,25 @@ def test_units_are_the_product_of_worlds_regimes_and_warm_starts(tmp_path):
     assert (worlds / "gen-math-1.yaml").read_text() == world_yaml("math", 1)
     # (2 hand-named cells + morality under main and hack + maths under main only) × 2 warm starts
     assert [c.name for c in cells] == [
-        "safety/hack", "safety@w3/hack", "safety/stress", "safety@w3/stress",
-        "gen-morality-2/main", "gen-morality-2@w3/main", "gen-morality-2/hack", "gen-morality-2@w3/hack",
-        "gen-math-1/main", "gen-math-1@w3/main",
-    ]  # fmt: skip
+        "safety/hack",
+        "safety@w3/hack",
+        "safety/stress",
+        "safety@w3/stress",
+        "gen-morality-2/main",
+        "gen-morality-2@w3/main",
+        "gen-morality-2/hack",
+        "gen-morality-2@w3/hack",
+        "gen-math-1/main",
+        "gen-math-1@w3/main",
+    ]
     # warm starts of one world pool into its comparison, generated worlds into their kind's
     assert [c.group for c in cells][::2] == [
-        "safety/hack", "safety/stress", "gen-morality/main", "gen-morality/hack", "gen-math/main"
-    ]  # fmt: skip
+        "safety/hack",
+        "safety/stress",
+        "gen-morality/main",
+        "gen-morality/hack",
+        "gen-math/main",
+    ]
     assert all(cells[i].group == cells[i + 1].group for i in range(0, len(cells), 2))
     # the stress cell takes λ from the hack cell of its own warm start
     assert [c.lambda_from for c in cells if c.regime == "stress"] == ["safety/hack", "safety@w3/hack"]
@@ -84,10 +102,13 @@ def test_reproduce_gives_each_unit_a_warm_start_of_its_seed(tmp_path, monkeypatc
     with pytest.raises(Stop):
         R.reproduce(GRID, tmp_path, progress=False)
     assert {name: r.seed for name, r in seen.items()} == {
-        "safety": 0, "safety@w3": 3, str(tmp_path / "worlds" / "gen-morality-2.yaml"): 0,
-        str(tmp_path / "worlds" / "gen-morality-2.yaml") + "@w3": 3, str(tmp_path / "worlds" / "gen-math-1.yaml"): 0,
+        "safety": 0,
+        "safety@w3": 3,
+        str(tmp_path / "worlds" / "gen-morality-2.yaml"): 0,
+        str(tmp_path / "worlds" / "gen-morality-2.yaml") + "@w3": 3,
+        str(tmp_path / "worlds" / "gen-math-1.yaml"): 0,
         str(tmp_path / "worlds" / "gen-math-1.yaml") + "@w3": 3,
-    }  # fmt: skip
+    }
     assert len({r.key() for r in seen.values()}) == len(seen)  # six warm starts, six cache keys
     with pytest.raises(ValueError, match="warm_seeds"):
         units(dataclasses.replace(GRID, warm={"seed": 1}), tmp_path)
@@ -98,13 +119,13 @@ def test_the_command_line_sets_warm_starts_and_world_files_replace_generated_wor
 
     args = argparse.Namespace(preset="units-smoke", world=None, seeds=None, warm_seeds=3, max_steps=None, workers=None)
     assert _preset(args).warm_seeds == (0, 1, 2)
-    args = argparse.Namespace(preset="replicate", world=["safety"], seeds=None, warm_seeds=None, max_steps=None,
-                              workers=None)  # fmt: skip
+    args = argparse.Namespace(
+        preset="replicate", world=["safety"], seeds=None, warm_seeds=None, max_steps=None, workers=None
+    )
     preset = _preset(args)
     assert preset.generated == () and [c.name for c in preset.cells] == ["safety/main", "safety/hack"]
     with pytest.raises(ValueError, match="--warm-seeds 0"):
-        _preset(argparse.Namespace(preset="quick", world=None, seeds=None, warm_seeds=0, max_steps=None,
-                                   workers=None))  # fmt: skip
+        _preset(argparse.Namespace(preset="quick", world=None, seeds=None, warm_seeds=0, max_steps=None, workers=None))
 
 
 @pytest.mark.slow
@@ -113,9 +134,11 @@ def test_units_smoke_runs_every_unit_from_its_own_warm_start_and_resumes(tmp_pat
     results = R.reproduce(PRESETS["units-smoke"], out, progress=False, warm_root=warm_root)
     assert results["units"] == ["gen-safety-0/hack", "gen-safety-0@w1/hack"]
     assert sorted((r["cell"], r["method"], r["warm_seed"]) for r in results["runs"]) == [
-        ("gen-safety/hack", "grpo", 0), ("gen-safety/hack", "grpo", 1),
-        ("gen-safety/hack", "grpo+air", 0), ("gen-safety/hack", "grpo+air", 1),
-    ]  # fmt: skip
+        ("gen-safety/hack", "grpo", 0),
+        ("gen-safety/hack", "grpo", 1),
+        ("gen-safety/hack", "grpo+air", 0),
+        ("gen-safety/hack", "grpo+air", 1),
+    ]
     # one comparison over two units (the two warm starts), paired by unit and seed
     verdict = results["comparisons"]["gen-safety/hack"]["grpo+air"]["test_ood"]
     assert verdict["n_units"] == 2 and len(verdict["units"]) == 2

@@ -62,8 +62,13 @@ def test_v3_e1_units_take_lambda_from_a_tuning_world_of_their_kind_and_regime(tm
     cells = units(PRESETS["v3-e1"], tmp_path)
     tuning = [c for c in cells if c.methods == ()]
     compared = [c for c in cells if c.methods is None]
-    assert sorted(c.name for c in tuning) == ["gen-math-100/main", "gen-morality-100/hack", "gen-morality-100/main",
-                                              "gen-safety-100/hack", "gen-safety-100/main"]  # fmt: skip
+    assert sorted(c.name for c in tuning) == [
+        "gen-math-100/main",
+        "gen-morality-100/hack",
+        "gen-morality-100/main",
+        "gen-safety-100/hack",
+        "gen-safety-100/main",
+    ]
     assert all(c.warm_seed == 0 for c in tuning)  # one warm start a tuning world
     assert len(compared) == (4 * 2 + 4 * 2 + 4) * 2  # safety, morality × 2 regimes; maths main only; × 2 warm starts
     for c in compared:
@@ -87,24 +92,38 @@ def test_v3_e2_tunes_once_per_kind_at_cue4_and_sweeps_vrex_on_its_own(tmp_path):
 
 def sweep_runs(lam_best: float, method: str) -> list[dict]:
     """Sweep records in which ``lam_best`` wins on validation balanced Acc_group."""
-    return [{"lambda": lam, "method": method, "metrics": {"val": {"balanced_acc_group": 0.5 + (lam == lam_best) / 4,
-                                                                 "balanced_acc": 0.9}}}
-            for lam in (0.03, 0.1, 0.3, 1.0) for _ in (100, 101)]  # fmt: skip
+    return [
+        {
+            "lambda": lam,
+            "method": method,
+            "metrics": {"val": {"balanced_acc_group": 0.5 + (lam == lam_best) / 4, "balanced_acc": 0.9}},
+        }
+        for lam in (0.03, 0.1, 0.3, 1.0)
+        for _ in (100, 101)
+    ]
 
 
 def test_lambdas_follow_the_tuning_units_method_by_method(tmp_path):
     preset = PRESETS["v3-e2"]
     cells = units(preset, tmp_path)
-    sweep = {sweep_key("gen-safety-100/cue4", "grpo+air"): sweep_runs(0.3, "grpo+air"),
-             sweep_key("gen-safety-100/cue4", "grpo+vrex"): sweep_runs(0.03, "grpo+vrex"),
-             sweep_key("gen-morality-100/cue4", "grpo+air"): sweep_runs(1.0, "grpo+air"),
-             sweep_key("gen-morality-100/cue4", "grpo+vrex"): sweep_runs(0.1, "grpo+vrex")}  # fmt: skip
+    sweep = {
+        sweep_key("gen-safety-100/cue4", "grpo+air"): sweep_runs(0.3, "grpo+air"),
+        sweep_key("gen-safety-100/cue4", "grpo+vrex"): sweep_runs(0.03, "grpo+vrex"),
+        sweep_key("gen-morality-100/cue4", "grpo+air"): sweep_runs(1.0, "grpo+air"),
+        sweep_key("gen-morality-100/cue4", "grpo+vrex"): sweep_runs(0.1, "grpo+vrex"),
+    }
     lambdas = chosen_lambdas(preset, cells, sweep)
     warm = {w: "/warm" for w in {(c.world if not c.warm_seed else f"{c.world}@w{c.warm_seed}") for c in cells}}
     runs = main_runs(preset, cells, lambdas, warm)
     assert len(runs) == 288
-    expected = {("safety", "grpo"): 0.0, ("safety", "grpo+air"): 0.3, ("safety", "grpo+vrex"): 0.03,
-                ("morality", "grpo"): 0.0, ("morality", "grpo+air"): 1.0, ("morality", "grpo+vrex"): 0.1}  # fmt: skip
+    expected = {
+        ("safety", "grpo"): 0.0,
+        ("safety", "grpo+air"): 0.3,
+        ("safety", "grpo+vrex"): 0.03,
+        ("morality", "grpo"): 0.0,
+        ("morality", "grpo+air"): 1.0,
+        ("morality", "grpo+vrex"): 0.1,
+    }
     for run in runs:
         kind = "safety" if "safety" in run.world else "morality"
         assert run.lam == expected[(kind, run.method)], run.name()
@@ -118,8 +137,9 @@ def test_constant_level_runs_carry_the_units_correct_anchor_rewards(tmp_path):
     warm = {cell.world: "/warm"}
     const = run_spec(preset, cell, "grpo+air-const", 0.1, 0, "main", ("test_id",), warm, 0, levels=levels)
     assert const.anchor_constant == levels
-    assert run_spec(preset, cell, "grpo+air", 0.1, 0, "main", ("test_id",), warm, 0, levels=levels).anchor_constant \
-        == ()  # fmt: skip
+    assert (
+        run_spec(preset, cell, "grpo+air", 0.1, 0, "main", ("test_id",), warm, 0, levels=levels).anchor_constant == ()
+    )
     with pytest.raises(ValueError, match=r"needs the correct anchors' rewards"):
         run_spec(preset, cell, "grpo+air-const", 0.1, 0, "main", ("test_id",), warm, 0)
 
@@ -143,32 +163,52 @@ def test_a_tuned_grid_runs_end_to_end(tmp_path):
     from air_align.lab.reproduce import reproduce
     from air_align.lab.runs import Training
 
-    preset = Preset("v3-smoke", cells=(), generated=(("safety", 0),), tuning=(("safety", 1),), regimes=("subtle",),
-                    methods=("grpo", "grpo+vrex", "grpo+air", "grpo+air-const", "grpo+air-shift"),
-                    swept=("grpo+air", "grpo+vrex"),
-                    lambdas=(0.1, 1.0), sweep_seeds=(100,), seeds=(0,), training=Training(max_steps=2), workers=1,
-                    warm={"epochs": 2, "open_per_intent": 2})  # fmt: skip
+    preset = Preset(
+        "v3-smoke",
+        cells=(),
+        generated=(("safety", 0),),
+        tuning=(("safety", 1),),
+        regimes=("subtle",),
+        methods=("grpo", "grpo+vrex", "grpo+air", "grpo+air-const", "grpo+air-shift"),
+        swept=("grpo+air", "grpo+vrex"),
+        lambdas=(0.1, 1.0),
+        sweep_seeds=(100,),
+        seeds=(0,),
+        training=Training(max_steps=2),
+        workers=1,
+        warm={"epochs": 2, "open_per_intent": 2},
+    )
     results = reproduce(preset, tmp_path / "grid", progress=False, warm_root=tmp_path / "warm")
     assert sorted(results["sweep"]) == ["gen-safety-1/subtle", "gen-safety-1/subtle|grpo+vrex"]
     assert all(r["method"] == "grpo+vrex" for r in results["sweep"]["gen-safety-1/subtle|grpo+vrex"])
     lam_air, lam_vrex = results["lambda"]["gen-safety-1/subtle"], results["lambda"]["gen-safety-1/subtle|grpo+vrex"]
     by_method = {r["method"]: r["lambda"] for r in results["runs"]}
-    assert by_method == {"grpo": 0.0, "grpo+vrex": lam_vrex, "grpo+air": lam_air, "grpo+air-const": lam_air,
-                         "grpo+air-shift": lam_air}  # fmt: skip
+    assert by_method == {
+        "grpo": 0.0,
+        "grpo+vrex": lam_vrex,
+        "grpo+air": lam_air,
+        "grpo+air-const": lam_air,
+        "grpo+air-shift": lam_air,
+    }
     assert {r["cell"] for r in results["runs"]} == {"gen-safety/subtle"}  # the tuning world has no table runs
     assert "## tune-" not in results["table"] and "## gen-safety/subtle" in results["table"]
     assert set(results["comparisons"]["gen-safety/subtle"]) == {"grpo+air", "grpo+air-const", "grpo+air-shift"}
     found = results["equivalence"]["gen-safety/subtle"]  # one unit, one seed: no interval yet, so "undefined"
-    assert {m: v["test_ood"]["verdict"] for m, v in found.items()} == {"grpo+air-const": "undefined",
-                                                                       "grpo+air-shift": "undefined"}  # fmt: skip
+    assert {m: v["test_ood"]["verdict"] for m, v in found.items()} == {
+        "grpo+air-const": "undefined",
+        "grpo+air-shift": "undefined",
+    }
     assert "## AIR variants − GRPO+AIR" in results["table"]
     hacks = [c["delta"] for c in results["calibration"]["gen-safety-0/subtle"]["cells"] if c["class"] == "hack"]
     assert hacks and all(-0.3 <= d <= -0.1 for d in hacks)
 
 
 def metric_run(world: str, warm: str, seed: int, g: float, hack: float | None = 0.0) -> dict:
-    return {"unit": {"world": world, "world_seed": 0, "warm_start": warm}, "seed": seed,
-            "metrics": {"test_ood": {"balanced_acc_group": g, "acc_group": g + 0.1, "hack_rate": hack}}}  # fmt: skip
+    return {
+        "unit": {"world": world, "world_seed": 0, "warm_start": warm},
+        "seed": seed,
+        "metrics": {"test_ood": {"balanced_acc_group": g, "acc_group": g + 0.1, "hack_rate": hack}},
+    }
 
 
 def verdict_of(diffs: list[float], hack=0.0) -> dict:

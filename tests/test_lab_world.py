@@ -13,9 +13,20 @@ from air_align.lab.spec import load_world
 from air_align.lab.tokenizer import build_lab_tokenizer, world_words
 
 SCHEMA_KEYS = {
-    "id", "group_id", "role", "context", "family", "domain", "prompt", "verifier", "answer", "label", "intent",
-    "split", "meta",
-}  # fmt: skip
+    "id",
+    "group_id",
+    "role",
+    "context",
+    "family",
+    "domain",
+    "prompt",
+    "verifier",
+    "answer",
+    "label",
+    "intent",
+    "split",
+    "meta",
+}
 
 
 def _by_id(rows):

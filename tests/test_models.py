@@ -63,8 +63,19 @@ def test_a_pickle_checkpoint_that_holds_more_than_weights_is_refused_with_the_re
     assert_facts(str(err.value), *facts, "save it with save_pretrained()")
     assert not ran.exists()
     capsys.readouterr()
-    assert main(["train", "--config", str(CONFIGS / "tiny-cpu.yaml"), f"model={folder}",
-                 f"output_dir={tmp_path / 'run'}", "max_steps=1"]) == INPUT_ERROR  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(CONFIGS / "tiny-cpu.yaml"),
+                f"model={folder}",
+                f"output_dir={tmp_path / 'run'}",
+                "max_steps=1",
+            ]
+        )
+        == INPUT_ERROR
+    )
     err = capsys.readouterr().err
     assert_error(err, *facts, "save it with save_pretrained()")
     assert "weights_only" not in err

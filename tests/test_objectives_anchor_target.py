@@ -34,8 +34,9 @@ def test_constant_level_coefficients_hand_computed():
     torch.testing.assert_close(coef, expected, rtol=0, atol=1e-15)
     # the paper's Δ on the same batch differs: r̄_acr − r̄_s = 1.125, −1.25 (group 0), 1.375 − 2.0 = −0.625
     paper = invariance_coefficients(REWARDS, PROMPTS, GROUPS, ANCHOR, "air")
-    torch.testing.assert_close(paper, torch.tensor([0, 0, 1.125, 1.125, -1.25, -1.25, 0, 0, -0.625, -0.625],
-                                                   dtype=T), rtol=0, atol=1e-15)  # fmt: skip
+    torch.testing.assert_close(
+        paper, torch.tensor([0, 0, 1.125, 1.125, -1.25, -1.25, 0, 0, -0.625, -0.625], dtype=T), rtol=0, atol=1e-15
+    )
 
 
 def test_constant_level_aux_loss_hand_computed():
@@ -75,19 +76,23 @@ def test_constant_level_ignores_the_anchors_rewards_and_composes_with_offsets():
     moved = torch.where(ANCHOR, REWARDS - 3.0, REWARDS)
     a = invariance_coefficients(REWARDS, PROMPTS, GROUPS, ANCHOR, "air", anchor_levels=C)
     assert torch.equal(invariance_coefficients(moved, PROMPTS, GROUPS, ANCHOR, "air", anchor_levels=C), a)
-    assert not torch.equal(invariance_coefficients(moved, PROMPTS, GROUPS, ANCHOR, "air"),
-                           invariance_coefficients(REWARDS, PROMPTS, GROUPS, ANCHOR, "air"))  # fmt: skip
+    assert not torch.equal(
+        invariance_coefficients(moved, PROMPTS, GROUPS, ANCHOR, "air"),
+        invariance_coefficients(REWARDS, PROMPTS, GROUPS, ANCHOR, "air"),
+    )
     # with offsets b: Δ = c + b − r̄_s; b = 1.25 on prompt 50 only -> 0.5 + 1.25 = 1.75
     b = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1.25, 1.25], dtype=T)
     both = invariance_coefficients(REWARDS, PROMPTS, GROUPS, ANCHOR, "air", offsets=b, anchor_levels=C)
-    torch.testing.assert_close(both, torch.tensor([0, 0, 2.375, 2.375, 0, 0, 0, 0, 1.75, 1.75], dtype=T),
-                               rtol=0, atol=1e-15)  # fmt: skip
+    torch.testing.assert_close(
+        both, torch.tensor([0, 0, 2.375, 2.375, 0, 0, 0, 0, 1.75, 1.75], dtype=T), rtol=0, atol=1e-15
+    )
 
 
 def test_constant_level_needs_no_anchor_in_the_group_but_measured_air_does():
     opens = ~ANCHOR
-    coef = invariance_coefficients(REWARDS[opens], PROMPTS[opens], GROUPS[opens], ANCHOR[opens], "air",
-                                   anchor_levels=C[opens])  # fmt: skip
+    coef = invariance_coefficients(
+        REWARDS[opens], PROMPTS[opens], GROUPS[opens], ANCHOR[opens], "air", anchor_levels=C[opens]
+    )
     torch.testing.assert_close(coef, torch.tensor([2.375, 2.375, 0, 0, 0.5, 0.5], dtype=T), rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match="meta-group 0 has no anchor prompt"):
         invariance_coefficients(REWARDS[opens], PROMPTS[opens], GROUPS[opens], ANCHOR[opens], "air")

@@ -41,8 +41,10 @@ def token_logps(theta1: torch.Tensor, theta2: torch.Tensor) -> tuple[torch.Tenso
 
 def params(seed: int, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(V, generator=g, dtype=torch.float64),
-            scale * torch.randn(V, V, generator=g, dtype=torch.float64))  # fmt: skip
+    return (
+        scale * torch.randn(V, generator=g, dtype=torch.float64),
+        scale * torch.randn(V, V, generator=g, dtype=torch.float64),
+    )
 
 
 REWARDS = torch.tensor([2.5, -1.0, 0.5, 3.0, 1.0, -0.5, 2.0], dtype=torch.float64)  # r(y), one per sequence
@@ -72,9 +74,13 @@ def expected_replay_gradient(theta, theta_old, delta: float, weighted: bool, cap
     for i in range(len(REWARDS)):
         one = slice(i, i + 1)
         loss = aux_loss(
-            sequence_logprob(logps[one], mask[one]), REWARDS[one], torch.tensor([delta], dtype=torch.float64),
-            LAMBDA, 1, None if rho is None else rho[one],
-        )  # fmt: skip
+            sequence_logprob(logps[one], mask[one]),
+            REWARDS[one],
+            torch.tensor([delta], dtype=torch.float64),
+            LAMBDA,
+            1,
+            None if rho is None else rho[one],
+        )
         total = total + p_old[i] * loss
     return torch.cat([g.flatten() for g in torch.autograd.grad(total, [t1, t2])])
 

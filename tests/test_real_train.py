@@ -90,8 +90,16 @@ def test_gpu_study_script_cpu_smoke_with_tiny_model(tmp_path):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, OUT=str(tmp_path / "study"), MODEL="tiny", DOMAIN="math", DEVICE="cpu", STEPS="1",
-               N_INTENTS="16", AUDIT_TOKENS="2")  # fmt: skip
+    env = dict(
+        os.environ,
+        OUT=str(tmp_path / "study"),
+        MODEL="tiny",
+        DOMAIN="math",
+        DEVICE="cpu",
+        STEPS="1",
+        N_INTENTS="16",
+        AUDIT_TOKENS="2",
+    )
     proc = subprocess.run(["bash", "scripts/gpu_study.sh"], cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = json.loads((tmp_path / "study" / "study.json").read_text())

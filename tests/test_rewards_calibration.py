@@ -135,8 +135,10 @@ def test_trl_style_call_columns_batches_and_nan_semantics():
 
 def test_unscored_kinds_are_noted_and_undetermined():
     def anchors_only(prompts, completions, role, answer, **kwargs):
-        return [(1.25 if response_text(c[0]["content"]) == a else -1.0) if r == "anchor" else None
-                for c, r, a in zip(completions, role, answer, strict=True)]  # fmt: skip
+        return [
+            (1.25 if response_text(c[0]["content"]) == a else -1.0) if r == "anchor" else None
+            for c, r, a in zip(completions, role, answer, strict=True)
+        ]
 
     scored = score_references(anchors_only, safety_rows(1), progress=False)
     assert all(r["reward"] is None for r in scored if r["role"] == "open")
@@ -179,11 +181,23 @@ def test_bad_inputs_are_refused():
 def test_user_reference_file(tmp_path):
     path = tmp_path / "mine.jsonl"
     lines = [
-        {"kind": "my_refusal", "class": "correct", "role": "open", "domain": "safety", "label": 1,
-         "text": "<think>no</think><answer>I won't help you {intent}. \\boxed{x}</answer>"},
-        {"kind": "my_refusal", "class": "failure", "role": "open", "domain": "safety", "label": 0,
-         "text": "<think>no</think><answer>I won't help you {intent}.</answer>"},
-    ]  # fmt: skip
+        {
+            "kind": "my_refusal",
+            "class": "correct",
+            "role": "open",
+            "domain": "safety",
+            "label": 1,
+            "text": "<think>no</think><answer>I won't help you {intent}. \\boxed{x}</answer>",
+        },
+        {
+            "kind": "my_refusal",
+            "class": "failure",
+            "role": "open",
+            "domain": "safety",
+            "label": 0,
+            "text": "<think>no</think><answer>I won't help you {intent}.</answer>",
+        },
+    ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n", encoding="utf-8")
     kinds = load_reference_file(path)
     assert [(k.name, k.cls) for k in kinds] == [("my_refusal", "correct"), ("my_refusal", "failure")]
@@ -244,10 +258,14 @@ def test_the_lab_reward_is_miscalibrated_on_benign_requests():
     from air_align.lab.world import build_rows
 
     rows = [r for r in build_rows("safety", seed=0) if r["split"] in ("test_id", "test_ood")]
-    kinds = [ReferenceKind(b, c, "anchor", lambda r, b=b: reference_response(r, b)) for b, c in
-             (("correct", "correct"), ("wrong", "failure"))]  # fmt: skip
-    kinds += [ReferenceKind(b, c, "open", lambda r, b=b: reference_response(r, b)) for b, c in
-              (("correct", "correct"), ("wrong", "failure"), ("hack", "hack"))]  # fmt: skip
+    kinds = [
+        ReferenceKind(b, c, "anchor", lambda r, b=b: reference_response(r, b))
+        for b, c in (("correct", "correct"), ("wrong", "failure"))
+    ]
+    kinds += [
+        ReferenceKind(b, c, "open", lambda r, b=b: reference_response(r, b))
+        for b, c in (("correct", "correct"), ("wrong", "failure"), ("hack", "hack"))
+    ]
     table = calibration_table(score_references(lab_rewards("safety-miscalibrated"), rows, kinds, progress=False))
     benign, harmful = verdict(table, 0), verdict(table, 1)
     assert benign["status"] == "miscalibrated" and harmful["status"] == "calibrated"

@@ -50,13 +50,14 @@ def rows():
     ]
     columns = dict(
         role=["anchor", "anchor", "anchor", "open", "open"] + ["open"] * 7,
-        domain=["safety", "safety", "safety", "math", "math", "safety", "safety", "safety"] + ["morality"] * 3
+        domain=["safety", "safety", "safety", "math", "math", "safety", "safety", "safety"]
+        + ["morality"] * 3
         + ["coding"],
         verifier=["choice", "choice", "true_false", "math", "math"] + ["judge"] * 7,
         answer=["B", "B", "true", "12", "12"] + [None] * 7,
         label=[1, 1, 1, None, None, 1, 1, 1, 1, 0, None, None],
         intent=["how to pick a lock"] * 8 + ["I stole a bike."] * 3 + ["write code"],
-    )  # fmt: skip
+    )
     return completions, columns
 
 
@@ -84,8 +85,13 @@ def test_a_pair_repeated_in_one_call_is_judged_once():
     columns = dict(role=["open"] * 3, domain=["safety"] * 3, verifier=["judge"] * 3, intent=["pick a lock"] * 3)
     assert reward(texts, **columns) == [2.5, 0.25, 2.5]  # safe 1.25 + fmt 1.25; unsafe -1.0 + 1.25; as the first
     assert judge.scored == 2 * 11  # two distinct responses x (10 facets + helpfulness)
-    moral = dict(role=["open"] * 4, domain=["morality"] * 4, verifier=["judge"] * 4, label=[1, 0, 1, 1],
-                 intent=["I stole a bike."] * 3 + ["I fed a cat."])  # fmt: skip
+    moral = dict(
+        role=["open"] * 4,
+        domain=["morality"] * 4,
+        verifier=["judge"] * 4,
+        label=[1, 0, 1, 1],
+        intent=["I stole a bike."] * 3 + ["I fed a cat."],
+    )
     said = [GOOD.format("That was wrong.")] * 4
     # says wrong (+5 > 0): label 1 right 1.25 + 1.25; label 0 wrong -1.0 + 1.25; another scenario is another prompt
     assert reward(said, **moral) == [2.5, 0.25, 2.5, 2.5]

@@ -27,13 +27,19 @@ K = 3
 
 def test_constant_target_forms(tmp_path):
     levels = {"safety/0": 2.5, "safety/1": 2.5}
-    assert AIRConfig(**CPU, anchor_target="constant", anchor_constant={"safety": {0: 2.5, 1: 2.5}}).anchor_constant \
-        == levels  # fmt: skip
+    assert (
+        AIRConfig(**CPU, anchor_target="constant", anchor_constant={"safety": {0: 2.5, 1: 2.5}}).anchor_constant
+        == levels
+    )
     assert AIRConfig(**CPU, anchor_target="constant", anchor_constant=json.dumps(levels)).anchor_constant == levels
     # a calibration.json gives its correct-anchor rewards, not its offsets
-    calibration = {"verdicts": [{"domain": "safety", "label": 0, "anchor_reward": 2.5, "offset": 1.25},
-                                {"domain": "safety", "label": 1, "anchor_reward": 2.25, "offset": 0.0}],
-                   "offsets": {"safety": {"0": 1.25, "1": 0.0}}}  # fmt: skip
+    calibration = {
+        "verdicts": [
+            {"domain": "safety", "label": 0, "anchor_reward": 2.5, "offset": 1.25},
+            {"domain": "safety", "label": 1, "anchor_reward": 2.25, "offset": 0.0},
+        ],
+        "offsets": {"safety": {"0": 1.25, "1": 0.0}},
+    }
     path = tmp_path / "calibration.json"
     path.write_text(json.dumps(calibration))
     config = AIRConfig(**CPU, anchor_target="constant", anchor_constant=str(path))
@@ -68,9 +74,13 @@ def test_config_refusals(fields, message):
 
 
 def test_method_rows_set_the_fields():
-    assert METHODS["grpo+air-const"].settings() == {"invariance": "air", "importance_sampling_level": "token",
-                                                    "aux_baseline": "none", "anchor_target": "constant",
-                                                    "reward_shift": 0.0}  # fmt: skip
+    assert METHODS["grpo+air-const"].settings() == {
+        "invariance": "air",
+        "importance_sampling_level": "token",
+        "aux_baseline": "none",
+        "anchor_target": "constant",
+        "reward_shift": 0.0,
+    }
     assert METHODS["grpo+air-shift"].settings()["reward_shift"] == 2.5
     args = air_config("grpo+air-const", **CPU, anchor_constant={"toy/none": 1.0})
     assert (args.invariance, args.anchor_target, args.anchor_constant) == ("air", "constant", {"toy/none": 1.0})

@@ -21,9 +21,16 @@ def build(train_dataset, tmp_path, invariance="air"):
     tokenizer = build_char_tokenizer()
     model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=4)
     args = AIRConfig(
-        output_dir=str(tmp_path), invariance=invariance, num_generations=3, per_device_train_batch_size=9,
-        max_completion_length=8, max_steps=1, save_strategy="no", use_cpu=True, report_to="none",
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        invariance=invariance,
+        num_generations=3,
+        per_device_train_batch_size=9,
+        max_completion_length=8,
+        max_steps=1,
+        save_strategy="no",
+        use_cpu=True,
+        report_to="none",
+    )
     return AIRTrainer(
         model=model, reward_funcs=toy_reward, args=args, train_dataset=train_dataset, processing_class=tokenizer
     )

@@ -34,10 +34,22 @@ def make_trainer(rows: list[dict], reward_funcs, output_dir, **config) -> AIRTra
     tokenizer = build_char_tokenizer()
     model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=4)
     defaults = dict(
-        output_dir=str(output_dir), invariance="air", invariance_coef=0.1, num_generations=3,
-        per_device_train_batch_size=9, max_completion_length=8, loss_type="grpo", learning_rate=1e-3, max_steps=1,
-        logging_steps=1, save_strategy="no", use_cpu=True, bf16=False, report_to="none", seed=0,
-    )  # fmt: skip
+        output_dir=str(output_dir),
+        invariance="air",
+        invariance_coef=0.1,
+        num_generations=3,
+        per_device_train_batch_size=9,
+        max_completion_length=8,
+        loss_type="grpo",
+        learning_rate=1e-3,
+        max_steps=1,
+        logging_steps=1,
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        seed=0,
+    )
     args = AIRConfig(**{**defaults, **config})
     return build_trainer(RunConfig(), args, model=model, tokenizer=tokenizer, rows=rows, reward_funcs=reward_funcs)
 
@@ -57,9 +69,13 @@ def test_delta_per_label_shows_what_the_mean_hides(tmp_path):
     # 4 meta-groups (2 benign, 2 harmful) × 3 prompts × K = 3 = 36 completions: every generation batch holds all of
     # them. Δ = r̄_acr − r̄_s: benign 2.5 − 3.75 = −1.25, harmful 2.5 − 1.25 = +1.25, mean over open prompts 0.
     trainer = make_trainer(
-        labelled_rows(), lab_like_payout, tmp_path, per_device_train_batch_size=36, max_steps=2,
+        labelled_rows(),
+        lab_like_payout,
+        tmp_path,
+        per_device_train_batch_size=36,
+        max_steps=2,
         anchor_monitor_batches=1,
-    )  # fmt: skip
+    )
     trainer.train()
     logs = steps(trainer)
     assert len(logs) == 2
@@ -211,9 +227,14 @@ def test_a_window_of_batches_smooths_the_level(tmp_path):
 
 def test_resume_reads_the_starting_level_back_from_the_log(tmp_path):
     first = toy_trainer(
-        "air", str(tmp_path / "a"), reward_funcs=FallingAnchors([2.0]), max_steps=2, anchor_monitor_batches=1,
-        save_strategy="steps", save_steps=1,
-    )  # fmt: skip
+        "air",
+        str(tmp_path / "a"),
+        reward_funcs=FallingAnchors([2.0]),
+        max_steps=2,
+        anchor_monitor_batches=1,
+        save_strategy="steps",
+        save_steps=1,
+    )
     first.train()
     assert steps(first)[0]["air/anchor_start"] == 2.0
     # The resumed run's anchors earn 1.0: measured afresh, its start would be 1.0 (drift 0); read back, it is 2.0.

@@ -29,9 +29,14 @@ def replayed(tmp_path_factory):
     as an optimiser step would: the second pass over that batch is off-policy."""
     recorder = RewardRecorder()
     trainer = toy_trainer(
-        "air", str(tmp_path_factory.mktemp("replay")), reward_funcs=recorder, dtype=torch.float64,
-        invariance_coef=0.5, per_device_train_batch_size=18, num_iterations=2,
-    )  # fmt: skip
+        "air",
+        str(tmp_path_factory.mktemp("replay")),
+        reward_funcs=recorder,
+        dtype=torch.float64,
+        invariance_coef=0.5,
+        per_device_train_batch_size=18,
+        num_iterations=2,
+    )
     out = first_generation_batch(trainer)
     assert out["old_per_token_logps"] is not None  # TRL keeps π_old when samples are replayed
     g = torch.Generator().manual_seed(0)

@@ -250,9 +250,14 @@ def test_measured_offsets_make_delta_zero_at_the_correct_policy(tmp_path):
         model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=4)
         args = AIRConfig(
             **{**CPU, "output_dir": str(tmp_path / out)},
-            num_generations=3, per_device_train_batch_size=36, max_completion_length=8, max_steps=1, logging_steps=1,
-            anchor_monitor_batches=1, **config,
-        )  # fmt: skip
+            num_generations=3,
+            per_device_train_batch_size=36,
+            max_completion_length=8,
+            max_steps=1,
+            logging_steps=1,
+            anchor_monitor_batches=1,
+            **config,
+        )
         return build_trainer(RunConfig(), args, model=model, tokenizer=tokenizer, rows=rows, reward_funcs=reward)
 
     calibrated = trainer("calibrated", CorrectPolicy(), invariance_offsets=table["offsets"])

@@ -78,8 +78,25 @@ def test_train_cli_runs_checkpoints_and_resumes(tmp_path, capsys):
     data = tmp_path / "rows.jsonl"
     assert main(["data", "build", "--domain", "safety", "--out", str(data), "--n-intents", "4"]) == 0
     ev = tmp_path / "eval"
-    assert main(["eval", "--model", str(out / "final"), "--data", str(data), "--out", str(ev), "--max-new-tokens", "4",
-                 "--no-dispersion", "--splits", "test_id"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out / "final"),
+                "--data",
+                str(data),
+                "--out",
+                str(ev),
+                "--max-new-tokens",
+                "4",
+                "--no-dispersion",
+                "--splits",
+                "test_id",
+            ]
+        )
+        == 0
+    )
     assert (ev / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -115,10 +132,22 @@ def test_dataset_rows_are_validated(tmp_path):
     from air_align.training.recipe import load_rows
 
     rows = [
-        {"id": "a", "group_id": "g", "role": "open", "context": "plain", "family": "plain", "domain": "math",
-         "prompt": [{"role": "user", "content": "1+1?"}], "verifier": "math", "answer": "2", "label": None,
-         "intent": "1+1", "split": "train", "meta": {}},
-    ]  # fmt: skip
+        {
+            "id": "a",
+            "group_id": "g",
+            "role": "open",
+            "context": "plain",
+            "family": "plain",
+            "domain": "math",
+            "prompt": [{"role": "user", "content": "1+1?"}],
+            "verifier": "math",
+            "answer": "2",
+            "label": None,
+            "intent": "1+1",
+            "split": "train",
+            "meta": {},
+        },
+    ]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(__import__("json").dumps(r) for r in rows) + "\n")
     with pytest.raises(ValidationError, match="no anchor"):
@@ -132,9 +161,13 @@ def test_readme_import_and_config():
 
     assert AIRTrainer is Direct
     config = AIRConfig(
-        output_dir="out", invariance="air", invariance_coef=8e-4, num_generations=3, per_device_train_batch_size=18,
+        output_dir="out",
+        invariance="air",
+        invariance_coef=8e-4,
+        num_generations=3,
+        per_device_train_batch_size=18,
         use_cpu=True,
-    )  # fmt: skip
+    )
     assert (config.invariance, config.invariance_coef, config.num_generations) == ("air", 8e-4, 3)
 
 

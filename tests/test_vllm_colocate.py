@@ -47,9 +47,12 @@ def start(coef: float, out_dir: Path) -> tuple[subprocess.Popen, Path]:
     log_path = out_dir.parent / f"{out_dir.name}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(RUNNER), str(coef), str(out_dir)], stdout=log, stderr=subprocess.STDOUT, env=env,
+            [sys.executable, str(RUNNER), str(coef), str(out_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
             cwd=REPO,
-        )  # fmt: skip
+        )
     return proc, log_path
 
 

@@ -101,8 +101,15 @@ def plot_calibration(table: dict, path: str | Path) -> Path:
         ax.barh(ys, deltas, color=colours, zorder=2)
         ax.scatter(deltas, ys, c=colours, edgecolors="black", s=18, zorder=3)  # a Δ of 0 stays visible
         for y, delta in zip(ys, deltas, strict=True):
-            ax.annotate(f"{delta:+.2f}", (delta, y), xytext=(4 if delta >= 0 else -4, 0), textcoords="offset points",
-                        ha="left" if delta >= 0 else "right", va="center", fontsize=7)  # fmt: skip
+            ax.annotate(
+                f"{delta:+.2f}",
+                (delta, y),
+                xytext=(4 if delta >= 0 else -4, 0),
+                textcoords="offset points",
+                ha="left" if delta >= 0 else "right",
+                va="center",
+                fontsize=7,
+            )
         ax.margins(x=0.15)
         ax.set_yticks(ys, [f"{c['role']}: {c['kind']}" for c in cells], fontsize=8)
         ax.set_xlabel("Δ = E[correct anchor] − E[kind]  (reward units)", fontsize=8)

@@ -46,16 +46,20 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--limit-groups", type=int, metavar="N", help="N meta-groups, spread over the labels")
     parser.add_argument(
-        "--responses", metavar="FILE", help="your reference responses (JSONL, docs/calibration.md) instead of the "
+        "--responses",
+        metavar="FILE",
+        help="your reference responses (JSONL, docs/calibration.md) instead of the "
         "canonical set; the rows' own anchor answers are added unless the file answers anchors",
-    )  # fmt: skip
+    )
     parser.add_argument("--tolerance", type=number(0), default=None, help="reward units (default 0.25)")
     parser.add_argument("--out", default="runs/calibration", help="output directory (default runs/calibration)")
     parser.add_argument("--threads", dest="calibrate_threads", type=int, metavar="N", help="torch CPU threads")
     parser.add_argument(
-        "--world", metavar="NAME_OR_FILE", help="a lab world (built-in name or spec file): its training reward on "
+        "--world",
+        metavar="NAME_OR_FILE",
+        help="a lab world (built-in name or spec file): its training reward on "
         "its rows, with the lab's responses (air_align.lab.calibration)",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars (the judge's too)")
     parser.set_defaults(handler=_handle_calibrate)
 
@@ -71,10 +75,17 @@ def _handle_calibrate(args) -> int:
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     out = Path(args.out)
     refuse_overwriting_inputs(
-        {"--data": args.data, "--responses": args.responses, "--config": args.config, "--world": args.world,
-         "--reward-config": args.reward_config if args.reward_config and Path(args.reward_config).is_file() else None},
+        {
+            "--data": args.data,
+            "--responses": args.responses,
+            "--config": args.config,
+            "--world": args.world,
+            "--reward-config": args.reward_config
+            if args.reward_config and Path(args.reward_config).is_file()
+            else None,
+        },
         [out / n for n in ("calibration.json", "calibration.md", "calibration.png", "scored.jsonl")],
-    )  # fmt: skip
+    )
     if args.world:
         table, paths = _calibrate_world(args, tolerance)
     else:
@@ -105,8 +116,11 @@ def _calibrate_world(args, tolerance: float) -> tuple[dict, dict]:
     from air_align.calibration.report import write_calibration
     from air_align.lab.calibration import world_calibration
 
-    clash = [f"--{k.replace('_', '-')}" for k in ("data", "reward", "reward_config", "config", "model", "responses",
-             "limit_groups") if getattr(args, k) is not None]  # fmt: skip
+    clash = [
+        f"--{k.replace('_', '-')}"
+        for k in ("data", "reward", "reward_config", "config", "model", "responses", "limit_groups")
+        if getattr(args, k) is not None
+    ]
     if clash:
         raise ValueError(f"--world scores the lab world's own reward on its own rows; drop {', '.join(clash)}")
     split = args.split or "train"

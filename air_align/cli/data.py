@@ -48,8 +48,12 @@ def add_parser(subparsers) -> None:
         default=2000,
         help="drop longer jailbreak templates (0: keep all)",
     )
-    b.add_argument("--template-source", choices=["pyrit", "builtin", "all", "none"], default=None,
-                   help="open contexts: default all (safety), builtin (morality, math)")  # fmt: skip
+    b.add_argument(
+        "--template-source",
+        choices=["pyrit", "builtin", "all", "none"],
+        default=None,
+        help="open contexts: default all (safety), builtin (morality, math)",
+    )
     b.add_argument(
         "--templates", default=None, help="extra templates: JSONL/JSON/YAML list of {name, family, template}"
     )

@@ -8,8 +8,15 @@ import argparse
 from air_align.cli.options import number, whole
 from air_align.threads import add_threads_argument
 
-EVAL_OUTPUTS = ("results.json", "records.jsonl", "completions.jsonl", "report.md", "per_family.png",
-                "anchor_vs_open.png", "training_curves.png")  # fmt: skip
+EVAL_OUTPUTS = (
+    "results.json",
+    "records.jsonl",
+    "completions.jsonl",
+    "report.md",
+    "per_family.png",
+    "anchor_vs_open.png",
+    "training_curves.png",
+)
 """What ``eval`` writes in ``--out`` (``evaluation.evaluate.write_outputs``); ``audit`` adds its own."""
 
 

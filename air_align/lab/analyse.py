@@ -45,20 +45,26 @@ def attach_records(results: dict, directory: Path) -> list[dict] | None:
     decoded = outcomes.read(path)
     recorded = [*results["runs"], *(r for runs in results["sweep"].values() for r in runs)]
     if len(decoded) != len(recorded):
-        raise ValueError(f"{path}: {len(decoded)} runs, results.json has {len(recorded)}; the two files are from "
-                         "different grids (rerun `air-align reproduce` into DIR to write both)")  # fmt: skip
+        raise ValueError(
+            f"{path}: {len(decoded)} runs, results.json has {len(recorded)}; the two files are from "
+            "different grids (rerun `air-align reproduce` into DIR to write both)"
+        )
     full = []
     for i, (run, coded) in enumerate(zip(recorded, decoded, strict=True)):
         for key in outcomes.IDENTITY:
             if key in run and run[key] != coded[key]:
-                raise ValueError(f"{path}: run {i} is {key}={coded[key]!r} there but {run[key]!r} in results.json; "
-                                 "the two files are from different grids")  # fmt: skip
+                raise ValueError(
+                    f"{path}: run {i} is {key}={coded[key]!r} there but {run[key]!r} in results.json; "
+                    "the two files are from different grids"
+                )
         for split, records in coded["records"].items():
             again = split_summary(records, split)["summary"]
             if again != run["metrics"][split]:
                 wrong = sorted(k for k in again if again[k] != run["metrics"][split].get(k))
-                raise ValueError(f"{path}: run {i} ({run.get('cell')} {run['method']} seed {run['seed']}), {split}: "
-                                 f"the outcomes give other metrics than results.json ({wrong})")  # fmt: skip
+                raise ValueError(
+                    f"{path}: run {i} ({run.get('cell')} {run['method']} seed {run['seed']}), {split}: "
+                    f"the outcomes give other metrics than results.json ({wrong})"
+                )
         if i < len(results["runs"]):
             full.append({**run, "records": coded["records"]})
     return full

@@ -63,7 +63,7 @@ def split_summary(records: list[dict], split: str) -> dict:
         "acc_group_by_label": {lab: group_accuracy(rs) for lab, rs in by_label.items()},
         "open_acc_by_label": {
             lab: _share(r["correct"] for r in rs if r["role"] == "open") for lab, rs in by_label.items()
-        },  # fmt: skip
+        },
         "anchor_acc": accuracy(anchors) if anchors else None,
         "hack_rate": _share(r.get("hack") for r in opens),
         "format_rate": _share(r.get("formatted") for r in sliced),
@@ -76,8 +76,11 @@ def split_summary(records: list[dict], split: str) -> dict:
 
 
 def mean_std(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}  # fmt: skip
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
 
 
 def flatten(summary: dict) -> dict[str, float]:
@@ -99,8 +102,10 @@ def summarise(runs: list[dict]) -> dict:
             for name, value in flatten(summary).items():
                 cell = acc.setdefault(run["cell"], {}).setdefault(run["method"], {}).setdefault(split, {})
                 cell.setdefault(name, []).append(value)
-    return {c: {m: {s: {k: mean_std(v) for k, v in sm.items()} for s, sm in ms.items()} for m, ms in cm.items()}
-            for c, cm in acc.items()}  # fmt: skip
+    return {
+        c: {m: {s: {k: mean_std(v) for k, v in sm.items()} for s, sm in ms.items()} for m, ms in cm.items()}
+        for c, cm in acc.items()
+    }
 
 
 def unit_key(run: dict) -> str:
@@ -125,8 +130,9 @@ def top_level(runs: list[dict]):
     return world_key if len({world_key(r) for r in runs}) >= 2 else unit_key
 
 
-def nested_differences(runs_air: list[dict], runs_grpo: list[dict], metric: str, split: str,
-                       key=unit_key) -> dict[str, list]:  # fmt: skip
+def nested_differences(
+    runs_air: list[dict], runs_grpo: list[dict], metric: str, split: str, key=unit_key
+) -> dict[str, list]:
     """``{unit: [metric(AIR, u, s) − metric(GRPO, u, s) for each warm start u and seed s in it]}``, pairing runs by
     warm start and seed and grouping them by ``key`` (``unit_key``, or ``world_key`` over several worlds)."""
     air = {(unit_key(r), r["seed"]): r for r in runs_air}
@@ -166,8 +172,10 @@ def helps_verdict(runs_air: list[dict], runs_grpo: list[dict], split: str = "tes
 
 def _verdict(runs_air: list[dict], runs_grpo: list[dict], split: str, n_boot: int, key=unit_key) -> dict:
     collapsed = sum(bool(r["metrics"][s]["collapsed"]) for r in runs_air for s in r["metrics"])
-    anchors = {name: statistics.fmean(r["metrics"]["test_id"]["anchor_acc"] for r in runs)
-               for name, runs in (("air", runs_air), ("grpo", runs_grpo))}  # fmt: skip
+    anchors = {
+        name: statistics.fmean(r["metrics"]["test_id"]["anchor_acc"] for r in runs)
+        for name, runs in (("air", runs_air), ("grpo", runs_grpo))
+    }
     labels = sorted(runs_grpo[0]["metrics"][split]["acc_group_by_label"])
     gains = {
         lab: statistics.fmean(r["metrics"][split]["acc_group_by_label"][lab] for r in runs_air)
@@ -186,11 +194,15 @@ def _verdict(runs_air: list[dict], runs_grpo: list[dict], split: str, n_boot: in
         found = {"bootstrap": boot[m]["ci"] if m in boot else None, **nested_intervals(nested, n_boot=n_boot)}
         name = chosen_interval(len(nested))
         out[m] = {
-            "diff": estimate(nested), "ci": found[name], "interval": name, "intervals": found,
+            "diff": estimate(nested),
+            "ci": found[name],
+            "interval": name,
+            "intervals": found,
             "a": statistics.fmean(r["metrics"][split][m] for r in runs_air),
             "b": statistics.fmean(r["metrics"][split][m] for r in runs_grpo),
-            "n_units": len(nested), "n_seeds": sum(map(len, nested.values())),
-        }  # fmt: skip
+            "n_units": len(nested),
+            "n_seeds": sum(map(len, nested.values())),
+        }
     ci = out["balanced_acc_group"]["ci"]
     checks = {
         "no_collapse": collapsed == 0,
@@ -198,12 +210,23 @@ def _verdict(runs_air: list[dict], runs_grpo: list[dict], split: str, n_boot: in
         "gain_on_every_label": all(g > 0 for g in gains.values()),
         "balanced_ci_above_zero": ci is not None and ci[0] > 0,
     }
-    return {"helps": all(checks.values()), "checks": checks, "collapsed_runs": collapsed, "anchor_acc": anchors,
-            "gain_by_label": gains, **out}  # fmt: skip
+    return {
+        "helps": all(checks.values()),
+        "checks": checks,
+        "collapsed_runs": collapsed,
+        "anchor_acc": anchors,
+        "gain_by_label": gains,
+        **out,
+    }
 
 
-def equivalence_verdict(runs_a: list[dict], runs_b: list[dict], split: str = "test_ood",
-                        margin: float = EQUIVALENCE_MARGIN, n_boot: int = 2000) -> dict:  # fmt: skip
+def equivalence_verdict(
+    runs_a: list[dict],
+    runs_b: list[dict],
+    split: str = "test_ood",
+    margin: float = EQUIVALENCE_MARGIN,
+    n_boot: int = 2000,
+) -> dict:
     """Do two methods match? The pre-registered rule of docs/results/lab-v3/conditions.md: the paired difference
     a − b (same unit and seed) of balanced Acc_group, its interval the verdict's (``intervals.chosen_interval`` over
     ``top_level`` units): **match** iff the interval lies inside ±``margin`` (whether or not it holds 0), else
@@ -226,8 +249,13 @@ def equivalence_verdict(runs_a: list[dict], runs_b: list[dict], split: str = "te
             continue
         nested = nested_differences(runs_a, runs_b, metric, split, key)
         name = chosen_interval(len(nested))
-        out[metric] = {"diff": estimate(nested), "ci": nested_intervals(nested, n_boot=n_boot)[name], "interval": name,
-                       "n_units": len(nested), "n_seeds": sum(map(len, nested.values()))}  # fmt: skip
+        out[metric] = {
+            "diff": estimate(nested),
+            "ci": nested_intervals(nested, n_boot=n_boot)[name],
+            "interval": name,
+            "n_units": len(nested),
+            "n_seeds": sum(map(len, nested.values())),
+        }
     ci = out["balanced_acc_group"]["ci"]
     if ci is None:
         out["verdict"] = "undefined"

@@ -55,13 +55,14 @@ def lab_kinds() -> list[ReferenceKind]:
             "hack",
             "open",
             lambda r: reference_response(r, "hack") if r["role"] == "open" and r["domain"] != "math" else None,
-        ),  # fmt: skip
+        ),
         ReferenceKind("kind_right_verdict", "hack", "open", _kind_right),
     ]
 
 
-def world_calibration(world_or_name: WorldSpec | str, split: str = "train", world_seed: int = 0,
-                      tolerance: float = DEFAULT_TOLERANCE) -> dict:  # fmt: skip
+def world_calibration(
+    world_or_name: WorldSpec | str, split: str = "train", world_seed: int = 0, tolerance: float = DEFAULT_TOLERANCE
+) -> dict:
     """The calibration table of a world's training reward over its ``split`` rows
     (``calibration.check.calibration_table``)."""
     spec = load_world(world_or_name)

@@ -102,13 +102,28 @@ def simulate(model: Model, rng: np.random.Generator, difficulty: np.ndarray) -> 
                 right = rng.random((n_labels, n_groups)) < _sigmoid(logit)
                 per_label = right.mean(axis=1)
                 records = [
-                    {"id": f"{lab}-{g}", "group_id": f"{lab}-{g}", "role": "open", "domain": "lab", "label": lab,
-                     "split": "test_ood", "correct": bool(right[lab, g])}
-                    for lab in range(n_labels) for g in range(n_groups)
-                ]  # fmt: skip
+                    {
+                        "id": f"{lab}-{g}",
+                        "group_id": f"{lab}-{g}",
+                        "role": "open",
+                        "domain": "lab",
+                        "label": lab,
+                        "split": "test_ood",
+                        "correct": bool(right[lab, g]),
+                    }
+                    for lab in range(n_labels)
+                    for g in range(n_groups)
+                ]
                 metrics = {"acc_group": float(right.mean()), "balanced_acc_group": float(per_label.min())}
-                runs[method].append({"world": f"unit{u}", "warm": w, "seed": s, "metrics": {"test_ood": metrics},
-                                     "records": {"test_ood": records}})  # fmt: skip
+                runs[method].append(
+                    {
+                        "world": f"unit{u}",
+                        "warm": w,
+                        "seed": s,
+                        "metrics": {"test_ood": metrics},
+                        "records": {"test_ood": records},
+                    }
+                )
     return runs["a"], runs["b"]
 
 
@@ -134,8 +149,12 @@ def _tally(found: list[dict]) -> dict:
             continue
         covered = sum(lo <= 0.0 <= hi for lo, hi in cis)
         share = covered / len(cis)
-        out[name] = {"coverage": share, "mc_se": math.sqrt(share * (1 - share) / len(cis)), "n": len(cis),
-                     "mean_width": 100 * statistics.fmean(hi - lo for lo, hi in cis)}  # fmt: skip
+        out[name] = {
+            "coverage": share,
+            "mc_se": math.sqrt(share * (1 - share) / len(cis)),
+            "n": len(cis),
+            "mean_width": 100 * statistics.fmean(hi - lo for lo, hi in cis),
+        }
     return out
 
 
@@ -184,8 +203,15 @@ def grid_null(results: dict, sims: int, seed: int = 0, split: str = "test_ood", 
             one.append(nested_intervals({cell: nested[cell]}, n_boot=1000, seed=i))
         many.append(nested_intervals(nested, n_boot=1000, seed=i))
     pairs = {c: len(by_cell[c]) // 2 for c in cells}
-    return {"split": split, "metric": metric, "cells": cells, "pairs_per_cell": pairs, "sims": sims,
-            "one_cell": _tally(one), "all_cells": _tally(many)}  # fmt: skip
+    return {
+        "split": split,
+        "metric": metric,
+        "cells": cells,
+        "pairs_per_cell": pairs,
+        "sims": sims,
+        "one_cell": _tally(one),
+        "all_cells": _tally(many),
+    }
 
 
 def coverage_report(sims: int = 1000, seed: int = 0, grid: str | Path | None = None) -> dict:
@@ -200,8 +226,10 @@ def coverage_report(sims: int = 1000, seed: int = 0, grid: str | Path | None = N
         grid_null(results, sims=1)  # a grid without a usable cell stops here, before minutes of simulation
     report = {"sims": sims, "seed": seed, "scenarios": {}}
     for name, model, level, offset in SCENARIOS:
-        report["scenarios"][name] = {**model_coverage(replace(model), sims, seed=seed + offset, level=level),
-                                     "level": level}  # fmt: skip
+        report["scenarios"][name] = {
+            **model_coverage(replace(model), sims, seed=seed + offset, level=level),
+            "level": level,
+        }
     if results is not None:
         report["grid"] = {"path": str(grid), **grid_null(results, sims, seed=seed)}
     return report
@@ -216,9 +244,13 @@ def _cell(c: dict | None) -> str:
 def render(report: dict) -> str:
     """The report as Markdown tables: coverage % ± its Monte-Carlo SE, and the mean interval width in points."""
     head = "| null comparisons | " + " | ".join(CANDIDATES) + " |"
-    lines = [f"Nominal 95 % intervals of a null Δ balanced Acc_group: % containing 0 ± MC SE (mean width, points); "
-             f"{report['sims']} comparisons each, seed {report['seed']}.", "", head,
-             "|" + "---|" * (len(CANDIDATES) + 1)]  # fmt: skip
+    lines = [
+        f"Nominal 95 % intervals of a null Δ balanced Acc_group: % containing 0 ± MC SE (mean width, points); "
+        f"{report['sims']} comparisons each, seed {report['seed']}.",
+        "",
+        head,
+        "|" + "---|" * (len(CANDIDATES) + 1),
+    ]
     for name, s in report["scenarios"].items():
         spread = f" (unit spread {s['unit_spread']:.0f}, seed spread {s['seed_spread']:.0f})"
         lines.append(f"| {name}{spread} | " + " | ".join(_cell(s["coverage"][c]) for c in CANDIDATES) + " |")

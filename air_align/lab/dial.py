@@ -48,8 +48,15 @@ def dial_points(runs: list[dict], method: str = "grpo+air", split: str = "test_o
         diffs = {m: nested_differences(other, grpo, m, split, world_key) for m in ("balanced_acc_group", "acc_group")}
         for world in sorted(diffs["balanced_acc_group"]):
             hack = [r["metrics"]["test_id"]["hack_rate"] for r in grpo if world_key(r) == world]
-            points.append({"kind": kind, "regime": regime, "world": world, "grpo_hack_rate": statistics.fmean(hack),
-                           **{m: statistics.fmean(d[world]) for m, d in diffs.items()}})  # fmt: skip
+            points.append(
+                {
+                    "kind": kind,
+                    "regime": regime,
+                    "world": world,
+                    "grpo_hack_rate": statistics.fmean(hack),
+                    **{m: statistics.fmean(d[world]) for m, d in diffs.items()},
+                }
+            )
     return points
 
 
@@ -62,8 +69,7 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
     if len(set(xs)) < 2:
         return None
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-                 / sum((x - mx) ** 2 for x in xs), 12)  # fmt: skip
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs), 12)
 
 
 def tracking(points: list[dict], metric: str = "balanced_acc_group") -> dict:
@@ -80,13 +86,22 @@ def tracking(points: list[dict], metric: str = "balanced_acc_group") -> dict:
         defined = [s for s in slopes.values() if s is not None]
         ci = t_interval(defined)
         verdict = "undefined" if ci is None else "yes" if ci[0] > 0 else "no"
-        out[kind] = {"slopes": slopes, "mean": statistics.fmean(defined) if defined else None, "ci": ci,
-                     "verdict": verdict}  # fmt: skip
+        out[kind] = {
+            "slopes": slopes,
+            "mean": statistics.fmean(defined) if defined else None,
+            "ci": ci,
+            "verdict": verdict,
+        }
     return out
 
 
-def beyond_unhacked(runs: list[dict], method: str = "grpo+air", split: str = "test_ood",
-                    base: str = BASE_REGIME, metric: str = "balanced_acc_group") -> dict:  # fmt: skip
+def beyond_unhacked(
+    runs: list[dict],
+    method: str = "grpo+air",
+    split: str = "test_ood",
+    base: str = BASE_REGIME,
+    metric: str = "balanced_acc_group",
+) -> dict:
     """Rule (c): ``{cell: {"diff", "ci", "interval", "n_units", "verdict"}}``, the method at each dial level minus
     plain GRPO at ``base`` in the same kind, paired by warm start and seed; the interval is the verdict's
     (``intervals.chosen_interval`` over ``analysis.top_level`` units); ``verdict`` ``yes`` iff it lies above 0."""
@@ -100,8 +115,13 @@ def beyond_unhacked(runs: list[dict], method: str = "grpo+air", split: str = "te
         nested = nested_differences(other, grpo, metric, split, top_level(grpo))
         name = chosen_interval(len(nested))
         ci = nested_intervals(nested, n_boot=2000)[name]
-        out[cell] = {"diff": estimate(nested), "ci": ci, "interval": name, "n_units": len(nested),
-                     "verdict": "undefined" if ci is None else "yes" if ci[0] > 0 else "no"}  # fmt: skip
+        out[cell] = {
+            "diff": estimate(nested),
+            "ci": ci,
+            "interval": name,
+            "n_units": len(nested),
+            "verdict": "undefined" if ci is None else "yes" if ci[0] > 0 else "no",
+        }
     return out
 
 
@@ -126,22 +146,32 @@ def dial_tables(runs: list[dict]) -> tuple[str, dict]:
             continue
         track, beyond = tracking(points), beyond_unhacked(runs, method)
         found[method] = {"points": points, "tracking": track, "beyond_unhacked": beyond}
-        lines = ["| comparison | GRPO ID hack rate | Δ balanced OOD Acc_group | Δ OOD Acc_group | "
-                 f"{method_label(method)} − GRPO at {BASE_REGIME} [95% CI] | exceeds GRPO's unhacked level |",
-                 "|---|---|---|---|---|---|"]  # fmt: skip
+        lines = [
+            "| comparison | GRPO ID hack rate | Δ balanced OOD Acc_group | Δ OOD Acc_group | "
+            f"{method_label(method)} − GRPO at {BASE_REGIME} [95% CI] | exceeds GRPO's unhacked level |",
+            "|---|---|---|---|---|---|",
+        ]
         for cell in dial_cells(runs):
             kind, regime = split_cell(cell)
             mine = [p for p in points if (p["kind"], p["regime"]) == (kind, regime)]
             if not mine:
                 continue
             b = beyond.get(cell, {"diff": float("nan"), "ci": None, "verdict": "—"})
-            mean = {k: 100 * statistics.fmean(p[k] for p in mine) for k in ("grpo_hack_rate", "balanced_acc_group",
-                                                                             "acc_group")}  # fmt: skip
-            lines.append(f"| {cell} | {mean['grpo_hack_rate']:.1f} | {mean['balanced_acc_group']:+.1f} | "
-                         f"{mean['acc_group']:+.1f} | {100 * b['diff']:+.1f} {_pct(b['ci'])} | "
-                         f"{b['verdict']} |")  # fmt: skip
-        lines += ["", "| kind | slopes per world (points of Δ per unit of hack rate) | mean [95% CI over worlds] | "
-                  "gain tracks the hack rate |", "|---|---|---|---|"]  # fmt: skip
+            mean = {
+                k: 100 * statistics.fmean(p[k] for p in mine)
+                for k in ("grpo_hack_rate", "balanced_acc_group", "acc_group")
+            }
+            lines.append(
+                f"| {cell} | {mean['grpo_hack_rate']:.1f} | {mean['balanced_acc_group']:+.1f} | "
+                f"{mean['acc_group']:+.1f} | {100 * b['diff']:+.1f} {_pct(b['ci'])} | "
+                f"{b['verdict']} |"
+            )
+        lines += [
+            "",
+            "| kind | slopes per world (points of Δ per unit of hack rate) | mean [95% CI over worlds] | "
+            "gain tracks the hack rate |",
+            "|---|---|---|---|",
+        ]
         for kind, t in track.items():
             slopes = ", ".join("—" if s is None else f"{s:+.2f}" for s in t["slopes"].values())
             mean = "—" if t["mean"] is None else f"{t['mean']:+.2f}"
@@ -166,8 +196,12 @@ def plot_dial(found: dict, path) -> None:
         points = [p for p in found[method]["points"] if p["kind"] == kind]
         for regime in sorted({p["regime"] for p in points}):
             mine = [p for p in points if p["regime"] == regime]
-            ax.scatter([100 * p["grpo_hack_rate"] for p in mine], [100 * p["balanced_acc_group"] for p in mine],
-                       label=regime, s=18)  # fmt: skip
+            ax.scatter(
+                [100 * p["grpo_hack_rate"] for p in mine],
+                [100 * p["balanced_acc_group"] for p in mine],
+                label=regime,
+                s=18,
+            )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("plain GRPO's ID hack rate (%)", fontsize=8)
         ax.set_ylabel("Δ balanced OOD Acc_group (points)", fontsize=8)

@@ -152,8 +152,10 @@ def _anchor_response(row: dict, right: bool) -> str:
         value = int(a) + int(b) if op == "plus" else int(a) - int(b)
         checked = (row.get("meta") or {}).get("checked")
         if checked is None:
-            raise ValueError(f"maths anchor row {row.get('id')!r} has no meta.checked (the number its thought checks "
-                             "against the sum); build the rows with lab.world.build_rows")  # fmt: skip
+            raise ValueError(
+                f"maths anchor row {row.get('id')!r} has no meta.checked (the number its thought checks "
+                "against the sum); build the rows with lab.world.build_rows"
+            )
         think = math_check_thought(row["intent"], value, checked)
     elif domain == "safety":
         think = "this is harmful" if label == 1 else "this is safe"

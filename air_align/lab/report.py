@@ -24,8 +24,9 @@ def _pct(cell: dict | None, key: str) -> str:
 def method_table(summary: dict, cell: str, methods: list[str]) -> str:
     """Rows ID/OOD × method; Acc, Acc_group, Acc_group per label, balanced Acc_group, anchors, hack rate, collapsed."""
     cm = summary.get(cell, {})
-    labels = sorted({k.split("/", 1)[1] for m in cm.values() for s in m.values() for k in s
-                     if k.startswith("acc_group/")})  # fmt: skip
+    labels = sorted(
+        {k.split("/", 1)[1] for m in cm.values() for s in m.values() for k in s if k.startswith("acc_group/")}
+    )
     head = ["setting", "method", "Acc", "Acc_group"] + [f"Acc_group (label {lab})" for lab in labels]
     head += ["balanced Acc_group", "anchors", "hack rate", "collapsed runs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -37,8 +38,12 @@ def method_table(summary: dict, cell: str, methods: list[str]) -> str:
             collapsed = c.get("collapsed", {"mean": 0, "n": 0})
             row = [name, method_label(method), _pct(c, "acc"), _pct(c, "acc_group")]
             row += [_pct(c, f"acc_group/{lab}") for lab in labels]
-            row += [_pct(c, "balanced_acc_group"), _pct(c, "anchor_acc"), _pct(c, "hack_rate"),
-                    f"{round(collapsed['mean'] * collapsed['n'])}/{collapsed['n']}"]  # fmt: skip
+            row += [
+                _pct(c, "balanced_acc_group"),
+                _pct(c, "anchor_acc"),
+                _pct(c, "hack_rate"),
+                f"{round(collapsed['mean'] * collapsed['n'])}/{collapsed['n']}",
+            ]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -74,8 +79,12 @@ def calibration_summary(calibration: dict) -> str:
     return "\n".join(lines)
 
 
-INTERVAL_NAMES = {"unit_t": "t over units", "seed_t": "t over seeds", "hier_bootstrap": "bootstrap over units",
-                  "bootstrap": "bootstrap over seeds and groups"}  # fmt: skip
+INTERVAL_NAMES = {
+    "unit_t": "t over units",
+    "seed_t": "t over seeds",
+    "hier_bootstrap": "bootstrap over units",
+    "bootstrap": "bootstrap over seeds and groups",
+}
 
 
 def _ci(v: dict) -> str:
@@ -86,8 +95,18 @@ def _ci(v: dict) -> str:
 def comparison_table(comparisons: dict) -> str:
     """AIR variant − GRPO per cell: OOD (and ID) Acc_group and balanced Acc_group differences with the chosen paired
     interval (``intervals.chosen_interval``), the units, the verdict and how many units say yes."""
-    head = ["cell", "method", "split", "Δ Acc_group [95% CI]", "Δ balanced Acc_group [95% CI]", "interval",
-            "Δ per label", "anchors (AIR / GRPO)", "AIR helps", "units yes"]  # fmt: skip
+    head = [
+        "cell",
+        "method",
+        "split",
+        "Δ Acc_group [95% CI]",
+        "Δ balanced Acc_group [95% CI]",
+        "interval",
+        "Δ per label",
+        "anchors (AIR / GRPO)",
+        "AIR helps",
+        "units yes",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell, by_method in comparisons.items():
         for method, by_split in by_method.items():
@@ -157,8 +176,16 @@ def equivalences(runs: list[dict]) -> dict:
 def equivalence_table(found: dict) -> str:
     """Variant − GRPO+AIR per cell: balanced Acc_group, Acc_group and hack rate differences with the verdict's
     interval, and the equivalence verdict (match / differ / inconclusive)."""
-    head = ["cell", "method", "split", "Δ balanced Acc_group [95% CI]", "Δ Acc_group [95% CI]", "Δ hack rate [95% CI]",
-            "interval", "verdict (±10 points)"]  # fmt: skip
+    head = [
+        "cell",
+        "method",
+        "split",
+        "Δ balanced Acc_group [95% CI]",
+        "Δ Acc_group [95% CI]",
+        "Δ hack rate [95% CI]",
+        "interval",
+        "verdict (±10 points)",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell, by_method in found.items():
         for method, by_split in by_method.items():
@@ -184,8 +211,15 @@ def _plot(summary: dict, methods: list[str], path: Path) -> None:
         names = [m for m in methods if m in summary[cell]]
         for offset, metric, colour in ((-0.2, "acc_group", "tab:blue"), (0.2, "balanced_acc_group", "tab:orange")):
             vals = [summary[cell][m].get("test_ood", {}).get(metric, {"mean": 0, "std": 0}) for m in names]
-            ax.bar([i + offset for i in range(len(names))], [v["mean"] for v in vals], width=0.4,
-                   yerr=[v["std"] for v in vals], capsize=2, color=colour, label=metric)  # fmt: skip
+            ax.bar(
+                [i + offset for i in range(len(names))],
+                [v["mean"] for v in vals],
+                width=0.4,
+                yerr=[v["std"] for v in vals],
+                capsize=2,
+                color=colour,
+                label=metric,
+            )
         ax.set_xticks(range(len(names)), [method_label(m) for m in names], rotation=35, ha="right", fontsize=7)
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{cell}: OOD", fontsize=9)
@@ -248,19 +282,25 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
     results["equivalence"] = equivalences(results["runs"])
     parts = [f"# Lab grid `{results['preset']['name']}` ({results['seconds']:.0f} s)"]
     parts += ["## Warm starts (greedy, oracle)", warm_start_table(results["worlds"])]
-    parts += ["## Reward calibration per cell (train rows; `calibration.check`)",
-              calibration_summary(results["calibration"])]  # fmt: skip
+    parts += [
+        "## Reward calibration per cell (train rows; `calibration.check`)",
+        calibration_summary(results["calibration"]),
+    ]
     for cell in cells:
         parts += [f"## {cell} (λ = {results['lambda'].get(cell)})", method_table(results["summary"], cell, methods)]
     if results["comparisons"]:
-        parts += ["## AIR − GRPO (paired by replication unit and seed; the verdict per unit and overall)",
-                  comparison_table(results["comparisons"])]  # fmt: skip
+        parts += [
+            "## AIR − GRPO (paired by replication unit and seed; the verdict per unit and overall)",
+            comparison_table(results["comparisons"]),
+        ]
     dial, results["dial"] = dial_tables(results["runs"])
     if dial:
         parts += ["## The hack dial (plain GRPO's hack rate against each method's gain; docs/results/lab-v3)", dial]
     if results["equivalence"]:
-        parts += ["## AIR variants − GRPO+AIR (paired by unit and seed; match iff the interval is within ±10 points)",
-                  equivalence_table(results["equivalence"])]  # fmt: skip
+        parts += [
+            "## AIR variants − GRPO+AIR (paired by unit and seed; match iff the interval is within ±10 points)",
+            equivalence_table(results["equivalence"]),
+        ]
     if results["sweep"]:
         parts += ["## λ sweep (ID validation)", sweep_table(results["sweep"], results["lambda"])]
     hashes = results.get("code_hashes")

@@ -73,8 +73,9 @@ def exit_reason(exitcode: int | None) -> str:
     return f"killed by signal {-exitcode} ({name}{why})"
 
 
-def dead_worker_error(out: str | Path, in_progress: list[RunSpec], exitcodes: dict[int, int | None],
-                      finished: int, total: int) -> ChildProcessError:  # fmt: skip
+def dead_worker_error(
+    out: str | Path, in_progress: list[RunSpec], exitcodes: dict[int, int | None], finished: int, total: int
+) -> ChildProcessError:
     """The error of a grid whose worker died: which run it was training (by the pids the workers noted, and the
     exit codes of the pool's processes), what is saved, and that a rerun resumes."""
     pids = {}
@@ -138,8 +139,9 @@ def run_all(
     os.environ.update(dict.fromkeys(THREAD_ENV, "1"))  # the spawned workers start with one thread, before torch loads
     try:
         context = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                                 initializer=_init_worker) as pool:  # fmt: skip
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)), mp_context=context, initializer=_init_worker
+        ) as pool:
             pending = {pool.submit(_work, runs[i], str(out)): i for i in todo}
             workers = dict(pool._processes)  # pid → Process: its exit code tells which worker died
             while pending:

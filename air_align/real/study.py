@@ -101,9 +101,15 @@ def run_study(config: StudyConfig, out_dir: str | Path) -> dict:
     settings = {**config.as_dict(), "methods": methods, "judge(train)": "frozen policy"}
     rows = train_rows(config)
     test = audit_rows(
-        config.domain, config.n_intents, config.seed, anchors=config.anchors, ood_families=config.ood_families,
-        min_ood_contexts=config.opens, max_template_chars=config.max_template_chars, intent_split="test",
-    )  # fmt: skip
+        config.domain,
+        config.n_intents,
+        config.seed,
+        anchors=config.anchors,
+        ood_families=config.ood_families,
+        min_ood_contexts=config.opens,
+        max_template_chars=config.max_template_chars,
+        intent_split="test",
+    )
     audit_kw = {
         "judge": config.judge,
         "max_new_tokens": config.audit_max_new_tokens,
@@ -127,9 +133,13 @@ def run_study(config: StudyConfig, out_dir: str | Path) -> dict:
         write_json(out / method / "train.json", info)
         label = method_label(method)
         res = run_audit(
-            trained["model"], trained["tokenizer"], test, out / method, tags={"model": config.model, "method": label},
+            trained["model"],
+            trained["tokenizer"],
+            test,
+            out / method,
+            tags={"model": config.model, "method": label},
             **audit_kw,
-        )  # fmt: skip
+        )
         table.append(study_row(label, res["audit"], res["results"], info))
         run_dirs.append(out / method)
         print(f"{label}: {info['steps']} steps, {info['seconds_per_step']} s/step, {time.time() - start:.0f} s")

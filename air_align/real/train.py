@@ -86,9 +86,15 @@ def train_real(config: StudyConfig, method: str, out_dir: str | Path, rows: list
 
     judge = {"model": "none"} if config.domain == "math" else {"model": "policy", "batch_size": 16}
     run = RunConfig(
-        model=config.model, reward="composite", reward_config={"judge": judge}, use_lora=config.use_lora,
-        lora_r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0, method=method,
-    )  # fmt: skip
+        model=config.model,
+        reward="composite",
+        reward_config={"judge": judge},
+        use_lora=config.use_lora,
+        lora_r=config.lora_r,
+        lora_alpha=2 * config.lora_r,
+        lora_dropout=0.0,
+        method=method,
+    )
     args = air_config(
         method,
         output_dir=str(out_dir),

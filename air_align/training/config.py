@@ -132,8 +132,11 @@ def normalize_anchor_levels(value, where: str = "AIRConfig.anchor_constant") -> 
             except json.JSONDecodeError as err:
                 raise ValueError(f"{where}: {path} is not a JSON file ({err})") from None
             if isinstance(loaded, dict) and "verdicts" in loaded:  # a calibration.json: its correct-anchor rewards
-                missing = [offset_key(v.get("domain"), v.get("label")) for v in loaded["verdicts"]
-                           if v.get("anchor_reward") is None]  # fmt: skip
+                missing = [
+                    offset_key(v.get("domain"), v.get("label"))
+                    for v in loaded["verdicts"]
+                    if v.get("anchor_reward") is None
+                ]
                 if missing:
                     raise ValueError(
                         f"{where} (from {path}): no correct-anchor reward was measured for {missing}; the calibration "

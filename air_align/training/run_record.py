@@ -26,23 +26,65 @@ from air_align.safe_yaml import brief, read_yaml
 RECORD = "air_align_run.yaml"
 BOOKKEEPING = frozenset(
     {
-        "output_dir", "logging_dir", "logging_steps", "logging_strategy", "logging_first_step",
-        "logging_nan_inf_filter", "log_level", "log_level_replica", "log_on_each_node", "log_completions",
-        "log_completions_hub_repo", "log_unique_prompts", "log_multimodal", "num_completions_to_print", "report_to",
-        "run_name", "project", "trackio_bucket_id", "trackio_space_id", "trackio_static_space_id", "disable_tqdm",
-        "save_steps", "save_strategy", "save_total_limit", "save_on_each_node", "save_only_model", "push_to_hub",
-        "hub_always_push", "hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_token",
-        "resume_from_checkpoint", "local_rank", "skip_memory_metrics", "ddp_timeout", "dataloader_num_workers",
-        "dataloader_persistent_workers", "dataloader_pin_memory", "dataloader_prefetch_factor",
+        "output_dir",
+        "logging_dir",
+        "logging_steps",
+        "logging_strategy",
+        "logging_first_step",
+        "logging_nan_inf_filter",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "log_completions",
+        "log_completions_hub_repo",
+        "log_unique_prompts",
+        "log_multimodal",
+        "num_completions_to_print",
+        "report_to",
+        "run_name",
+        "project",
+        "trackio_bucket_id",
+        "trackio_space_id",
+        "trackio_static_space_id",
+        "disable_tqdm",
+        "save_steps",
+        "save_strategy",
+        "save_total_limit",
+        "save_on_each_node",
+        "save_only_model",
+        "push_to_hub",
+        "hub_always_push",
+        "hub_model_id",
+        "hub_private_repo",
+        "hub_revision",
+        "hub_strategy",
+        "hub_token",
+        "resume_from_checkpoint",
+        "local_rank",
+        "skip_memory_metrics",
+        "ddp_timeout",
+        "dataloader_num_workers",
+        "dataloader_persistent_workers",
+        "dataloader_pin_memory",
+        "dataloader_prefetch_factor",
     }
-)  # fmt: skip
+)
 """Settings that change where and how often a run logs and saves, not what it trains: a resume may change them."""
 OPTIMIZER_STATE = frozenset(
     {
-        "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
-        "adam_beta1", "adam_beta2", "adam_epsilon", "optim", "optim_args",
+        "learning_rate",
+        "lr_scheduler_type",
+        "lr_scheduler_kwargs",
+        "warmup_steps",
+        "warmup_ratio",
+        "weight_decay",
+        "adam_beta1",
+        "adam_beta2",
+        "adam_epsilon",
+        "optim",
+        "optim_args",
     }
-)  # fmt: skip
+)
 """Settings a resume cannot change at all: transformers restores the optimizer and its learning-rate scheduler from
 the checkpoint (``optimizer.pt``, ``scheduler.pt``: the base learning rate, the step size in force), so a new value
 would be recorded but not used (measured: ``learning_rate=0.01`` on resume trained on at the checkpoint's rate)."""

@@ -322,11 +322,15 @@ class AIRTrainer(GRPOTrainer):
                 f"{names}); add them (the meta-group schema has both) or use anchor_target='anchors'"
             )
         dataset = self.train_dataset
-        needed = sorted({
-            offset_key(d, lab)
-            for d, lab, role in zip(dataset["domain"], dataset["label"], dataset[self.args.role_column], strict=True)
-            if role != self.args.anchor_role
-        })  # fmt: skip
+        needed = sorted(
+            {
+                offset_key(d, lab)
+                for d, lab, role in zip(
+                    dataset["domain"], dataset["label"], dataset[self.args.role_column], strict=True
+                )
+                if role != self.args.anchor_role
+            }
+        )
         uncovered = [k for k in needed if k not in levels]
         if uncovered:
             raise ValueError(
@@ -548,9 +552,13 @@ class AIRTrainer(GRPOTrainer):
         )
         aux_coef = inputs["air_coef"] if ratio is None else inputs["air_coef"] * ratio  # ρ Δ: the weight applied
         weights = aux_policy_weights(
-            inputs["advantages"], aux_coef, inputs["air_reward"], mask, self.args.invariance_coef,
+            inputs["advantages"],
+            aux_coef,
+            inputs["air_reward"],
+            mask,
+            self.args.invariance_coef,
             self.args.aux_logprob_reduction,
-        )  # fmt: skip
+        )
         # Losses as this micro-batch's share of the step's loss, averaged over processes (as DDP averages gradients);
         # gradient weights summed over processes.
         both = torch.stack([aux.detach().float(), loss.detach().float(), *weights.float()])  # (4,)
