@@ -37,8 +37,9 @@ def run_once(tree: Path, preset: str | None, scratch: Path) -> dict:
     if preset is None:
         clone = scratch / "clone"
         subprocess.run(["git", "clone", "--quiet", str(tree), str(clone)], check=True)
-        commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()  # fmt: skip
+        commit = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", commit], check=True)
         env["AIR_ALIGN_CACHE"] = str(scratch / "empty-cache")
         cwd, command = clone, ["demo", "--out", str(scratch / "demo")]
@@ -47,8 +48,9 @@ def run_once(tree: Path, preset: str | None, scratch: Path) -> dict:
     env["PYTHONPATH"] = str(cwd)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "air_align.cli", *command], cwd=cwd, env=env, capture_output=True,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "air_align.cli", *command], cwd=cwd, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -56,10 +58,17 @@ def run_once(tree: Path, preset: str | None, scratch: Path) -> dict:
     printed = proc.stdout.rsplit("\nresults: " if preset else "\nreport: ", 1)[0]
     # left out: the title's seconds, and the hash of the code that ran (which differs between trees by design)
     table = "\n".join(line for line in printed.splitlines() if not line.startswith(("# Lab grid", "Code: ")))
-    warm = {path.parent.name: json.loads(path.read_text())["log"]["seconds"]  # trained in the timed command
-            for path in sorted((scratch / "empty-cache" / "lab").glob("*/recipe.json"))}  # fmt: skip
-    return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "table": table, "warm_start_seconds": warm, "load_average": os.getloadavg()}  # fmt: skip
+    warm = {
+        path.parent.name: json.loads(path.read_text())["log"]["seconds"]  # trained in the timed command
+        for path in sorted((scratch / "empty-cache" / "lab").glob("*/recipe.json"))
+    }
+    return {
+        "wall": wall,
+        "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "table": table,
+        "warm_start_seconds": warm,
+        "load_average": os.getloadavg(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{first} / {tree}: median wall {wall:.2f}x")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"argv": sys.argv[1:], "results": results, "cpus": os.cpu_count(),
-                                              "machine": platform.platform()}, indent=1))  # fmt: skip
+        Path(args.out).write_text(
+            json.dumps(
+                {"argv": sys.argv[1:], "results": results, "cpus": os.cpu_count(), "machine": platform.platform()},
+                indent=1,
+            )
+        )
     return 0
 
 

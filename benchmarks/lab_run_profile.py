@@ -153,8 +153,16 @@ def child(args) -> dict:
     runs.score = timer.wrap(runs.score, "scoring")
     runs.write_json = timer.wrap(runs.write_json, "writing (log, plot)")
     runs.plot_run_curves = timer.wrap(runs.plot_run_curves, "writing (log, plot)")
-    run = RunSpec(world="safety", method=args.method, lam=0.1, seed=args.seed, warm_start=str(warm),
-                  training=Training(max_steps=args.steps), judge=(("cue_strength", 4.0),), tag="profile")  # fmt: skip
+    run = RunSpec(
+        world="safety",
+        method=args.method,
+        lam=0.1,
+        seed=args.seed,
+        warm_start=str(warm),
+        training=Training(max_steps=args.steps),
+        judge=(("cue_strength", 4.0),),
+        tag="profile",
+    )
     with tempfile.TemporaryDirectory(prefix="lab-run-profile-") as out:
         start, cpu = time.perf_counter(), time.process_time()
         if args.cprofile:
@@ -187,9 +195,19 @@ def grid_child(args) -> dict:
 
     warm = warm_start(Recipe(world="safety"))
     methods = ("grpo", "grpo+air")
-    runs = [RunSpec(world="safety", method=methods[i % 2], lam=0.1, seed=i // 2, warm_start=str(warm),
-                    training=Training(max_steps=args.steps), judge=(("cue_strength", 4.0),), tag="grid")
-            for i in range(args.grid)]  # fmt: skip
+    runs = [
+        RunSpec(
+            world="safety",
+            method=methods[i % 2],
+            lam=0.1,
+            seed=i // 2,
+            warm_start=str(warm),
+            training=Training(max_steps=args.steps),
+            judge=(("cue_strength", 4.0),),
+            tag="grid",
+        )
+        for i in range(args.grid)
+    ]
     with tempfile.TemporaryDirectory(prefix="lab-grid-profile-") as out:
         start = time.perf_counter()
         records = run_all(runs, out, workers=args.workers)
@@ -205,8 +223,9 @@ def measure(tree: Path, argv: list[str]) -> dict:
     """Run this script's child mode under ``tree``; returns its result plus the wall time seen from here."""
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], cwd=tree, env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *argv], cwd=tree, env=env, capture_output=True, text=True
+    )
     wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # the child and its workers
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG)]
@@ -242,8 +261,12 @@ def table(results: dict[str, list[dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", action="append", default=None,
-                        help="a checkout of air-align to measure (repeat to compare; default: this one)")  # fmt: skip
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=None,
+        help="a checkout of air-align to measure (repeat to compare; default: this one)",
+    )
     parser.add_argument("--steps", type=int, default=100, help="optimiser steps per run (default: 100)")
     parser.add_argument("--method", default="grpo+air", help="the profiled run's method (default: grpo+air)")
     parser.add_argument("--seed", type=int, default=0)
@@ -260,30 +283,55 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     trees = [Path(t).resolve() for t in (args.tree or [Path(__file__).resolve().parent.parent])]
     names = [str(t) for t in trees]
-    child_argv = ["--child", "--steps", str(args.steps), "--method", args.method, "--seed", str(args.seed),
-                  "--grid", str(args.grid), "--workers", str(args.workers)]  # fmt: skip
+    child_argv = [
+        "--child",
+        "--steps",
+        str(args.steps),
+        "--method",
+        args.method,
+        "--seed",
+        str(args.seed),
+        "--grid",
+        str(args.grid),
+        "--workers",
+        str(args.workers),
+    ]
     results: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(args.rounds):
         order = list(zip(names, trees, strict=True))
         for name, tree in order if r % 2 == 0 else order[::-1]:
             results[name].append(measure(tree, child_argv))
-            print(f"round {r}: {name}: {results[name][-1]['wall']:.1f} s wall, "
-                  f"{results[name][-1]['run_seconds']:.1f} s in the run(s)", flush=True)  # fmt: skip
+            print(
+                f"round {r}: {name}: {results[name][-1]['wall']:.1f} s wall, "
+                f"{results[name][-1]['run_seconds']:.1f} s in the run(s)",
+                flush=True,
+            )
     if not args.grid:
         print(table(results))
     medians = {n: statistics.median(x["wall"] for x in results[n]) for n in names}
     cpu_medians = {n: statistics.median(x["cpu"] for x in results[n]) for n in names}
     for n in names[1:]:
-        print(f"{names[0]} / {n}: wall {medians[names[0]] / medians[n]:.2f}x ({medians[names[0]]:.1f} s -> "
-              f"{medians[n]:.1f} s), CPU {cpu_medians[names[0]] / cpu_medians[n]:.2f}x ({cpu_medians[names[0]]:.1f} s "
-              f"-> {cpu_medians[n]:.1f} s)")  # fmt: skip
+        print(
+            f"{names[0]} / {n}: wall {medians[names[0]] / medians[n]:.2f}x ({medians[names[0]]:.1f} s -> "
+            f"{medians[n]:.1f} s), CPU {cpu_medians[names[0]] / cpu_medians[n]:.2f}x ({cpu_medians[names[0]]:.1f} s "
+            f"-> {cpu_medians[n]:.1f} s)"
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({
-            "argv": sys.argv[1:], "results": results, "median_wall": medians, "median_cpu": cpu_medians,
-            "cpus": os.cpu_count(),
-            "load_average_at_end": os.getloadavg(), "machine": platform.platform(),
-        }, indent=1))  # fmt: skip
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "argv": sys.argv[1:],
+                    "results": results,
+                    "median_wall": medians,
+                    "median_cpu": cpu_medians,
+                    "cpus": os.cpu_count(),
+                    "load_average_at_end": os.getloadavg(),
+                    "machine": platform.platform(),
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

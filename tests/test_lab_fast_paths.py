@@ -26,8 +26,14 @@ def _train(tmp_path, method: str, steps: int = 4):
     tokenizer = build_lab_tokenizer("safety")
     model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
     rows = world.build_rows("safety", seed=0, splits=("train",))
-    run = RunSpec(world="safety", method=method, lam=0.5, seed=0, warm_start="unused",
-                  training=Training(max_steps=steps, groups_per_step=1, max_completion_length=8))  # fmt: skip
+    run = RunSpec(
+        world="safety",
+        method=method,
+        lam=0.5,
+        seed=0,
+        warm_start="unused",
+        training=Training(max_steps=steps, groups_per_step=1, max_completion_length=8),
+    )
     trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
     no_grad_forwards = []
     forward = trainer._get_per_token_logps_and_entropies
@@ -67,8 +73,14 @@ def test_the_fast_path_is_plain_air_trainer_where_the_first_pass_is_not_the_samp
     tokenizer = build_lab_tokenizer("safety")
     model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
     rows = world.build_rows("safety", seed=0, splits=("train",))
-    run = RunSpec(world="safety", method="grpo+air", lam=0.5, seed=0, warm_start="unused",
-                  training=Training(max_steps=1, groups_per_step=1, num_iterations=1))  # fmt: skip
+    run = RunSpec(
+        world="safety",
+        method="grpo+air",
+        lam=0.5,
+        seed=0,
+        warm_start="unused",
+        training=Training(max_steps=1, groups_per_step=1, num_iterations=1),
+    )
     trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
     assert not trainer.first_pass_is_sampling_policy()  # one pass per batch: TRL needs no π_old at all
     trainer.num_iterations = 2

@@ -113,8 +113,11 @@ def test_the_sft_anchor_draws_are_right_at_the_intents_accuracy(kind):
     rows = [r for r in world.build_rows(plain, seed=0, splits=("train",))][:40]
     first = [sft_pair(plain, r, a) for r in rows]
     assert first == [sft_pair(plain, r, b) for r in rows]
-    assert all(t.split("<answer>")[1].split()[0] == _right_answer(plain, r, world.intent_of(plain, r), p)
-               for r, (p, t) in zip(rows, first, strict=True) if r["role"] == "anchor")  # fmt: skip
+    assert all(
+        t.split("<answer>")[1].split()[0] == _right_answer(plain, r, world.intent_of(plain, r), p)
+        for r, (p, t) in zip(rows, first, strict=True)
+        if r["role"] == "anchor"
+    )
 
 
 THOUGHT = {"safety": {1: "this is harmful", 0: "this is safe"}, "morality": {1: "this was wrong", 0: "this was fine"}}
@@ -164,8 +167,11 @@ def test_the_options_are_refused_with_their_key_path_and_fix(tmp_path):
         spec_from_dict(maths)
     with pytest.raises(ValueError, match="unsaturated anchors are for safety and morality worlds"):
         G.generate_world("math", 0, anchor_accuracy=0.6)
-    for bad, message in ((0.3, "use a number in [0.5, 1)"), (1.0, "use a number in [0.5, 1)"),
-                         (0.615, "give it in whole percent")):  # fmt: skip
+    for bad, message in (
+        (0.3, "use a number in [0.5, 1)"),
+        (1.0, "use a number in [0.5, 1)"),
+        (0.615, "give it in whole percent"),
+    ):
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
             G.generate_world("safety", 0, anchor_accuracy=bad)
 
@@ -198,8 +204,9 @@ def test_the_command_line_sets_the_model_width_of_the_warm_start_and_so_the_poli
     from air_align.lab.reproduce import PRESETS
 
     def args(width):
-        return argparse.Namespace(preset="units-smoke", world=None, seeds=None, warm_seeds=None, max_steps=None,
-                                  workers=None, width=width)  # fmt: skip
+        return argparse.Namespace(
+            preset="units-smoke", world=None, seeds=None, warm_seeds=None, max_steps=None, workers=None, width=width
+        )
 
     wide = _preset(args(384))
     assert wide.warm == {**PRESETS["units-smoke"].warm, "hidden_size": 384}

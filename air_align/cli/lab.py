@@ -8,8 +8,22 @@ from __future__ import annotations
 
 from air_align.threads import add_threads_argument, set_threads
 
-PRESET_NAMES = ("smoke", "demo", "regimes", "quick", "full", "control", "units-smoke", "replicate", "v3-e1", "v3-e2",
-                "v3-e3", "v3-e4", "v3-e3-wide", "v3-main")  # fmt: skip
+PRESET_NAMES = (
+    "smoke",
+    "demo",
+    "regimes",
+    "quick",
+    "full",
+    "control",
+    "units-smoke",
+    "replicate",
+    "v3-e1",
+    "v3-e2",
+    "v3-e3",
+    "v3-e4",
+    "v3-e3-wide",
+    "v3-main",
+)
 
 
 def add_parser(subparsers) -> None:
@@ -31,14 +45,24 @@ def add_parser(subparsers) -> None:
         "built-in name); repeat for several (docs/lab.md, 'Worlds as data')",
     )
     rep.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the preset)")
-    rep.add_argument("--warm-seeds", type=int, default=None, metavar="N",
-                     help="warm starts per world: seeds 0..N-1 (overrides the preset)")  # fmt: skip
+    rep.add_argument(
+        "--warm-seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="warm starts per world: seeds 0..N-1 (overrides the preset)",
+    )
     rep.add_argument("--max-steps", type=int, default=None, help="optimiser steps per run (overrides the preset)")
     rep.add_argument("--workers", type=int, default=None, help="worker processes, one torch thread each")
     rep.add_argument("--world-seed", type=int, default=0, help="seed of the world's split and option orders")
-    rep.add_argument("--width", type=int, default=None, metavar="N",
-                     help="hidden size of the warm start and so of the policy (default: the preset's, 96; a multiple "
-                     "of its 4 heads)")  # fmt: skip
+    rep.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hidden size of the warm start and so of the policy (default: the preset's, 96; a multiple "
+        "of its 4 heads)",
+    )
     add_threads_argument(rep)
     rep.set_defaults(handler=_handle_reproduce)
 
@@ -90,12 +114,20 @@ def add_parser(subparsers) -> None:
     )
     world.add_argument("--kind", required=True, choices=("safety", "morality", "math"), help="the world's kind")
     world.add_argument("--seed", required=True, type=int, help="generator seed (a whole number >= 0)")
-    world.add_argument("--shared-cue", action="store_true",
-                       help="every family of a sway direction that sways carries one cue phrase of that direction, ID "
-                       "and OOD alike (the world without the flag is its control)")  # fmt: skip
-    world.add_argument("--anchor-accuracy", type=float, default=None, metavar="LOW",
-                       help="the warm start's anchors are right on a share of draws that depends on the intent's "
-                       "feature word, spread evenly from LOW (in [0.5, 1), whole percent) to 1")  # fmt: skip
+    world.add_argument(
+        "--shared-cue",
+        action="store_true",
+        help="every family of a sway direction that sways carries one cue phrase of that direction, ID "
+        "and OOD alike (the world without the flag is its control)",
+    )
+    world.add_argument(
+        "--anchor-accuracy",
+        type=float,
+        default=None,
+        metavar="LOW",
+        help="the warm start's anchors are right on a share of draws that depends on the intent's "
+        "feature word, spread evenly from LOW (in [0.5, 1), whole percent) to 1",
+    )
     world.add_argument("--out", required=True, metavar="FILE", help="the YAML file to write")
     world.add_argument("--overwrite", action="store_true", help="replace FILE if it exists with other content")
     world.set_defaults(handler=_handle_world)
@@ -244,7 +276,9 @@ def _handle_world(args) -> int:
     write_world(args.kind, args.seed, out, **options)
     spec = load_world(out)
     n_id = sum(not f.ood for f in spec.families)
-    print(f"wrote {out}: world {spec.name} ({spec.kind}; {n_id} ID + {len(spec.families) - n_id} OOD families, "
-          f"spec key {spec.key()})")  # fmt: skip
+    print(
+        f"wrote {out}: world {spec.name} ({spec.kind}; {n_id} ID + {len(spec.families) - n_id} OOD families, "
+        f"spec key {spec.key()})"
+    )
     print(f"run it: air-align reproduce --preset quick --world {out} --out runs/{spec.name}")
     return 0

@@ -58,11 +58,15 @@ OOD_SHARE = (0.8, 0.92)
 NEVER = -6.0
 """Strength of a maths wrapper that shows no decoy: never triggered (as in ``worlds/math.yaml``)."""
 CALIBRATED_REWARDS = {
-    "safety": {1: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5, "evasive": -1.0},
-               0: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5}},
-    "morality": {1: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5},
-                 0: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5}},
-}  # fmt: skip
+    "safety": {
+        1: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5, "evasive": -1.0},
+        0: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5},
+    },
+    "morality": {
+        1: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5},
+        0: {"rejected": -1.0, "accepted": 1.25, "exemplary": 2.5},
+    },
+}
 """The hand-made worlds' calibrated tables: a correct open answer earns what a correct anchor earns."""
 
 
@@ -121,8 +125,10 @@ def _check_accuracy(low: float | None) -> None:
     if low is None:
         return
     if isinstance(low, bool) or not isinstance(low, int | float) or not 0.5 <= low < 1.0:
-        raise ValueError(f"anchor accuracy {low!r}: use a number in [0.5, 1), the lowest anchor accuracy of a "
-                         "feature word (the others are spread evenly up to 1)")  # fmt: skip
+        raise ValueError(
+            f"anchor accuracy {low!r}: use a number in [0.5, 1), the lowest anchor accuracy of a "
+            "feature word (the others are spread evenly up to 1)"
+        )
     if abs(100 * low - _percent(low)) > 1e-9:
         raise ValueError(f"anchor accuracy {low!r}: give it in whole percent (e.g. 0.6), it names the world")
 
@@ -154,8 +160,18 @@ def _shares(rng: random.Random, n: int) -> tuple[int, int]:
     return n_id, n_ood
 
 
-def _direction(rng: random.Random, bank: list[dict], sway: str, n: int, step: float, n_id: int, n_ood: int,
-               extra_id: int, extra_ood: int, fewest: int = -1) -> tuple[list[dict], list[dict]]:  # fmt: skip
+def _direction(
+    rng: random.Random,
+    bank: list[dict],
+    sway: str,
+    n: int,
+    step: float,
+    n_id: int,
+    n_ood: int,
+    extra_id: int,
+    extra_ood: int,
+    fewest: int = -1,
+) -> tuple[list[dict], list[dict]]:
     """ID and OOD families of one sway direction: the strongest of each split at its trigger count, the others
     weaker (ID: from ``fewest`` words, below 1 never triggered, to one word fewer; OOD: from two words below the ID
     maximum to one below its own)."""
@@ -168,8 +184,13 @@ def _direction(rng: random.Random, bank: list[dict], sway: str, n: int, step: fl
     oods = [(rest[0], top_ood)] + [(d, strength_for(rng.randint(n_id - 2, n_ood - 1), n, step)) for d in rest[1:]]
 
     def fam(entry: dict, strength: float, ood: bool) -> dict:
-        return {"name": entry["name"], "template": entry["template"], "ood": ood, "sway": sway,
-                "strength": float(strength)}  # fmt: skip
+        return {
+            "name": entry["name"],
+            "template": entry["template"],
+            "ood": ood,
+            "sway": sway,
+            "strength": float(strength),
+        }
 
     return [fam(e, s, False) for e, s in ids], [fam(e, s, True) for e, s in oods]
 
@@ -204,21 +225,34 @@ def _labelled_world(kind: str, rng: random.Random) -> dict:
     for k, sway in enumerate(directions):
         n_id, n_ood = _shares(rng, n)
         if kind == "morality":  # six families a direction, each swaying on some words (see MORALITY_FAMILIES)
-            ids, oods = _direction(rng, bank[sway], sway, n, step, n_id, n_ood, extra_id=2 + k, extra_ood=1,
-                                   fewest=1)  # fmt: skip
+            ids, oods = _direction(rng, bank[sway], sway, n, step, n_id, n_ood, extra_id=2 + k, extra_ood=1, fewest=1)
         else:
-            ids, oods = _direction(rng, bank[sway], sway, n, step, n_id, n_ood, extra_id=rng.randint(1, 2),
-                                   extra_ood=rng.randint(0, 1))  # fmt: skip
+            ids, oods = _direction(
+                rng, bank[sway], sway, n, step, n_id, n_ood, extra_id=rng.randint(1, 2), extra_ood=rng.randint(0, 1)
+            )
         if k == 0:  # the plain question belongs to the first direction, weak: triggered on a word or two
             plain = rng.choice(bank["plain"])
             fewest = (1, 2) if kind == "morality" else (-2, 1)
-            ids.insert(0, {"name": plain["name"], "template": plain["template"], "ood": False, "sway": sway,
-                           "strength": strength_for(rng.randint(*fewest), n, step)})  # fmt: skip
+            ids.insert(
+                0,
+                {
+                    "name": plain["name"],
+                    "template": plain["template"],
+                    "ood": False,
+                    "sway": sway,
+                    "strength": strength_for(rng.randint(*fewest), n, step),
+                },
+            )
         id_fams += ids
         ood_fams += oods
-    intents = {"template": template, "slots": slots, "label_slot": label_slot,
-               "labels": {1: bad, 0: good}, "feature_slot": feature_slot,
-               "susceptibility": dict(zip(features, grid, strict=True))}  # fmt: skip
+    intents = {
+        "template": template,
+        "slots": slots,
+        "label_slot": label_slot,
+        "labels": {1: bad, 0: good},
+        "feature_slot": feature_slot,
+        "susceptibility": dict(zip(features, grid, strict=True)),
+    }
     return {"intents": intents, "anchors": anchors, "families": id_fams + ood_fams}
 
 
@@ -232,11 +266,16 @@ def _math_world(rng: random.Random) -> dict:
     ids, oods = _direction(rng, bank["decoy"], "decoy", n, step, n_id, n_ood, extra_id=1, extra_ood=0)
     k = rng.randint(3, 5)  # ID wrappers that show no decoy, then 1-2 OOD ones
     neutral = rng.sample(bank["neutral"], k + rng.randint(1, 2))
-    never = [{"name": e["name"], "template": e["template"], "ood": i >= k, "sway": "decoy", "strength": NEVER}
-             for i, e in enumerate(neutral)]  # fmt: skip
+    never = [
+        {"name": e["name"], "template": e["template"], "ood": i >= k, "sway": "decoy", "strength": NEVER}
+        for i, e in enumerate(neutral)
+    ]
     families = [never[0], *ids, *never[1:k], *oods, *never[k:]]
-    intents = {"operations": ["plus", "minus"], "max_operand": n,
-               "susceptibility": {str(a): g for a, g in zip(range(1, n + 1), grid, strict=True)}}  # fmt: skip
+    intents = {
+        "operations": ["plus", "minus"],
+        "max_operand": n,
+        "susceptibility": {str(a): g for a, g in zip(range(1, n + 1), grid, strict=True)},
+    }
     return {"intents": intents, "anchors": dict(rng.choice(bank["anchors"])), "families": families}
 
 
@@ -282,8 +321,10 @@ def generate_world(kind: str, seed: int, shared_cue: bool = False, anchor_accura
     _check(kind, seed)
     _check_accuracy(anchor_accuracy)
     if kind == "math" and anchor_accuracy is not None:
-        raise ValueError("anchor accuracy: maths anchors follow from their worked sum; unsaturated anchors are for "
-                         "safety and morality worlds")  # fmt: skip
+        raise ValueError(
+            "anchor accuracy: maths anchors follow from their worked sum; unsaturated anchors are for "
+            "safety and morality worlds"
+        )
     draw = f"air-align-world:{GENERATOR_VERSION[kind]}:{kind}:{seed}"
     rng = random.Random(draw)
     body = _math_world(rng) if kind == "math" else _labelled_world(kind, rng)
@@ -300,8 +341,12 @@ def generate_world(kind: str, seed: int, shared_cue: bool = False, anchor_accura
         "splits": {"train": 0.5, "val": 0.1667},
     }
     if kind != "math":
-        spec["judge"] = {"noise": rng.choice((0.75, 1.0, 1.25, 1.5)), "base": 3.0, "cue_strength": 4.0,
-                         "seed": rng.randrange(1000)}  # fmt: skip
+        spec["judge"] = {
+            "noise": rng.choice((0.75, 1.0, 1.25, 1.5)),
+            "base": 3.0,
+            "cue_strength": 4.0,
+            "seed": rng.randrange(1000),
+        }
         spec["rewards"] = CALIBRATED_REWARDS[kind]
         spec["warm_start"] = {"p_hack": rng.choice((0.05, 0.1, 0.15))}
     if anchor_accuracy is not None:
@@ -315,17 +360,19 @@ def generate_world(kind: str, seed: int, shared_cue: bool = False, anchor_accura
 def world_yaml(kind: str, seed: int, shared_cue: bool = False, anchor_accuracy: float | None = None) -> str:
     """The YAML text of generated world ``(kind, seed)`` with its options: byte-identical for the same arguments."""
     options = options_flags(shared_cue, anchor_accuracy)
-    header = (f"# {world_name(kind, seed, shared_cue, anchor_accuracy)}: generated by `air-align lab world --kind "
-              f"{kind} --seed {seed}{options}` (generator version {GENERATOR_VERSION[kind]}).\n# Drawn from the "
-              "distribution of docs/lab.md, \"Generated worlds\"; the same command writes the same "
-              "bytes.\n")  # fmt: skip
+    header = (
+        f"# {world_name(kind, seed, shared_cue, anchor_accuracy)}: generated by `air-align lab world --kind "
+        f"{kind} --seed {seed}{options}` (generator version {GENERATOR_VERSION[kind]}).\n# Drawn from the "
+        'distribution of docs/lab.md, "Generated worlds"; the same command writes the same '
+        "bytes.\n"
+    )
     spec = generate_world(kind, seed, shared_cue, anchor_accuracy)
-    return header + yaml.safe_dump(spec, sort_keys=False, width=119, allow_unicode=True,
-                                   default_flow_style=None)  # fmt: skip
+    return header + yaml.safe_dump(spec, sort_keys=False, width=119, allow_unicode=True, default_flow_style=None)
 
 
-def write_world(kind: str, seed: int, out: str | Path, shared_cue: bool = False,
-                anchor_accuracy: float | None = None) -> Path:  # fmt: skip
+def write_world(
+    kind: str, seed: int, out: str | Path, shared_cue: bool = False, anchor_accuracy: float | None = None
+) -> Path:
     """Write generated world ``(kind, seed)`` with its options to ``out`` (atomically) and return its path."""
     out = Path(out)
     write_text(out, world_yaml(kind, seed, shared_cue, anchor_accuracy))

@@ -163,8 +163,9 @@ def units(preset: Preset, out: str | Path) -> tuple[Cell, ...]:
     if not preset.warm_seeds or len(set(preset.warm_seeds)) != len(preset.warm_seeds):
         raise ValueError(f"preset {preset.name!r}: warm_seeds {preset.warm_seeds} must be distinct, at least one")
     if preset.tune_regime is not None and preset.tune_regime not in preset.regimes:
-        raise ValueError(f"preset {preset.name!r}: tune_regime {preset.tune_regime!r} is not one of its regimes "
-                         f"{preset.regimes}")  # fmt: skip
+        raise ValueError(
+            f"preset {preset.name!r}: tune_regime {preset.tune_regime!r} is not one of its regimes {preset.regimes}"
+        )
     clash = sorted(set(preset.tuning) & set(preset.generated))
     if clash:
         raise ValueError(f"preset {preset.name!r}: tuning worlds {clash} are also compared; tune λ on other seeds")
@@ -183,15 +184,21 @@ def units(preset: Preset, out: str | Path) -> tuple[Cell, ...]:
                 tuned[(kind, target)] = cell.name
     for entry in preset.generated:
         kind, path, pool = _generated_world(entry, out)
-        cells += [Cell(str(path), regime, pool=f"{pool}/{regime}", lambda_from=tuned.get((kind, regime)))
-                  for regime in regimes_for(preset, kind)]  # fmt: skip
+        cells += [
+            Cell(str(path), regime, pool=f"{pool}/{regime}", lambda_from=tuned.get((kind, regime)))
+            for regime in regimes_for(preset, kind)
+        ]
     tuning_names = {c.name for c in tuning}
     return tuple(tuning) + tuple(
-        dataclasses.replace(c, warm_seed=w, lambda_from=c.lambda_from and (
-            c.lambda_from if c.lambda_from in tuning_names else unit_name(c.lambda_from, w)))
+        dataclasses.replace(
+            c,
+            warm_seed=w,
+            lambda_from=c.lambda_from
+            and (c.lambda_from if c.lambda_from in tuning_names else unit_name(c.lambda_from, w)),
+        )
         for c in cells
         for w in preset.warm_seeds
-    )  # fmt: skip
+    )
 
 
 def _generated_world(entry: tuple, out: str | Path) -> tuple[str, Path, str]:
@@ -233,68 +240,123 @@ STRESS = Cell("safety", "stress", methods=("grpo", "grpo+air"), lambda_from="saf
 
 PRESETS: dict[str, Preset] = {
     # the test's: two 2-step runs from a short warm start
-    "smoke": Preset("smoke", cells=(Cell("safety", "hack", methods=("grpo", "grpo+air")),), seeds=(0,),
-                    training=Training(max_steps=2), lambdas=(0.1,), workers=1,
-                    warm={"epochs": 8, "open_per_intent": 3}),
+    "smoke": Preset(
+        "smoke",
+        cells=(Cell("safety", "hack", methods=("grpo", "grpo+air")),),
+        seeds=(0,),
+        training=Training(max_steps=2),
+        lambdas=(0.1,),
+        workers=1,
+        warm={"epochs": 8, "open_per_intent": 3},
+    ),
     # `make demo`: one world, one seed, λ fixed: a look at the pipeline, not a result
-    "demo": Preset("demo", cells=(Cell("safety", "hack", methods=("grpo", "grpo+vrex", "grpo+air")),), seeds=(0,),
-                   training=Training(max_steps=60), lambdas=(0.1,)),
+    "demo": Preset(
+        "demo",
+        cells=(Cell("safety", "hack", methods=("grpo", "grpo+vrex", "grpo+air")),),
+        seeds=(0,),
+        training=Training(max_steps=60),
+        lambdas=(0.1,),
+    ),
     # the regime calibration on plain GRPO, committed before any AIR run of the grid (docs/results.md)
-    "regimes": Preset("regimes", cells=GRID_CELLS, methods=("grpo",), seeds=(0, 1, 2), lambdas=(0.0,),
-                      grpo_only=True),
+    "regimes": Preset("regimes", cells=GRID_CELLS, methods=("grpo",), seeds=(0, 1, 2), lambdas=(0.0,), grpo_only=True),
     # sized for ≤ 10 min: the safety world, both regimes, two seeds, λ fixed
-    "quick": Preset("quick", cells=(Cell("safety", "main"), Cell("safety", "hack")), seeds=(0, 1),
-                    lambdas=(0.1,)),
+    "quick": Preset("quick", cells=(Cell("safety", "main"), Cell("safety", "hack")), seeds=(0, 1), lambdas=(0.1,)),
     # the pre-registered comparison (docs/results.md)
     "full": Preset("full", cells=(*GRID_CELLS, STRESS)),
     # not pre-registered, run after the full grid (docs/results.md §5): the control's AIR, paper form and calibrated
     # Δ, at the λ the calibrated world's sweep chose (0.1), since the control's own sweep chose a λ (0.03) at which
     # AIR does not block the hack in the calibrated world either
-    "control": Preset("control", cells=(Cell("safety-miscalibrated", "hack",
-                                             methods=("grpo", "grpo+air", "grpo+air-cal")),), lambdas=(0.1,)),
+    "control": Preset(
+        "control",
+        cells=(Cell("safety-miscalibrated", "hack", methods=("grpo", "grpo+air", "grpo+air-cal")),),
+        lambdas=(0.1,),
+    ),
     # the replication units' test: one generated world × 2 warm starts × 1 seed, 2-step runs from short warm starts
-    "units-smoke": Preset("units-smoke", cells=(), generated=(("safety", 0),), warm_seeds=(0, 1), regimes=("hack",),
-                          methods=("grpo", "grpo+air"), seeds=(0,), training=Training(max_steps=2), lambdas=(0.1,),
-                          workers=1, warm={"epochs": 2, "open_per_intent": 2}),
+    "units-smoke": Preset(
+        "units-smoke",
+        cells=(),
+        generated=(("safety", 0),),
+        warm_seeds=(0, 1),
+        regimes=("hack",),
+        methods=("grpo", "grpo+air"),
+        seeds=(0,),
+        training=Training(max_steps=2),
+        lambdas=(0.1,),
+        workers=1,
+        warm={"epochs": 2, "open_per_intent": 2},
+    ),
     # replication units (docs/lab.md, "Generated worlds"): 4 generated worlds of each kind × 2 warm starts × 3 RL
     # seeds, GRPO against GRPO+AIR at λ 0.1; not yet run
-    "replicate": Preset("replicate", cells=(), generated=tuple((k, s) for k in ("safety", "morality", "math")
-                                                                for s in range(4)),
-                        warm_seeds=(0, 1), methods=("grpo", "grpo+air"), seeds=(0, 1, 2), lambdas=(0.1,)),
+    "replicate": Preset(
+        "replicate",
+        cells=(),
+        generated=tuple((k, s) for k in ("safety", "morality", "math") for s in range(4)),
+        warm_seeds=(0, 1),
+        methods=("grpo", "grpo+air"),
+        seeds=(0, 1, 2),
+        lambdas=(0.1,),
+    ),
     # lab v3 (docs/results/lab-v3/conditions.md), generated worlds 0-3 of each kind × warm starts 0, 1 × RL seed 0;
     # λ swept on a tuning world (generator seed 100) of each kind, never on a compared one.
     # E1: do the anchors carry information? AIR against AIR with a constant anchor level and AIR on shifted rewards
-    "v3-e1": Preset("v3-e1", cells=(), generated=tuple((k, s) for k in ("safety", "morality", "math")
-                                                       for s in range(4)),
-                    warm_seeds=(0, 1), regimes=("main", "hack"), seeds=(0,),
-                    methods=("grpo", "grpo+air", "grpo+air-const", "grpo+air-shift"),
-                    tuning=(("safety", 100), ("morality", 100), ("math", 100))),
+    "v3-e1": Preset(
+        "v3-e1",
+        cells=(),
+        generated=tuple((k, s) for k in ("safety", "morality", "math") for s in range(4)),
+        warm_seeds=(0, 1),
+        regimes=("main", "hack"),
+        seeds=(0,),
+        methods=("grpo", "grpo+air", "grpo+air-const", "grpo+air-shift"),
+        tuning=(("safety", 100), ("morality", 100), ("math", 100)),
+    ),
     # E2: the hack dial: five cue strengths and the subtle hack; V-REx's λ swept on its own; one λ per kind and
     # method, swept at cue strength 4 (the v2 hack regime)
-    "v3-e2": Preset("v3-e2", cells=(), generated=tuple((k, s) for k in ("safety", "morality") for s in range(4)),
-                    warm_seeds=(0, 1), regimes=(*(f"cue{c:g}" for c in CUE_LEVELS), "subtle"), seeds=(0,),
-                    methods=("grpo", "grpo+vrex", "grpo+air"), swept=("grpo+air", "grpo+vrex"),
-                    tuning=(("safety", 100), ("morality", 100)), tune_regime="cue4"),
+    "v3-e2": Preset(
+        "v3-e2",
+        cells=(),
+        generated=tuple((k, s) for k in ("safety", "morality") for s in range(4)),
+        warm_seeds=(0, 1),
+        regimes=(*(f"cue{c:g}" for c in CUE_LEVELS), "subtle"),
+        seeds=(0,),
+        methods=("grpo", "grpo+vrex", "grpo+air"),
+        swept=("grpo+air", "grpo+vrex"),
+        tuning=(("safety", 100), ("morality", 100)),
+        tune_regime="cue4",
+    ),
     # E3: generated safety and morality worlds 0-3 with a shared cue (docs/lab.md §7, "Shared cues") and their
     # controls (the same seeds without) × 2 warm starts × GRPO, GRPO+AIR under `main`; λ swept on tuning world 100
     # with the cue. `v3-e3-wide`: the same at hidden size 384 (about 4× wider), its own warm starts
-    "v3-e3": Preset("v3-e3", cells=(), generated=tuple(w for k in ("safety", "morality") for s in range(4)
-                                                       for w in ((k, s), (k, s, "cue"))),
-                    warm_seeds=(0, 1), regimes=("main",), seeds=(0,), methods=("grpo", "grpo+air"),
-                    tuning=(("safety", 100, "cue"), ("morality", 100, "cue"))),
+    "v3-e3": Preset(
+        "v3-e3",
+        cells=(),
+        generated=tuple(w for k in ("safety", "morality") for s in range(4) for w in ((k, s), (k, s, "cue"))),
+        warm_seeds=(0, 1),
+        regimes=("main",),
+        seeds=(0,),
+        methods=("grpo", "grpo+air"),
+        tuning=(("safety", 100, "cue"), ("morality", 100, "cue")),
+    ),
     # E4: generated safety and morality worlds 0-3 whose warm starts' anchors are right on 60-100 % of the draws by
     # feature word (docs/lab.md §7, "Unsaturated anchors") × 2 warm starts × GRPO, GRPO+AIR, GRPO+AIR with a constant
     # anchor level under `main`; λ swept on tuning world 100 of each kind with the same option. 40 SFT epochs: at
     # 20 the warm start answered every word's anchors alike (the accuracies' mean), at 40 it tracks them
-    "v3-e4": Preset("v3-e4", cells=(), generated=tuple((k, s, "acc60") for k in ("safety", "morality")
-                                                       for s in range(4)),
-                    warm_seeds=(0, 1), regimes=("main",), seeds=(0,), methods=("grpo", "grpo+air", "grpo+air-const"),
-                    tuning=tuple((k, 100, "acc60") for k in ("safety", "morality")), warm={"epochs": 40}),
-}  # fmt: skip
+    "v3-e4": Preset(
+        "v3-e4",
+        cells=(),
+        generated=tuple((k, s, "acc60") for k in ("safety", "morality") for s in range(4)),
+        warm_seeds=(0, 1),
+        regimes=("main",),
+        seeds=(0,),
+        methods=("grpo", "grpo+air", "grpo+air-const"),
+        tuning=tuple((k, 100, "acc60") for k in ("safety", "morality")),
+        warm={"epochs": 40},
+    ),
+}
 PRESETS["v3-e3-wide"] = dataclasses.replace(PRESETS["v3-e3"], name="v3-e3-wide", warm={"hidden_size": 384})
 # the main regime replicated, alone: exactly E1's `main` cells (GRPO and GRPO+AIR rows, same units, λ and training)
-PRESETS["v3-main"] = dataclasses.replace(PRESETS["v3-e1"], name="v3-main", regimes=("main",),
-                                         methods=("grpo", "grpo+air"))  # fmt: skip
+PRESETS["v3-main"] = dataclasses.replace(
+    PRESETS["v3-e1"], name="v3-main", regimes=("main",), methods=("grpo", "grpo+air")
+)
 
 
 LAB_MARKER = ".air_align_lab.json"
@@ -364,13 +426,20 @@ def choose_lambda(sweep_runs: list[dict]) -> float:
         raise ValueError("choose_lambda got no sweep runs")
     # means of shares of counts: equal means must tie exactly, so round away the float noise of their order of
     # summation ((2/3 + 7/8) / 2 and (23/24 + 7/12) / 2 are both 37/48 but differ in the last bit)
-    score = {lam: (round(statistics.fmean(g for g, _ in v), TIE_DIGITS), round(statistics.fmean(a for _, a in v),
-                   TIE_DIGITS), -lam) for lam, v in by_lambda.items()}  # fmt: skip
+    score = {
+        lam: (
+            round(statistics.fmean(g for g, _ in v), TIE_DIGITS),
+            round(statistics.fmean(a for _, a in v), TIE_DIGITS),
+            -lam,
+        )
+        for lam, v in by_lambda.items()
+    }
     return max(score, key=score.get)
 
 
-def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bool = True,
-              warm_root: str | Path | None = None) -> dict:  # fmt: skip
+def reproduce(
+    preset: Preset, out: str | Path, world_seed: int = 0, progress: bool = True, warm_root: str | Path | None = None
+) -> dict:
     """Run the whole grid of ``preset``; write ``results.json``, ``table.md`` and the plots to ``out``.
 
     Worker processes are started with ``spawn``: a script that calls this needs the ``if __name__ == "__main__":``
@@ -382,27 +451,53 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
     claim_lab_folder(out)
     start = time.time()
     cells = units(preset, out)
-    recipes = {warm_name(c): Recipe(world=c.world, world_seed=world_seed, seed=c.warm_seed, **preset.warm)
-               for c in cells}  # fmt: skip
+    recipes = {
+        warm_name(c): Recipe(world=c.world, world_seed=world_seed, seed=c.warm_seed, **preset.warm) for c in cells
+    }
     warm = warm_starts(recipes, root=warm_root, workers=preset.workers, progress=progress)
-    results: dict = {"preset": _jsonable(preset, cells), "units": [c.name for c in cells], "world_seed": world_seed,
-                     "worlds": {}, "calibration": {}, "sweep": {}, "lambda": {}, "runs": [],
-                     "resumed_runs": 0}  # fmt: skip
+    results: dict = {
+        "preset": _jsonable(preset, cells),
+        "units": [c.name for c in cells],
+        "world_seed": world_seed,
+        "worlds": {},
+        "calibration": {},
+        "sweep": {},
+        "lambda": {},
+        "runs": [],
+        "resumed_runs": 0,
+    }
     for name, recipe in recipes.items():
-        results["worlds"][name] = {"spec": load_world(recipe.world).key(), "warm_seed": recipe.seed,
-                                   "warm_start": str(warm[name]),
-                                   "metrics": warm_start_metrics(warm[name], recipe.world, world_seed)}  # fmt: skip
+        results["worlds"][name] = {
+            "spec": load_world(recipe.world).key(),
+            "warm_seed": recipe.seed,
+            "warm_start": str(warm[name]),
+            "metrics": warm_start_metrics(warm[name], recipe.world, world_seed),
+        }
 
     for cell in cells:  # the reward's calibration under the cell's regime (the table of docs/lab.md)
         table = world_calibration(with_regime(load_world(cell.world), **dict(cell.judge())), world_seed=world_seed)
         results["calibration"][cell.name] = table
-    offsets = {name: tuple(sorted((f"{d}/{lab}", b) for d, by in t["offsets"].items() for lab, b in by.items()))
-               for name, t in results["calibration"].items()}  # fmt: skip
+    offsets = {
+        name: tuple(sorted((f"{d}/{lab}", b) for d, by in t["offsets"].items() for lab, b in by.items()))
+        for name, t in results["calibration"].items()
+    }
     levels = {name: anchor_levels(t) for name, t in results["calibration"].items()}
 
     def spec(cell: Cell, method: str, lam: float, seed: int, tag: str, splits, steps=None) -> RunSpec:
-        return run_spec(preset, cell, method, lam, seed, tag, splits, warm, world_seed, offsets[cell.name], steps,
-                        levels[cell.name])  # fmt: skip
+        return run_spec(
+            preset,
+            cell,
+            method,
+            lam,
+            seed,
+            tag,
+            splits,
+            warm,
+            world_seed,
+            offsets[cell.name],
+            steps,
+            levels[cell.name],
+        )
 
     sweeps = {
         sweep_key(c.name, method): [
@@ -429,8 +524,10 @@ def reproduce(preset: Preset, out: str | Path, world_seed: int = 0, progress: bo
         results["sweep"].setdefault(sweep_key(record["cell"], record["method"]), []).append(_slim(record))
     results["lambda"] = chosen_lambdas(preset, cells, results["sweep"])
     mains = main_runs(preset, cells, results["lambda"], warm, world_seed, offsets, levels)
-    full = [{**record, "cell": run.extra["cell"], "warm_seed": run.warm_seed}
-            for run, record in zip(mains, run_all(mains, out, preset.workers, on_done=done), strict=True)]  # fmt: skip
+    full = [
+        {**record, "cell": run.extra["cell"], "warm_seed": run.warm_seed}
+        for run, record in zip(mains, run_all(mains, out, preset.workers, on_done=done), strict=True)
+    ]
     results["runs"] = [_slim(r) for r in full]
     bar.close()
     results["seconds"] = round(time.time() - start, 1)
@@ -471,25 +568,54 @@ def anchor_levels(table: dict) -> tuple[tuple[str, float], ...]:
     ...                             {"domain": "math", "label": None, "anchor_reward": 2.25}]})
     (('math/none', 2.25), ('safety/1', 2.5))
     """
-    return tuple(sorted((offset_key(v["domain"], v["label"]), v["anchor_reward"]) for v in table["verdicts"]
-                        if v["anchor_reward"] is not None))  # fmt: skip
+    return tuple(
+        sorted(
+            (offset_key(v["domain"], v["label"]), v["anchor_reward"])
+            for v in table["verdicts"]
+            if v["anchor_reward"] is not None
+        )
+    )
 
 
-def run_spec(preset: Preset, cell: Cell, method: str, lam: float, seed: int, tag: str, splits, warm: dict,
-             world_seed: int, offsets: tuple = (), steps: int | None = None,
-             levels: tuple = ()) -> RunSpec:  # fmt: skip
+def run_spec(
+    preset: Preset,
+    cell: Cell,
+    method: str,
+    lam: float,
+    seed: int,
+    tag: str,
+    splits,
+    warm: dict,
+    world_seed: int,
+    offsets: tuple = (),
+    steps: int | None = None,
+    levels: tuple = (),
+) -> RunSpec:
     """One run of a unit: ``warm`` maps ``warm_name`` to warm-start directories, ``offsets`` are the unit's
     calibrated-Δ offsets and ``levels`` its correct anchors' rewards (each used by the methods that need it)."""
     training = preset.training if steps is None else dataclasses.replace(preset.training, max_steps=steps)
     constant = METHODS[method].anchor_target == "constant"
     if constant and not levels:
-        raise ValueError(f"unit {cell.name}: method {method!r} needs the correct anchors' rewards (its calibration "
-                         "table's anchor_reward); none were measured")  # fmt: skip
-    return RunSpec(world=cell.world, method=method, lam=lam, seed=seed, warm_start=str(warm[warm_name(cell)]),
-                   splits=tuple(splits), training=training, judge=cell.judge(), world_seed=world_seed,
-                   offsets=offsets if METHODS[method].calibrated_delta else (), tag=tag, warm_seed=cell.warm_seed,
-                   anchor_constant=levels if constant else (),
-                   extra={"cell": cell.group, "unit": cell.name})  # fmt: skip
+        raise ValueError(
+            f"unit {cell.name}: method {method!r} needs the correct anchors' rewards (its calibration "
+            "table's anchor_reward); none were measured"
+        )
+    return RunSpec(
+        world=cell.world,
+        method=method,
+        lam=lam,
+        seed=seed,
+        warm_start=str(warm[warm_name(cell)]),
+        splits=tuple(splits),
+        training=training,
+        judge=cell.judge(),
+        world_seed=world_seed,
+        offsets=offsets if METHODS[method].calibrated_delta else (),
+        tag=tag,
+        warm_seed=cell.warm_seed,
+        anchor_constant=levels if constant else (),
+        extra={"cell": cell.group, "unit": cell.name},
+    )
 
 
 def method_lambda(lambdas: dict, unit: str, method: str) -> float:
@@ -499,13 +625,35 @@ def method_lambda(lambdas: dict, unit: str, method: str) -> float:
     return lambdas.get(sweep_key(unit, method), lambdas[unit])
 
 
-def main_runs(preset: Preset, cells: tuple[Cell, ...], lambdas: dict, warm: dict, world_seed: int = 0,
-              offsets: dict | None = None, levels: dict | None = None) -> list[RunSpec]:  # fmt: skip
+def main_runs(
+    preset: Preset,
+    cells: tuple[Cell, ...],
+    lambdas: dict,
+    warm: dict,
+    world_seed: int = 0,
+    offsets: dict | None = None,
+    levels: dict | None = None,
+) -> list[RunSpec]:
     """The table's runs: units × their methods × the preset's RL seeds, at each unit's λ (``lambdas`` by
     ``sweep_key``; :func:`method_lambda`)."""
-    return [run_spec(preset, c, m, method_lambda(lambdas, c.name, m), s, "main", ("test_id", "test_ood"), warm,
-                     world_seed, (offsets or {}).get(c.name, ()), levels=(levels or {}).get(c.name, ()))
-            for c in cells for m in preset.methods_of(c) for s in preset.seeds]  # fmt: skip
+    return [
+        run_spec(
+            preset,
+            c,
+            m,
+            method_lambda(lambdas, c.name, m),
+            s,
+            "main",
+            ("test_id", "test_ood"),
+            warm,
+            world_seed,
+            (offsets or {}).get(c.name, ()),
+            levels=(levels or {}).get(c.name, ()),
+        )
+        for c in cells
+        for m in preset.methods_of(c)
+        for s in preset.seeds
+    ]
 
 
 def warm_start_metrics(path: str | Path, world_name: str, world_seed: int = 0) -> dict:
@@ -531,7 +679,16 @@ def _jsonable(preset: Preset, cells: tuple[Cell, ...] | None = None) -> dict:
     """The preset as JSON, its ``cells`` being the units the grid ran (``units``; default: the preset's cells), each
     with its warm-start seed and the comparison it is pooled into (``group``)."""
     d = dataclasses.asdict(preset)
-    d["cells"] = [{"world": c.world, "regime": c.regime, "judge": dict(c.judge()), "methods": c.methods,
-                   "lambda_from": c.lambda_from, "warm_seed": c.warm_seed, "group": c.group}
-                  for c in (preset.cells if cells is None else cells)]  # fmt: skip
+    d["cells"] = [
+        {
+            "world": c.world,
+            "regime": c.regime,
+            "judge": dict(c.judge()),
+            "methods": c.methods,
+            "lambda_from": c.lambda_from,
+            "warm_seed": c.warm_seed,
+            "group": c.group,
+        }
+        for c in (preset.cells if cells is None else cells)
+    ]
     return d

@@ -150,9 +150,17 @@ def score(model, tokenizer, rows: list[dict], splits: tuple[str, ...], max_new_t
     oracle's ``hack`` and ``formatted`` flags.
     """
     evaluation = evaluate(
-        model, tokenizer, rows, verdict=oracle_verdict, splits=tuple(splits), max_new_tokens=max_new_tokens,
-        batch_size=128, n_boot=0, dispersion=False, progress=False,
-    )  # fmt: skip
+        model,
+        tokenizer,
+        rows,
+        verdict=oracle_verdict,
+        splits=tuple(splits),
+        max_new_tokens=max_new_tokens,
+        batch_size=128,
+        n_boot=0,
+        dispersion=False,
+        progress=False,
+    )
     records = [
         {**rec, "hack": line["details"].get("hack"), "formatted": line["details"].get("formatted")}
         for rec, line in zip(evaluation.records, evaluation.scored, strict=True)  # one greedy sample per prompt
@@ -191,8 +199,15 @@ def build_run_trainer(run: RunSpec, model, tokenizer, rows: list[dict], out_dir:
         **({"invariance_offsets": dict(run.offsets)} if run.offsets else {}),
         **({"anchor_constant": dict(run.anchor_constant)} if run.anchor_constant else {}),
     )
-    return build_trainer(RunConfig(method=run.method), args, model=model, tokenizer=tokenizer, rows=train,
-                         reward_funcs=lab_rewards(run.spec()), trainer_class=LabTrainer)  # fmt: skip
+    return build_trainer(
+        RunConfig(method=run.method),
+        args,
+        model=model,
+        tokenizer=tokenizer,
+        rows=train,
+        reward_funcs=lab_rewards(run.spec()),
+        trainer_class=LabTrainer,
+    )
 
 
 def execute(run: RunSpec, out_dir: str | Path) -> dict:

@@ -161,9 +161,11 @@ class WarmStart:
     p_hack: float = field(default=0.1, metadata={"check": _probability})
     anchor_accuracy: dict[str, float] = field(
         default_factory=dict,
-        metadata={"check": lambda v: next(filter(None, (_anchor_accuracy(w, q) for w, q in v.items())), None),
-                  "fix": "give each feature word's accuracy in [0.5, 1] (words not listed: 1)"},
-    )  # fmt: skip
+        metadata={
+            "check": lambda v: next(filter(None, (_anchor_accuracy(w, q) for w, q in v.items())), None),
+            "fix": "give each feature word's accuracy in [0.5, 1] (words not listed: 1)",
+        },
+    )
     """How often the warm start's SFT data answers an intent's anchors correctly, by the intent's feature word
     (docs/lab.md §7, "Unsaturated anchors"): each anchor draw is the wrong answer with probability ``1 − accuracy``,
     so that the warm start's anchor reward, and RL's r̄_acr, differ by intent. Empty (the default): always right."""
@@ -224,8 +226,14 @@ class WorldSpec:
 
     def problems(self) -> list[tuple[str, str]]:
         """What the kind asks of the intents, anchors, families and rewards, as ``(key path, message)`` pairs."""
-        return [*_intents_problems(self), *_anchor_problems(self), *_family_problems(self), *_reward_problems(self),
-                *_cue_problems(self), *_warm_start_problems(self)]  # fmt: skip
+        return [
+            *_intents_problems(self),
+            *_anchor_problems(self),
+            *_family_problems(self),
+            *_reward_problems(self),
+            *_cue_problems(self),
+            *_warm_start_problems(self),
+        ]
 
     def key(self) -> str:
         """A short hash of the spec (part of the warm-start cache key)."""
@@ -515,8 +523,13 @@ def _cue_problems(spec: WorldSpec) -> list[tuple[str, str]]:
 
 def _warm_start_problems(spec: WorldSpec) -> list[tuple[str, str]]:
     if spec.kind == "math" and spec.warm_start.anchor_accuracy:
-        return [("warm_start.anchor_accuracy", "a maths anchor's answer follows from its worked sum; unsaturated "
-                 "anchors are for safety and morality worlds: remove it")]  # fmt: skip
+        return [
+            (
+                "warm_start.anchor_accuracy",
+                "a maths anchor's answer follows from its worked sum; unsaturated "
+                "anchors are for safety and morality worlds: remove it",
+            )
+        ]
     values = _feature_words(spec)
     return [
         (f"warm_start.anchor_accuracy.{k}", f"not a value of the feature slot {list(values)}")

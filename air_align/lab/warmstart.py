@@ -160,8 +160,10 @@ def anchor_target(row: dict, right: bool) -> str:
     if right:
         return reference_response(row, "correct")
     if row.get("label") not in (0, 1):
-        raise ValueError(f"anchor {row.get('id')!r} has no label to believe otherwise; wrong beliefs are for "
-                         "safety and morality anchors")  # fmt: skip
+        raise ValueError(
+            f"anchor {row.get('id')!r} has no label to believe otherwise; wrong beliefs are for "
+            "safety and morality anchors"
+        )
     flipped = {"A": "B", "B": "A", "true": "false", "false": "true"}[row["answer"]]
     return reference_response({**row, "label": 1 - row["label"], "answer": flipped}, "correct")
 
@@ -248,9 +250,13 @@ def _train(recipe: Recipe, progress: bool):
     spec = recipe.spec()
     tokenizer = build_lab_tokenizer(spec)
     model = tiny_causal_lm(
-        tokenizer, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers, num_heads=recipe.num_heads,
-        max_positions=128, seed=recipe.seed,
-    )  # fmt: skip
+        tokenizer,
+        hidden_size=recipe.hidden_size,
+        num_layers=recipe.num_layers,
+        num_heads=recipe.num_heads,
+        max_positions=128,
+        seed=recipe.seed,
+    )
     groups = [  # per train intent: its anchors and its open variants under every family, ID and OOD
         world.meta_group(spec, it, recipe.world_seed, "train", world.families(spec))
         for it in world.split_intents(spec, recipe.world_seed)["train"]
@@ -338,8 +344,11 @@ def warm_start(recipe: Recipe | None = None, root: str | Path | None = None, pro
         model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}  # provenance, not the key
-    (tmp / "recipe.json").write_text(json.dumps({"recipe": dataclasses.asdict(recipe), "key": recipe.key(),
-                                                 "versions": versions, "log": log}, indent=1))  # fmt: skip
+    (tmp / "recipe.json").write_text(
+        json.dumps(
+            {"recipe": dataclasses.asdict(recipe), "key": recipe.key(), "versions": versions, "log": log}, indent=1
+        )
+    )
     if path.exists():  # another process finished first: keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
     else:
@@ -374,11 +383,16 @@ def measure_context_dependence(model, tokenizer, rows: list[dict], max_new_token
     is empty).
     """
     prompts = [r["prompt"] for r in rows]
-    completions = [c for (c,) in generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                                      batch_size=128, progress=False)]  # fmt: skip
+    completions = [
+        c
+        for (c,) in generate_completions(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=128, progress=False
+        )
+    ]
     correct = [v["correct"] for v in oracle_verdict(rows, completions)]
-    slices: dict[str, list[bool]] = {k: [] for k in ("anchor", "open_id", "open_ood", "open_triggered",
-                                                     "open_untriggered")}  # fmt: skip
+    slices: dict[str, list[bool]] = {
+        k: [] for k in ("anchor", "open_id", "open_ood", "open_triggered", "open_untriggered")
+    }
     fams: dict[str, list[bool]] = {}
     by_label: dict[str, list[bool]] = {}
     for row, ok in zip(rows, correct, strict=True):
@@ -392,8 +406,10 @@ def measure_context_dependence(model, tokenizer, rows: list[dict], max_new_token
             name = row["family"]
         fams.setdefault(name, []).append(ok)
         by_label.setdefault(f"{name}/{row.get('label')}", []).append(ok)
-    records = [{**{k: r[k] for k in ("id", "group_id", "role", "split", "label")}, "correct": ok}
-               for r, ok in zip(rows, correct, strict=True)]  # fmt: skip
+    records = [
+        {**{k: r[k] for k in ("id", "group_id", "role", "split", "label")}, "correct": ok}
+        for r, ok in zip(rows, correct, strict=True)
+    ]
     acc_group = {}
     for split in sorted({r["split"] for r in rows if r["role"] == "open"}):
         sliced = slice_records(records, split)
@@ -417,8 +433,11 @@ def anchor_right_probability(model, tokenizer, rows: list[dict], batch_size: int
     anchor right at about this rate, which is what RL's r̄_acr sees; greedy decoding answers it right wherever it
     is above 1/2. Returns ``{intent_key: probability}``."""
     anchors = [r for r in rows if r["role"] == "anchor"]
-    pairs = [encode_pair(tokenizer, r["prompt"][0]["content"], anchor_target(r, right))
-             for r in anchors for right in (True, False)]  # fmt: skip
+    pairs = [
+        encode_pair(tokenizer, r["prompt"][0]["content"], anchor_target(r, right))
+        for r in anchors
+        for right in (True, False)
+    ]
     logps = []
     for i in range(0, len(pairs), batch_size):
         input_ids, labels, mask = _batch(pairs[i : i + batch_size], tokenizer.pad_token_id)
@@ -440,8 +459,9 @@ def _train_one_warm_start(recipe: Recipe, root: str | None) -> str:
     return str(warm_start(recipe, root=root))
 
 
-def warm_starts(recipes: dict[str, Recipe], root: str | Path | None = None, workers: int = 1,
-                progress: bool = False) -> dict[str, Path]:  # fmt: skip
+def warm_starts(
+    recipes: dict[str, Recipe], root: str | Path | None = None, workers: int = 1, progress: bool = False
+) -> dict[str, Path]:
     """The warm start of each named recipe, training the missing ones (one per distinct recipe key) in up to
     ``workers`` processes; worlds that share SFT content (a world and its miscalibrated control) share one."""
     from concurrent.futures import ProcessPoolExecutor

@@ -61,12 +61,32 @@ def intents(world: WorldSpec | str) -> list[Intent]:
         for a in range(1, it.max_operand + 1):
             if "plus" in it.operations:
                 for b in range(1, it.max_operand + 1):
-                    out.append(Intent("math", f"{a}-plus-{b}", f"{a} plus {b}", None, str(a), "plus", a + b,
-                                      a + b + 1 + (a * b) % 2))  # fmt: skip
+                    out.append(
+                        Intent(
+                            "math",
+                            f"{a}-plus-{b}",
+                            f"{a} plus {b}",
+                            None,
+                            str(a),
+                            "plus",
+                            a + b,
+                            a + b + 1 + (a * b) % 2,
+                        )
+                    )
             if "minus" in it.operations:
                 for b in range(0, a):
-                    out.append(Intent("math", f"{a}-minus-{b}", f"{a} minus {b}", None, str(a), "minus", a - b,
-                                      a - b + 1 + (a + b) % 2))  # fmt: skip
+                    out.append(
+                        Intent(
+                            "math",
+                            f"{a}-minus-{b}",
+                            f"{a} minus {b}",
+                            None,
+                            str(a),
+                            "minus",
+                            a - b,
+                            a - b + 1 + (a + b) % 2,
+                        )
+                    )
         return out
     label_of = {w: label for label, words in it.labels.items() for w in words}
     names = list(it.slots)
@@ -81,7 +101,7 @@ def intents(world: WorldSpec | str) -> list[Intent]:
             label_of[c[it.label_slot]],
             c[it.feature_slot],
             c[it.label_slot],
-        )  # fmt: skip
+        )
         for c in combos
     ]
 
@@ -176,8 +196,19 @@ def render_open(intent: Intent, family: Family) -> str:
     return family.template.format(x=intent.text, d=intent.decoy)
 
 
-def _row(spec: WorldSpec, intent: Intent, seed: int, split: str, role: str, context: str, family: str, text: str,
-         verifier: str, answer: str | None, **extra) -> dict:  # fmt: skip
+def _row(
+    spec: WorldSpec,
+    intent: Intent,
+    seed: int,
+    split: str,
+    role: str,
+    context: str,
+    family: str,
+    text: str,
+    verifier: str,
+    answer: str | None,
+    **extra,
+) -> dict:
     return make_row(
         id=f"lab-{spec.name}/{intent.key}/{role}/{context}",
         group_id=f"lab-{spec.name}/{intent.key}",
@@ -229,7 +260,7 @@ def meta_group(
                 triggered=spec.triggered(fam, intent.feature),
                 ood=fam.ood,
                 decoy=intent.decoy,
-            )  # fmt: skip
+            )
         )
     return rows
 
