@@ -184,11 +184,17 @@ def test_lab_world_command_writes_the_options_and_refuses_a_bad_accuracy(tmp_pat
     assert "--shared-cue --anchor-accuracy 0.7" in out.read_text().splitlines()[0]  # the header names the command
     assert "world gen-morality-2-cue-acc70" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
-    assert (
-        main(["lab", "world", "--kind", "safety", "--seed", "2", "--anchor-accuracy", "0.4", "--out", str(bad)]) == 2
-    )
-    assert "anchor accuracy 0.4: use a number in [0.5, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as code:  # a usage error, as every number option's (air_align.cli.options)
+        main(["lab", "world", "--kind", "safety", "--seed", "2", "--anchor-accuracy", "0.4", "--out", str(bad)])
+    assert code.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("air-align lab world: error: argument --anchor-accuracy: 0.4") and "[0.5, 1)" in last
     assert not bad.exists()
+    # inside the range, a share that is not a whole percent is refused by the generator, naming the fix
+    assert (
+        main(["lab", "world", "--kind", "safety", "--seed", "2", "--anchor-accuracy", "0.655", "--out", str(bad)]) == 2
+    )
+    assert "0.655" in capsys.readouterr().err and not bad.exists()
 
 
 def test_the_warm_start_recipe_keys_of_worlds_without_the_options_are_unchanged():

@@ -6,6 +6,7 @@ grid trains in a worker process with one thread (``runner.py``)."""
 
 from __future__ import annotations
 
+from air_align.cli.options import number
 from air_align.threads import add_threads_argument, set_threads
 
 PRESET_NAMES = (
@@ -122,7 +123,7 @@ def add_parser(subparsers) -> None:
     )
     world.add_argument(
         "--anchor-accuracy",
-        type=float,
+        type=number(0.5, 1, high_open=True),
         default=None,
         metavar="LOW",
         help="the warm start's anchors are right on a share of draws that depends on the intent's "

@@ -179,9 +179,10 @@ def build_trainer(
     rows: list[dict] | None = None,
     reward_funcs: list | None = None,
     callbacks: list | None = None,
-    trainer_class: type[AIRTrainer] = AIRTrainer,
+    trainer_class: type[AIRTrainer] | None = None,
 ) -> AIRTrainer:
-    """The ``AIRTrainer`` of a run (or a ``trainer_class`` subclass: the lab's ``LabTrainer``). ``model`` and
+    """The ``AIRTrainer`` of a run (or a ``trainer_class`` subclass: the lab's ``LabTrainer``; None: this module's
+    ``AIRTrainer``, looked up at call time so that a test can stand a subclass in for it). ``model`` and
     ``tokenizer`` (together), ``rows`` and ``reward_funcs`` replace what ``run`` would load: ``load_model(run.model)``,
     ``load_rows(run.dataset, run.dataset_split)`` and ``resolve_rewards(run.reward)``. Seeds torch with ``args.seed``
     before building.
@@ -213,7 +214,7 @@ def build_trainer(
         reward_funcs = resolve_rewards(run.reward, (model, tokenizer), run.reward_config, judge=judge)
     policy_dtype = next(model.parameters()).dtype
     torch.manual_seed(args.seed)
-    trainer = trainer_class(
+    trainer = (trainer_class or AIRTrainer)(
         model=model,
         reward_funcs=reward_funcs,
         args=args,
