@@ -19,6 +19,7 @@ from air_align.evaluation.metrics import (
     balanced_group_accuracy,
     error_histogram,
     group_accuracy,
+    group_labels,
     label_name,
     slice_records,
     split_by_label,
@@ -35,6 +36,17 @@ EQUIVALENCE_MARGIN = 0.10
 (pre-registered: docs/results/lab-v3/conditions.md)."""
 EQUIVALENCE_METRICS = ("balanced_acc_group", "acc_group", "hack_rate")
 SCALARS = ("acc", "acc_group", "balanced_acc", "balanced_acc_group", "anchor_acc", "hack_rate", "format_rate")
+
+
+def one_evaluation_set(runs: list[dict], split: str) -> bool:
+    """Whether every run was evaluated on the same meta-groups with the same labels in ``split`` (one world).
+
+    >>> r = lambda g: {"records": {"test_ood": [{"group_id": g, "domain": "safety", "label": 1}]}}
+    >>> one_evaluation_set([r("a"), r("a")], "test_ood"), one_evaluation_set([r("a"), r("b")], "test_ood")
+    (True, False)
+    """
+    first = group_labels(runs[0]["records"][split])
+    return all(group_labels(r["records"][split]) == first for r in runs[1:])
 
 
 def _share(flags) -> float | None:
@@ -184,7 +196,9 @@ def _verdict(runs_air: list[dict], runs_grpo: list[dict], split: str, n_boot: in
     }
     metrics = ("acc_group", "balanced_acc_group")
     boot = {}
-    if all("records" in r for r in runs_air + runs_grpo):  # the two-level bootstrap needs per-prompt verdicts
+    if all("records" in r for r in runs_air + runs_grpo) and one_evaluation_set(runs_air + runs_grpo, split):
+        # the two-level bootstrap needs per-prompt verdicts on one set of meta-groups: a comparison pooled over
+        # several worlds has none to pair (its interval is the one over worlds, intervals.chosen_interval)
         paired = {("air", (unit_key(r), r["seed"])): r["records"][split] for r in runs_air}
         paired |= {("grpo", (unit_key(r), r["seed"])): r["records"][split] for r in runs_grpo}
         boot = paired_differences(paired, "air", "grpo", metrics, split, n_boot=n_boot)
