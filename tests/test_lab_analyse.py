@@ -171,3 +171,19 @@ def test_analyse_names_what_a_results_file_lacks(tmp_path, capsys, key):
     (grid / "results.json").write_text(json.dumps(saved), encoding="utf-8")
     assert main(["lab", "analyse", str(grid)]) == 2
     assert f"missing ['{key}']" in capsys.readouterr().err
+
+
+def test_a_grid_pooled_over_several_worlds_rebuilds_without_pairing_their_meta_groups(tmp_path):
+    # lab v3's E1: each comparison pools 4 generated worlds, whose meta-groups differ; the two-level bootstrap (it
+    # pairs meta-groups) is skipped there, the t-interval over worlds stays, and the committed table rebuilds exactly
+    e1 = Path(__file__).resolve().parents[1] / "docs/results/lab-v3/e1"
+    grid = tmp_path / "e1"
+    grid.mkdir()
+    for name in ("results.json", "outcomes.json.gz", "table.md"):
+        shutil.copy(e1 / name, grid / name)
+    assert check(grid) == []
+    pooled = json.loads((e1 / "results.json").read_text(encoding="utf-8"))["comparisons"]["gen-safety/hack"]
+    balanced = pooled["grpo+air"]["test_ood"]["balanced_acc_group"]
+    assert balanced["intervals"]["bootstrap"] is None and balanced["interval"] == "unit_t" and balanced["n_units"] == 4
+    for path in e1.iterdir():
+        assert path.stat().st_size < 1 << 20, path
