@@ -188,26 +188,14 @@ def child(args) -> dict:
 
 def grid_child(args) -> dict:
     """``run_all`` on ``--grid`` runs with ``--workers`` processes, in this process."""
+    from lab_workers import safety_hack_runs  # beside this script (its folder is first on sys.path)
+
     import air_align
     from air_align.lab.runner import run_all
-    from air_align.lab.runs import RunSpec, Training
     from air_align.lab.warmstart import Recipe, warm_start
 
     warm = warm_start(Recipe(world="safety"))
-    methods = ("grpo", "grpo+air")
-    runs = [
-        RunSpec(
-            world="safety",
-            method=methods[i % 2],
-            lam=0.1,
-            seed=i // 2,
-            warm_start=str(warm),
-            training=Training(max_steps=args.steps),
-            judge=(("cue_strength", 4.0),),
-            tag="grid",
-        )
-        for i in range(args.grid)
-    ]
+    runs = safety_hack_runs(warm, args.grid, args.steps, tag="grid")
     with tempfile.TemporaryDirectory(prefix="lab-grid-profile-") as out:
         start = time.perf_counter()
         records = run_all(runs, out, workers=args.workers)

@@ -1,4 +1,4 @@
-"""Throughput of the lab grid: the same runs with one worker process vs several (issue 14, item 7).
+"""Throughput of the lab grid: the same runs with one worker process vs several (docs/performance.md, "The lab grid").
 
 The lab's runs are independent; ``air_align.lab.runner.run_all`` hands them to ``--workers`` processes with one
 torch thread each. This benchmark trains the same set of runs (safety world, hack regime, GRPO and GRPO+AIR, a few
@@ -24,7 +24,9 @@ from air_align.lab.runs import RunSpec, Training
 from air_align.lab.warmstart import Recipe, warm_start
 
 
-def _runs(warm, n: int, steps: int) -> list[RunSpec]:
+def safety_hack_runs(warm, n: int, steps: int, tag: str = "bench") -> list[RunSpec]:
+    """``n`` runs on the safety world's hack regime from ``warm``: GRPO and GRPO+AIR alternating, seeds 0, 0, 1, 1, …
+    (also the grid of ``lab_run_profile.py``)."""
     methods = ("grpo", "grpo+air")
     return [
         RunSpec(
@@ -35,7 +37,7 @@ def _runs(warm, n: int, steps: int) -> list[RunSpec]:
             warm_start=str(warm),
             training=Training(max_steps=steps),
             judge=(("cue_strength", 4.0),),
-            tag="bench",
+            tag=tag,
         )
         for i in range(n)
     ]
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
     warm = warm_start(Recipe(world="safety"))
-    runs = _runs(warm, args.runs, args.steps)
+    runs = safety_hack_runs(warm, args.runs, args.steps)
     seconds: dict[int, list[float]] = {1: [], args.workers: []}
     order = [1, args.workers]
     for r in range(args.rounds):

@@ -20,11 +20,13 @@ def toy_trainer(
     model=None,
     tokenizer=None,
     hidden_size: int = 32,
+    rows: list[dict] | None = None,
     **config,
 ):
     """An ``AIRTrainer`` on the tiny model and toy meta-groups, CPU, no reporting; ``config`` overrides
     ``AIRConfig`` fields (defaults: K = 3, one generation batch of 3 meta-groups, 8-token completions). Without
-    ``model``, a 2-layer Qwen2 of width ``hidden_size`` over the character tokenizer."""
+    ``model``, a 2-layer Qwen2 of width ``hidden_size`` over the character tokenizer; ``rows`` replaces the toy
+    meta-groups."""
     if model is None:
         tokenizer = build_char_tokenizer()
         model = tiny_causal_lm(tokenizer, hidden_size=hidden_size, num_layers=2, num_heads=4)
@@ -52,6 +54,6 @@ def toy_trainer(
         AIRConfig(**{**defaults, **config}),
         model=model,
         tokenizer=tokenizer,
-        rows=toy_meta_groups(num_groups, opens_per_group),
+        rows=rows if rows is not None else toy_meta_groups(num_groups, opens_per_group),
         reward_funcs=reward_funcs if reward_funcs is not None else toy_reward,
     )

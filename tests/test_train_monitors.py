@@ -11,10 +11,7 @@ import torch
 from _toy import toy_trainer
 from trl import GRPOTrainer
 
-from air_align.models import build_char_tokenizer, tiny_causal_lm
-from air_align.training.config import AIRConfig
 from air_align.training.monitors import AnchorDropWarning, anchor_reward, no_signal
-from air_align.training.recipe import RunConfig, build_trainer
 from air_align.training.toy import toy_meta_groups, toy_reward
 from air_align.training.trainer import AIRTrainer, aux_policy_weights
 
@@ -31,27 +28,7 @@ def labelled_rows(benign_groups: int = 2, harmful_groups: int = 2) -> list[dict]
 
 def make_trainer(rows: list[dict], reward_funcs, output_dir, **config) -> AIRTrainer:
     """The toy trainer's tiny model and settings (``tests/_toy.py``) on the given rows."""
-    tokenizer = build_char_tokenizer()
-    model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=4)
-    defaults = dict(
-        output_dir=str(output_dir),
-        invariance="air",
-        invariance_coef=0.1,
-        num_generations=3,
-        per_device_train_batch_size=9,
-        max_completion_length=8,
-        loss_type="grpo",
-        learning_rate=1e-3,
-        max_steps=1,
-        logging_steps=1,
-        save_strategy="no",
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        seed=0,
-    )
-    args = AIRConfig(**{**defaults, **config})
-    return build_trainer(RunConfig(), args, model=model, tokenizer=tokenizer, rows=rows, reward_funcs=reward_funcs)
+    return toy_trainer(output_dir=str(output_dir), rows=rows, reward_funcs=reward_funcs, **config)
 
 
 def steps(trainer) -> list[dict]:
