@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from air_align.data.schema import SPLITS
 from air_align.evaluation.dispersion import check_layer, group_dispersion, prompt_representations
 from air_align.evaluation.generate import generate_completions
 from air_align.evaluation.metrics import majority, slice_records, summarize
@@ -224,8 +225,6 @@ def check_splits(splits: tuple[str, ...], rows: list[dict], data: str) -> None:
     ...
     ValueError: --splits test_id,x: d.jsonl has no rows in split 'x'; its splits are train, test_id (e.g. --splits ...
     """
-    from air_align.data.schema import SPLITS
-
     present = sorted({str(r.get("split")) for r in rows}, key=lambda s: (SPLITS.index(s) if s in SPLITS else 99, s))
     missing = [s for s in splits if s not in present]
     if not splits or missing:
@@ -239,8 +238,6 @@ def check_splits(splits: tuple[str, ...], rows: list[dict], data: str) -> None:
 def default_train_dir(model: str) -> str | None:
     """Where ``eval`` looks for the training log of ``model``: the run folder of ``air-align train`` for its
     ``final/`` model (``log.jsonl`` sits beside ``final/``), else the model's own folder, else none (a hub id)."""
-    from pathlib import Path
-
     path = Path(model)
     if not path.is_dir():
         return None
