@@ -9,6 +9,7 @@ Pure standard library, no torch: every layer of the package may import it.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -59,6 +60,15 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON (UTF-8, non-ASCII kept, a final newline) to ``path`` atomically; returns the path."""
     return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_gzip(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` gzipped to ``path`` atomically, with no file name or time in the gzip header, so that the same
+    data give the same bytes (as ``gzip -n``); returns the path."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
+            gz.write(data)
+    return Path(path)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _messages import assert_error
 
 from air_align.cli import main
 from air_align.lab import outcomes
@@ -187,3 +188,40 @@ def test_a_grid_pooled_over_several_worlds_rebuilds_without_pairing_their_meta_g
     assert balanced["intervals"]["bootstrap"] is None and balanced["interval"] == "unit_t" and balanced["n_units"] == 4
     for path in e1.iterdir():
         assert path.stat().st_size < 1 << 20, path
+
+
+def test_a_gzipped_results_file_rebuilds_exactly_and_stays_gzipped(tmp_path, capsys):
+    # a grid whose results.json passes 1 MiB is committed as `gzip -n results.json`: the same analysis, same form
+    grid = tmp_path / "grid"
+    shutil.copytree(GRID, grid)
+    plain = (grid / "results.json").read_bytes()
+    (grid / "results.json.gz").write_bytes(gzip.compress(plain, mtime=0))
+    (grid / "results.json").unlink()
+    assert check(grid) == []
+    assert main(["lab", "analyse", str(grid), "--check"]) == 0
+    assert "rebuilds exactly" in capsys.readouterr().out
+    analyse(grid)  # in place: the gzipped file is rewritten, no plain one appears beside it
+    assert not (grid / "results.json").exists()
+    again = json.loads(gzip.decompress((grid / "results.json.gz").read_bytes()))
+    assert again["table"] == (grid / "table.md").read_text(encoding="utf-8").rstrip("\n")
+    assert again["runs"] == json.loads(plain)["runs"]
+    analyse(grid)  # the same analysis gives the same bytes (no time or name in the gzip header)
+    first = (grid / "results.json.gz").read_bytes()
+    analyse(grid)
+    assert (grid / "results.json.gz").read_bytes() == first
+
+
+def test_analyse_refuses_a_grid_with_both_results_files(tmp_path, capsys):
+    grid = tmp_path / "grid"
+    shutil.copytree(GRID, grid)
+    (grid / "results.json.gz").write_bytes(gzip.compress((grid / "results.json").read_bytes(), mtime=0))
+    assert main(["lab", "analyse", str(grid)]) == 2
+    assert_error(capsys.readouterr().err, str(grid), "both results.json and results.json.gz", "remove the one")
+
+
+def test_analyse_names_a_gzipped_results_file_that_is_not_gzip(tmp_path, capsys):
+    grid = tmp_path / "grid"
+    shutil.copytree(GRID, grid)
+    (grid / "results.json").rename(grid / "results.json.gz")  # plain JSON under the gzipped name
+    assert main(["lab", "analyse", str(grid)]) == 2
+    assert_error(capsys.readouterr().err, "results.json.gz: not valid JSON", "restore it")

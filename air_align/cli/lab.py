@@ -102,7 +102,9 @@ def add_parser(subparsers) -> None:
     )
     coverage.add_argument("--sims", type=int, default=1000, help="null comparisons per scenario (default: 1000)")
     coverage.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: 0)")
-    coverage.add_argument("--grid", default=None, help="a grid's results.json for the null from its GRPO runs")
+    coverage.add_argument(
+        "--grid", default=None, help="a grid's results.json (or .json.gz) for the null from its GRPO runs"
+    )
     coverage.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
     coverage.set_defaults(handler=_handle_coverage)
     world = lab_sub.add_parser(
@@ -217,21 +219,21 @@ def _handle_analyse(args) -> int:
     import sys
     from pathlib import Path
 
-    from air_align.lab.analyse import analyse, check
+    from air_align.lab.analyse import RESULTS_NAMES, analyse, check
 
     if args.check:
         diff = check(args.dir)
         if diff:
             print(f"{args.dir}/table.md does not rebuild exactly:", *diff[:20], sep="\n", file=sys.stderr)
             return 1
-        print(f"{args.dir}/table.md rebuilds exactly from results.json and the outcomes")
+        print(f"{args.dir}/table.md rebuilds exactly from its results and outcomes")
         return 0
     if args.out is not None and Path(args.out).resolve() != Path(args.dir).resolve():
         # another folder: as for reproduce --out, only a new, empty or lab folder (its results.json is replaced)
         from air_align.files import refuse_overwriting_inputs
         from air_align.lab.reproduce import LAB_OUTPUTS, claim_lab_folder
 
-        inputs = [("DIR", Path(args.dir) / name) for name in ("results.json", "outcomes.json.gz")]
+        inputs = [("DIR", Path(args.dir) / name) for name in (*RESULTS_NAMES, "outcomes.json.gz")]
         refuse_overwriting_inputs(inputs, [Path(args.out) / name for name in LAB_OUTPUTS])
         claim_lab_folder(Path(args.out))
     results = analyse(args.dir, args.out)

@@ -1,16 +1,18 @@
 """``air-align lab analyse DIR``: rebuild a grid's table and intervals from its committed files.
 
 A grid's directory (``air-align reproduce --out DIR``) holds ``results.json`` (setup, warm starts, calibration, λ,
-every run's metrics) and ``outcomes.json.gz`` (every run's per-prompt outcomes, ``outcomes.py``). :func:`analyse`
-decodes the outcomes, recomputes each run's metrics from them and checks that they equal the recorded ones, then
-recomputes the summary, the paired comparisons with every interval and the verdicts, and writes ``results.json``,
-``table.md`` and the plots (``report.rebuild``). A grid from before outcomes were kept (``docs/results/lab-v2/``) is
-rebuilt from its per-run metrics alone: everything but the two-level bootstrap over meta-groups, which needs the
-per-prompt verdicts.
+every run's metrics; or the same gzipped, ``results.json.gz``, the committed form of a grid whose results pass
+1 MiB) and ``outcomes.json.gz`` (every run's per-prompt outcomes, ``outcomes.py``). :func:`analyse` decodes the
+outcomes, recomputes each run's metrics from them and checks that they equal the recorded ones, then recomputes the
+summary, the paired comparisons with every interval and the verdicts, and writes the results (in the form they were
+read), ``table.md`` and the plots (``report.rebuild``). A grid from before outcomes were kept
+(``docs/results/lab-v2/``) is rebuilt from its per-run metrics alone: everything but the two-level bootstrap over
+meta-groups, which needs the per-prompt verdicts.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import tempfile
 from pathlib import Path
@@ -19,15 +21,42 @@ from air_align.lab import outcomes
 from air_align.lab.analysis import split_summary
 from air_align.lab.report import rebuild
 
+RESULTS_NAMES = ("results.json", "results.json.gz")
+"""A grid's results file, plain or gzipped (``gzip -n results.json`` turns one into the other)."""
+
+
+def results_path(directory: Path) -> Path:
+    """The results file of the grid in ``directory``: ``results.json`` or ``results.json.gz``, exactly one."""
+    found = [directory / name for name in RESULTS_NAMES if (directory / name).is_file()]
+    if not found:
+        raise ValueError(
+            f"{directory / RESULTS_NAMES[0]}: no such file (nor {RESULTS_NAMES[1]}); give the --out directory of an "
+            "`air-align reproduce` grid"
+        )
+    if len(found) > 1:
+        raise ValueError(
+            f"{directory}: has both {RESULTS_NAMES[0]} and {RESULTS_NAMES[1]}, so which one to analyse is unclear; "
+            "remove the one that is not the grid's"
+        )
+    return found[0]
+
+
+def read_results(path: Path) -> dict:
+    """The JSON object of a grid's results file, plain or gzipped (by its suffix)."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                return json.load(f)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); restore it from the repository or rerun the grid") from err
+
 
 def load_results(directory: Path) -> dict:
-    path = directory / "results.json"
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file; give the --out directory of an `air-align reproduce` grid")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); restore it from the repository or rerun the grid") from err
+    path = results_path(directory)
+    results = read_results(path)
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: not a lab grid's results (a JSON object); give an `air-align reproduce` --out")
     missing = [
         k for k in ("preset", "runs", "worlds", "calibration", "lambda", "sweep", "seconds") if k not in results
     ]
@@ -78,7 +107,7 @@ def analyse(directory: str | Path, out: str | Path | None = None) -> dict:
     full = attach_records(results, directory)
     out = Path(out) if out is not None else directory
     out.mkdir(parents=True, exist_ok=True)
-    return rebuild(results, out, full)
+    return rebuild(results, out, full, compressed=results_path(directory).suffix == ".gz")
 
 
 def check(directory: str | Path) -> list[str]:

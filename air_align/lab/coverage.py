@@ -24,7 +24,6 @@ Pure functions of their seed: the same call gives the same figures.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from air_align.evaluation.compare import paired_differences
+from air_align.lab.analyse import read_results
 from air_align.lab.intervals import CANDIDATES, nested_intervals
 
 
@@ -220,8 +220,8 @@ def coverage_report(sims: int = 1000, seed: int = 0, grid: str | Path | None = N
     results = None
     if grid is not None:
         path = Path(grid)
-        results = json.loads(path.read_text(encoding="utf-8"))
-        if "runs" not in results:
+        results = read_results(path)
+        if not isinstance(results, dict) or "runs" not in results:
             raise ValueError(f"{path}: not a lab grid's results.json (no 'runs'); give `air-align reproduce`'s")
         grid_null(results, sims=1)  # a grid without a usable cell stops here, before minutes of simulation
     report = {"sims": sims, "seed": seed, "scenarios": {}}

@@ -22,7 +22,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from air_align.files import atomic_path
+from air_align.files import write_gzip
 
 FILENAME = "outcomes.json.gz"
 FORMAT = 1
@@ -75,11 +75,7 @@ def decode(outcomes: dict) -> list[dict]:
 def write(path: str | Path, runs: list[dict]) -> Path:
     """Encode ``runs`` and write them gzipped, atomically; no file name or time in the gzip header, so the same runs
     give the same bytes."""
-    data = json.dumps(encode(runs), separators=(",", ":")).encode()
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
-            gz.write(data)
-    return Path(path)
+    return write_gzip(path, json.dumps(encode(runs), separators=(",", ":")).encode())
 
 
 def read(path: str | Path) -> list[dict]:

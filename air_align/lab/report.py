@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
 from air_align.evaluation.plots import pyplot, save_figure
-from air_align.files import write_json, write_text
+from air_align.files import write_gzip, write_json, write_text
 from air_align.lab import outcomes
 from air_align.lab.analysis import equivalence_verdict, helps_verdict, summarise
 from air_align.lab.dial import dial_tables, plot_dial
@@ -271,11 +272,12 @@ def _layout(preset: dict) -> tuple[list[str], list[str]]:
     return cells, list(dict.fromkeys(m for ms in per_cell for m in ms))
 
 
-def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
+def rebuild(results: dict, out: Path, full_runs: list[dict] | None, compressed: bool = False) -> dict:
     """Summary, comparisons and tables of ``results`` into it; write ``results.json``, ``table.md`` and the plots.
 
     ``full_runs``: the main runs with their per-prompt ``records`` (for the two-level bootstrap), or None to compare
-    from the per-run metrics of ``results["runs"]`` alone (grids from before ``outcomes.json.gz``)."""
+    from the per-run metrics of ``results["runs"]`` alone (grids from before ``outcomes.json.gz``). ``compressed``:
+    write ``results.json.gz`` instead (a large grid's committed form, docs/lab.md §6)."""
     cells, methods = _layout(results["preset"])
     results["summary"] = summarise(results["runs"])
     results["comparisons"] = compare(full_runs if full_runs is not None else results["runs"])
@@ -306,7 +308,10 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None) -> dict:
     hashes = results.get("code_hashes")
     parts += [f"Code: {', '.join(h[:12] for h in hashes)}" if hashes else "Code: not recorded"]
     results["table"] = "\n\n".join(parts)
-    write_json(out / "results.json", results)
+    if compressed:
+        write_gzip(out / "results.json.gz", (json.dumps(results, indent=2, ensure_ascii=False) + "\n").encode())
+    else:
+        write_json(out / "results.json", results)
     write_text(out / "table.md", results["table"] + "\n")
     _plot(results["summary"], methods, out / "ood_acc_group.png")
     _plot_sweep(results["sweep"], results["lambda"], out / "lambda_sweep.png")

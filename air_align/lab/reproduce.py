@@ -362,6 +362,7 @@ PRESETS["v3-main"] = dataclasses.replace(
 LAB_MARKER = ".air_align_lab.json"
 LAB_OUTPUTS = (
     "results.json",
+    "results.json.gz",
     "outcomes.json.gz",
     "table.md",
     "lambda_sweep.png",
@@ -369,7 +370,7 @@ LAB_OUTPUTS = (
     "hack_dial.png",
     "runs",
 )
-"""What ``reproduce`` writes in ``--out`` (``report.write_outputs``, ``runner.run_all``)."""
+"""What ``reproduce`` (``report.write_outputs``, ``runner.run_all``) and ``lab analyse --out`` write in a folder."""
 
 
 def claim_lab_folder(out: Path) -> None:
