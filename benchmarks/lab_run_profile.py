@@ -26,6 +26,7 @@ shared: compare ratios taken in one session, not seconds).
 
     python benchmarks/lab_run_profile.py --rounds 1 --out benchmarks/results/lab_run_profile.json
     python benchmarks/lab_run_profile.py --tree /tmp/old --tree . --rounds 3
+    python benchmarks/lab_run_profile.py --tree /tmp/old --tree . --padding-chunks default,3 --rounds 1
     python benchmarks/lab_run_profile.py --tree /tmp/old --tree . --grid 8 --workers 2 --rounds 2
 """
 
@@ -159,7 +160,7 @@ def child(args) -> dict:
         lam=0.1,
         seed=args.seed,
         warm_start=str(warm),
-        training=Training(max_steps=args.steps),
+        training=Training(max_steps=args.steps, **_training_options(args)),
         judge=(("cue_strength", 4.0),),
         tag="profile",
     )
@@ -184,6 +185,28 @@ def child(args) -> dict:
         "param_checksum": record["param_checksum"],
         "metrics": record["metrics"],
     }
+
+
+def _training_options(args) -> dict:
+    """The child's ``Training`` fields beyond the steps: ``padding_chunks`` when given (a tree whose ``Training``
+    lacks the field is measured without it)."""
+    return {} if args.padding_chunks is None else {"padding_chunks": args.padding_chunks}
+
+
+def _per_tree(value: str | None, trees: int) -> list[int | None]:
+    """``--padding-chunks`` for each tree: one value for all, or a comma-separated list with ``default`` for the
+    tree's default (``default,3``: the first tree as it is, the second with 3 chunks)."""
+    if value is None:
+        return [None] * trees
+    items = value.split(",")
+    if len(items) == 1:
+        items *= trees
+    if len(items) != trees or not all(i == "default" or i.isdigit() for i in items):
+        raise SystemExit(
+            f"error: --padding-chunks {value!r}: give one whole number, or one per --tree ({trees}) separated by "
+            "commas, 'default' for a tree's default, e.g. --padding-chunks default,3"
+        )
+    return [None if i == "default" else int(i) for i in items]
 
 
 def grid_child(args) -> dict:
@@ -261,16 +284,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="measurements per tree, interleaved")
     parser.add_argument("--grid", type=int, default=0, help="time run_all on this many runs instead of one run")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of --grid (default: 2)")
+    parser.add_argument(
+        "--padding-chunks",
+        default=None,
+        help="Training.padding_chunks of the profiled run: one number, or one per --tree with 'default' for "
+        "the tree's default (e.g. default,3); default: the Training default",
+    )
     parser.add_argument("--cprofile", default=None, help="(child) also write a cProfile of the run to this file")
     parser.add_argument("--out", default=None, help="JSON file for every measurement")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
+        args.padding_chunks = None if args.padding_chunks is None else int(args.padding_chunks)
         result = grid_child(args) if args.grid else child(args)
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
     trees = [Path(t).resolve() for t in (args.tree or [Path(__file__).resolve().parent.parent])]
-    names = [str(t) for t in trees]
+    chunks = _per_tree(args.padding_chunks, len(trees))
+    names = [str(t) if c is None else f"{t} (padding_chunks {c})" for t, c in zip(trees, chunks, strict=True)]
+    if len(set(names)) != len(names):
+        raise SystemExit("error: the same --tree twice with the same --padding-chunks: give each a different one")
     child_argv = [
         "--child",
         "--steps",
@@ -286,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(args.rounds):
-        order = list(zip(names, trees, strict=True))
-        for name, tree in order if r % 2 == 0 else order[::-1]:
-            results[name].append(measure(tree, child_argv))
+        order = list(zip(names, trees, chunks, strict=True))
+        for name, tree, c in order if r % 2 == 0 else order[::-1]:
+            results[name].append(measure(tree, child_argv + ([] if c is None else ["--padding-chunks", str(c)])))
             print(
                 f"round {r}: {name}: {results[name][-1]['wall']:.1f} s wall, "
                 f"{results[name][-1]['run_seconds']:.1f} s in the run(s)",

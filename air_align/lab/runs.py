@@ -54,6 +54,18 @@ class Training:
     """K completions per prompt."""
     max_completion_length: int = 32
     temperature: float = 1.0
+    padding_chunks: int = 0
+    """Row chunks of the loss forward with its padding removed (``lab/padding.py``); 0: TRL's padded forward. The
+    same maths with other rounding, so off by default until shown to leave the metrics within seed noise
+    (docs/performance.md, "One lab run")."""
+
+    def __post_init__(self):
+        chunks = self.padding_chunks
+        if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 0:
+            raise ValueError(
+                f"Training.padding_chunks must be a whole number >= 0, got {chunks!r}: 0 for TRL's padded forward, "
+                "or the most row chunks per forward (e.g. 3)"
+            )
 
 
 def with_regime(spec: WorldSpec, exemplary: float | None = None, **judge) -> WorldSpec:
@@ -199,7 +211,7 @@ def build_run_trainer(run: RunSpec, model, tokenizer, rows: list[dict], out_dir:
         **({"invariance_offsets": dict(run.offsets)} if run.offsets else {}),
         **({"anchor_constant": dict(run.anchor_constant)} if run.anchor_constant else {}),
     )
-    return build_trainer(
+    trainer = build_trainer(
         RunConfig(method=run.method),
         args,
         model=model,
@@ -208,6 +220,8 @@ def build_run_trainer(run: RunSpec, model, tokenizer, rows: list[dict], out_dir:
         reward_funcs=lab_rewards(run.spec()),
         trainer_class=LabTrainer,
     )
+    trainer.padding_chunks = t.padding_chunks
+    return trainer
 
 
 def execute(run: RunSpec, out_dir: str | Path) -> dict:

@@ -17,15 +17,68 @@ downstream sees exactly what it saw with TRL's own forward: ratio 1 on the first
 
 Where the first pass is *not* at the sampling weights (several optimiser steps per generation batch, or vLLM, whose
 sampler is another copy of the model), this is plain ``AIRTrainer``.
+
+Optionally (``padding_chunks``, off by default) the log-prob forwards run without most of their padding
+(``lab/padding.py``): the same maths, but not the same rounding, so not yet the lab's default (docs/performance.md,
+"One lab run"). It sits under ``AIRTrainer`` in the method order, so that AIR's capture of the loss forward's
+log-probs and π_old's capture above see the reassembled ``(B, T)`` tensor exactly as they see TRL's.
 """
 
 from __future__ import annotations
 
+from trl import GRPOTrainer
+
+from air_align.lab.padding import trimmed_logps_and_entropies
 from air_align.training.trainer import AIRTrainer
 
 
-class LabTrainer(AIRTrainer):
-    """``AIRTrainer`` that takes π_old's log-probs from the first pass's loss forward (see the module docstring)."""
+class TrimmedForward(GRPOTrainer):
+    """TRL's log-prob forward on row chunks with the padding removed (``lab/padding.py``) when ``padding_chunks``
+    is at least 1; TRL's own otherwise, and for what the trimmed forward does not cover (a MoE model's
+    load-balancing loss, images or other extra model inputs)."""
+
+    padding_chunks: int = 0
+    """At most this many row chunks per forward (``padding.cheapest_split``); 0: TRL's padded forward."""
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **extra,
+    ):
+        if self.padding_chunks < 1 or compute_aux_loss or any(value is not None for value in extra.values()):
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+                **extra,
+            )
+        logps, entropies = trimmed_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            self.padding_chunks,
+            max_rows=batch_size,
+            compute_entropy=compute_entropy,
+            autocast=self.accelerator.autocast,
+        )
+        return logps, entropies, None  # None: no MoE load-balancing loss asked for
+
+
+class LabTrainer(AIRTrainer, TrimmedForward):
+    """``AIRTrainer`` that takes π_old's log-probs from the first pass's loss forward (see the module docstring), and
+    with ``padding_chunks`` runs its forwards without most of their padding. Method order: ``LabTrainer`` →
+    ``AIRTrainer`` → ``TrimmedForward`` → TRL's ``GRPOTrainer``."""
 
     _first_pass_batch: dict | None = None
     """The micro-batch whose first-pass loss forward is running, while π_old's log-probs are still to be stored."""
