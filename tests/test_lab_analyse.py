@@ -13,7 +13,7 @@ from _messages import assert_error
 
 from air_align.cli import main
 from air_align.lab import outcomes
-from air_align.lab.analyse import analyse, check
+from air_align.lab.analyse import analyse, check, load_results
 from air_align.lab.analysis import split_summary
 
 GRID = Path(__file__).parent / "data" / "lab-grid-smoke"
@@ -174,20 +174,26 @@ def test_analyse_names_what_a_results_file_lacks(tmp_path, capsys, key):
     assert f"missing ['{key}']" in capsys.readouterr().err
 
 
-def test_a_grid_pooled_over_several_worlds_rebuilds_without_pairing_their_meta_groups(tmp_path):
-    # lab v3's E1: each comparison pools 4 generated worlds, whose meta-groups differ; the two-level bootstrap (it
-    # pairs meta-groups) is skipped there, the t-interval over worlds stays, and the committed table rebuilds exactly
-    e1 = Path(__file__).resolve().parents[1] / "docs/results/lab-v3/e1"
-    grid = tmp_path / "e1"
-    grid.mkdir()
-    for name in ("results.json", "outcomes.json.gz", "table.md"):
-        shutil.copy(e1 / name, grid / name)
-    assert check(grid) == []
-    pooled = json.loads((e1 / "results.json").read_text(encoding="utf-8"))["comparisons"]["gen-safety/hack"]
-    balanced = pooled["grpo+air"]["test_ood"]["balanced_acc_group"]
-    assert balanced["intervals"]["bootstrap"] is None and balanced["interval"] == "unit_t" and balanced["n_units"] == 4
-    for path in e1.iterdir():
+V3_GRIDS = sorted(p for p in (Path(__file__).resolve().parents[1] / "docs/results/lab-v3").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("grid", V3_GRIDS, ids=lambda p: p.name)
+def test_every_committed_lab_v3_grid_rebuilds_its_table_exactly(grid, tmp_path):
+    # docs/results.md quotes these tables; each must come back from its committed results and outcomes alone. Each
+    # comparison pools 4 generated worlds, whose meta-groups differ: the two-level bootstrap (it pairs meta-groups)
+    # is skipped there and the t-interval over worlds stays
+    copy = tmp_path / grid.name
+    shutil.copytree(grid, copy)
+    assert check(copy) == []
+    assert (copy / "outcomes.json.gz").is_file()
+    for path in grid.iterdir():
         assert path.stat().st_size < 1 << 20, path
+    results = load_results(grid)
+    assert len(results["code_hashes"]) == 1  # one experiment, one code version
+    for methods in results["comparisons"].values():
+        balanced = methods["grpo+air"]["test_ood"]["balanced_acc_group"]
+        assert balanced["intervals"]["bootstrap"] is None and balanced["interval"] == "unit_t"
+        assert balanced["n_units"] == 4
 
 
 def test_a_gzipped_results_file_rebuilds_exactly_and_stays_gzipped(tmp_path, capsys):
