@@ -10,7 +10,7 @@ from pathlib import Path
 from air_align.evaluation.plots import pyplot, save_figure
 from air_align.files import write_gzip, write_json, write_text
 from air_align.lab import outcomes
-from air_align.lab.analysis import equivalence_verdict, helps_verdict, summarise
+from air_align.lab.analysis import equivalence_verdict, helps_verdict, nested_differences, summarise, world_key
 from air_align.lab.dial import dial_tables, plot_dial
 from air_align.training.methods import method_label
 
@@ -158,6 +158,31 @@ def compare(runs: list[dict]) -> dict:
     return out
 
 
+def per_world_table(runs: list[dict], split: str = "test_ood") -> str:
+    """Each method − GRPO per world, in every comparison that pools several worlds: the paired differences of
+    balanced and plain Acc_group on ``split``, a world's warm starts and seeds averaged (the values the t-interval
+    over worlds is computed from, docs/lab.md §6); "" when no comparison spans two worlds."""
+    rows = []
+    for cell in sorted({r["cell"] for r in runs}):
+        mine = [r for r in runs if r["cell"] == cell]
+        grpo = [r for r in mine if r["method"] == "grpo"]
+        if not grpo or len({world_key(r) for r in mine}) < 2:
+            continue
+        for method in dict.fromkeys(r["method"] for r in mine if r["method"] != "grpo"):
+            other = [r for r in mine if r["method"] == method]
+            cells = []
+            for metric in ("balanced_acc_group", "acc_group"):
+                by_world = nested_differences(other, grpo, metric, split, world_key)
+                means = {w.split("/")[0]: 100 * statistics.fmean(d) for w, d in sorted(by_world.items())}
+                listed = ", ".join(f"{w}: {v:+.1f}" for w, v in means.items())
+                cells.append(f"{listed} (mean {statistics.fmean(means.values()):+.1f})")
+            rows.append(f"| {cell} | {method_label(method)} | {cells[0]} | {cells[1]} |")
+    if not rows:
+        return ""
+    head = "| comparison | method | Δ balanced Acc_group per world | Δ Acc_group per world |\n|---|---|---|---|"
+    return head + "\n" + "\n".join(rows)
+
+
 EQUIVALENCE_PAIRS = {"grpo+air-const": "grpo+air", "grpo+air-shift": "grpo+air"}
 """The AIR variants compared with GRPO+AIR itself by the equivalence rule (lab v3 E1)."""
 
@@ -295,6 +320,9 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None, compressed: 
             "## AIR − GRPO (paired by replication unit and seed; the verdict per unit and overall)",
             comparison_table(results["comparisons"]),
         ]
+    per_world = per_world_table(results["runs"])
+    if per_world:
+        parts += ["## Method − GRPO per world (OOD; each world's warm starts averaged)", per_world]
     dial, results["dial"] = dial_tables(results["runs"])
     if dial:
         parts += ["## The hack dial (plain GRPO's hack rate against each method's gain; docs/results/lab-v3)", dial]
