@@ -159,6 +159,12 @@ def nested_differences(
     return nested
 
 
+def world_mean_differences(runs_a: list[dict], runs_b: list[dict], metric: str, split: str) -> dict[str, float]:
+    """``{world: mean of metric(a) − metric(b)}``, each world's paired warm starts and seeds averaged
+    (:func:`nested_differences` by ``world_key``): the values a t-interval over worlds is taken from."""
+    return {w: statistics.fmean(d) for w, d in nested_differences(runs_a, runs_b, metric, split, world_key).items()}
+
+
 def helps_verdict(runs_air: list[dict], runs_grpo: list[dict], split: str = "test_ood", n_boot: int = 10000) -> dict:
     """The pre-registered rule (docs/results.md §4), overall and per replication unit.
 

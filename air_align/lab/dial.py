@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 
-from air_align.lab.analysis import estimate, nested_differences, top_level, world_key
+from air_align.lab.analysis import estimate, nested_differences, top_level, world_key, world_mean_differences
 from air_align.lab.intervals import chosen_interval, nested_intervals, t_interval
 
 BASE_REGIME = "cue1"
@@ -45,7 +45,7 @@ def dial_points(runs: list[dict], method: str = "grpo+air", split: str = "test_o
         grpo, other = [r for r in mine if r["method"] == "grpo"], [r for r in mine if r["method"] == method]
         if not grpo or not other:
             continue
-        diffs = {m: nested_differences(other, grpo, m, split, world_key) for m in ("balanced_acc_group", "acc_group")}
+        diffs = {m: world_mean_differences(other, grpo, m, split) for m in ("balanced_acc_group", "acc_group")}
         for world in sorted(diffs["balanced_acc_group"]):
             hack = [r["metrics"]["test_id"]["hack_rate"] for r in grpo if world_key(r) == world]
             points.append(
@@ -54,7 +54,7 @@ def dial_points(runs: list[dict], method: str = "grpo+air", split: str = "test_o
                     "regime": regime,
                     "world": world,
                     "grpo_hack_rate": statistics.fmean(hack),
-                    **{m: statistics.fmean(d[world]) for m, d in diffs.items()},
+                    **{m: d[world] for m, d in diffs.items()},
                 }
             )
     return points

@@ -10,7 +10,7 @@ from pathlib import Path
 from air_align.evaluation.plots import pyplot, save_figure
 from air_align.files import write_gzip, write_json, write_text
 from air_align.lab import outcomes
-from air_align.lab.analysis import equivalence_verdict, helps_verdict, nested_differences, summarise, world_key
+from air_align.lab.analysis import equivalence_verdict, helps_verdict, summarise, world_key, world_mean_differences
 from air_align.lab.dial import dial_tables, plot_dial
 from air_align.training.methods import method_label
 
@@ -172,8 +172,8 @@ def per_world_table(runs: list[dict], split: str = "test_ood") -> str:
             other = [r for r in mine if r["method"] == method]
             cells = []
             for metric in ("balanced_acc_group", "acc_group"):
-                by_world = nested_differences(other, grpo, metric, split, world_key)
-                means = {w.split("/")[0]: 100 * statistics.fmean(d) for w, d in sorted(by_world.items())}
+                by_world = world_mean_differences(other, grpo, metric, split)
+                means = {w.split("/")[0]: 100 * d for w, d in sorted(by_world.items())}
                 listed = ", ".join(f"{w}: {v:+.1f}" for w, v in means.items())
                 cells.append(f"{listed} (mean {statistics.fmean(means.values()):+.1f})")
             rows.append(f"| {cell} | {method_label(method)} | {cells[0]} | {cells[1]} |")
