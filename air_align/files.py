@@ -58,8 +58,12 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
-    """Write ``obj`` as JSON (UTF-8, non-ASCII kept, a final newline) to ``path`` atomically; returns the path."""
-    return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    """Write ``obj`` as JSON (UTF-8, non-ASCII kept, a final newline) to ``path`` atomically, gzipped by
+    :func:`write_gzip` when the name ends in ``.gz``; returns the path."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False) + "\n"
+    if Path(path).suffix == ".gz":
+        return write_gzip(path, text.encode("utf-8"))
+    return write_text(path, text)
 
 
 def write_gzip(path: str | Path, data: bytes) -> Path:

@@ -29,3 +29,17 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("crash")
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_json_named_gz_is_written_gzipped_and_the_same_bytes_each_time(tmp_path):
+    import gzip
+    import json
+
+    obj = {"é": [1, 2.5, None], "b": "x"}
+    path = write_json(tmp_path / "r.json.gz", obj)
+    first = path.read_bytes()
+    assert first[:2] == b"\x1f\x8b"  # the gzip magic number
+    text = gzip.decompress(first).decode("utf-8")
+    assert json.loads(text) == obj and text.endswith("\n") and "é" in text  # non-ASCII kept, as in a plain file
+    assert text == (write_json(tmp_path / "r.json", obj)).read_text(encoding="utf-8")
+    assert write_json(tmp_path / "r.json.gz", obj).read_bytes() == first  # no time or name in the header

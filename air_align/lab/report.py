@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
 from air_align.evaluation.plots import pyplot, save_figure
-from air_align.files import write_gzip, write_json, write_text
+from air_align.files import write_json, write_text
 from air_align.lab import outcomes
 from air_align.lab.analysis import equivalence_verdict, helps_verdict, summarise, world_key, world_mean_differences
 from air_align.lab.dial import dial_tables, plot_dial
@@ -336,10 +335,7 @@ def rebuild(results: dict, out: Path, full_runs: list[dict] | None, compressed: 
     hashes = results.get("code_hashes")
     parts += [f"Code: {', '.join(h[:12] for h in hashes)}" if hashes else "Code: not recorded"]
     results["table"] = "\n\n".join(parts)
-    if compressed:
-        write_gzip(out / "results.json.gz", (json.dumps(results, indent=2, ensure_ascii=False) + "\n").encode())
-    else:
-        write_json(out / "results.json", results)
+    write_json(out / ("results.json.gz" if compressed else "results.json"), results)
     write_text(out / "table.md", results["table"] + "\n")
     _plot(results["summary"], methods, out / "ood_acc_group.png")
     _plot_sweep(results["sweep"], results["lambda"], out / "lambda_sweep.png")
