@@ -23,6 +23,7 @@ sums its rows' contributions in another order. ``tests/test_lab_padding.py`` mea
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -185,11 +186,8 @@ def trimmed_logps_and_entropies(
     logps, entropies = [], []
     for chunk in plan:
         inputs = chunk_inputs(input_ids, attention_mask, chunk, prompt_width)
-        if autocast is None:
+        with (autocast or contextlib.nullcontext)():
             outputs = model(**inputs, fused_lm_head=True)
-        else:
-            with autocast():
-                outputs = model(**inputs, fused_lm_head=True)
         logps.append(completion_values(outputs.log_probs, chunk, prompt_width, logits_to_keep))
         if compute_entropy:
             entropies.append(completion_values(outputs.entropy, chunk, prompt_width, logits_to_keep))
