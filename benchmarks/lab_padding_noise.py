@@ -106,7 +106,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def run_grid(out: Path, chunks: int, seeds: tuple[int, ...], workers: int) -> list[dict]:
-    from air_align.lab.reproduce import PRESETS, reproduce
+    from air_align.lab.presets import PRESETS
+    from air_align.lab.reproduce import reproduce
 
     quick = PRESETS["quick"]
     preset = dataclasses.replace(

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from air_align.lab.analyse import check
-from air_align.lab.reproduce import PRESETS, choose_lambda, reproduce
+from air_align.lab.presets import PRESETS
+from air_align.lab.reproduce import choose_lambda, reproduce
 from air_align.lab.runs import RunSpec, Training, build_run_trainer
 from air_align.lab.warmstart import Recipe, load_warm_start, warm_start
 from air_align.training.methods import METHODS
@@ -123,7 +124,7 @@ def test_the_regime_calibration_trains_plain_grpo_only_even_for_worlds_given_on_
     import argparse
 
     from air_align.cli.lab import _preset
-    from air_align.lab.reproduce import Cell
+    from air_align.lab.presets import Cell
 
     args = argparse.Namespace(
         preset="regimes", world=["safety", "math"], seeds=None, warm_seeds=None, max_steps=None, workers=None

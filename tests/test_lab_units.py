@@ -12,7 +12,8 @@ import pytest
 
 from air_align.lab import reproduce as R
 from air_align.lab.generate import world_yaml
-from air_align.lab.reproduce import PRESETS, STRESS, Cell, Preset, main_runs, units, warm_name
+from air_align.lab.presets import PRESETS, STRESS, Cell, Preset, units
+from air_align.lab.reproduce import main_runs, warm_name
 from air_align.lab.runs import Training
 
 GRID = Preset(

@@ -10,18 +10,8 @@ import pytest
 from _messages import raises_with
 
 from air_align.lab.calibration import world_calibration
-from air_align.lab.reproduce import (
-    CUE_LEVELS,
-    PRESETS,
-    REGIMES,
-    Cell,
-    Preset,
-    chosen_lambdas,
-    main_runs,
-    run_spec,
-    sweep_key,
-    units,
-)
+from air_align.lab.presets import CUE_LEVELS, PRESETS, REGIMES, Cell, Preset, sweep_key, units
+from air_align.lab.reproduce import chosen_lambdas, main_runs, run_spec
 from air_align.lab.runs import with_regime
 from air_align.lab.spec import load_world
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from air_align.lab import world
-from air_align.lab.reproduce import PRESETS
+from air_align.lab.presets import PRESETS
 from air_align.lab.spec import load_world
 from air_align.lab.tokenizer import build_lab_tokenizer
 from air_align.lab.warmstart import (

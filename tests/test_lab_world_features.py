@@ -207,7 +207,7 @@ def test_the_command_line_sets_the_model_width_of_the_warm_start_and_so_the_poli
     import argparse
 
     from air_align.cli.lab import _preset
-    from air_align.lab.reproduce import PRESETS
+    from air_align.lab.presets import PRESETS
 
     def args(width):
         return argparse.Namespace(
@@ -224,7 +224,7 @@ def test_the_command_line_sets_the_model_width_of_the_warm_start_and_so_the_poli
 
 
 def test_the_v3_presets_pool_worlds_with_an_option_apart_from_their_controls(tmp_path):
-    from air_align.lab.reproduce import PRESETS, units
+    from air_align.lab.presets import PRESETS, units
 
     cells = units(PRESETS["v3-e3"], tmp_path / "e3")
     groups = {c.group for c in cells if not c.group.startswith("tune-")}
@@ -295,7 +295,7 @@ def test_an_unsaturated_anchor_worlds_warm_start_tracks_each_words_anchor_accura
     0.93-0.94 at 0.91-1.00, Pearson 0.95; at 20 epochs it was 0.80 on every word, the accuracies' mean), and greedy
     decoding gets the anchors right on only part of the intents, within the 60-100 % the world is for (0.76 on this
     draw, 1.00 on the trial draw)."""
-    from air_align.lab.reproduce import PRESETS
+    from air_align.lab.presets import PRESETS
     from air_align.lab.warmstart import anchor_right_probability, measure_context_dependence
 
     model, tokenizer, spec = trained("safety", PRESETS["v3-e4"].warm, anchor_accuracy=0.6)

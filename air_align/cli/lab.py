@@ -139,7 +139,7 @@ def add_parser(subparsers) -> None:
 def _preset(args):
     import dataclasses
 
-    from air_align.lab.reproduce import PRESETS, Cell, regimes_for
+    from air_align.lab.presets import PRESETS, Cell, regimes_for
     from air_align.lab.spec import load_world
 
     preset = PRESETS[args.preset]
@@ -194,7 +194,8 @@ def _handle_demo(args) -> int:
     import dataclasses
     from pathlib import Path
 
-    from air_align.lab.reproduce import PRESETS, reproduce
+    from air_align.lab.presets import PRESETS
+    from air_align.lab.reproduce import reproduce
 
     preset = PRESETS["demo"]
     if args.workers is not None:

@@ -1,6 +1,6 @@
 """The hack dial's analysis (lab v3 E2; rules pre-registered in docs/results/lab-v3/conditions.md).
 
-A dial grid runs each generated world under several judge regimes (``reproduce.REGIMES``: ``cue1`` … ``cue6``,
+A dial grid runs each generated world under several judge regimes (``presets.REGIMES``: ``cue1`` … ``cue6``,
 ``subtle``), pooled per kind into comparisons named ``gen-<kind>/<regime>``. Pure functions of the grid's run records
 (``results.json``'s ``runs``):
 

@@ -286,7 +286,7 @@ def write_outputs(results: dict, out: Path, full_runs: list[dict], sweep_runs: l
 def _layout(preset: dict) -> tuple[list[str], list[str]]:
     """(comparison names, methods in order) of a grid from its ``results.json`` preset (``reproduce._jsonable``): a
     unit's ``group``, or ``world/regime`` in grids recorded before units had one."""
-    # a λ-tuning unit (`methods: []`, reproduce.Preset.tuning) has no runs of its own to show
+    # a λ-tuning unit (`methods: []`, presets.Preset.tuning) has no runs of its own to show
     compared = [c for c in preset["cells"] if c.get("methods") is None or len(c["methods"])]
     cells = list(dict.fromkeys(c.get("group") or f"{Path(c['world']).stem}/{c['regime']}" for c in compared))
     per_cell = [
