@@ -223,3 +223,14 @@ def test_padding_chunks_must_be_a_whole_number():
         Training(padding_chunks=-1)
     with pytest.raises(ValueError, match=r"got True"):
         Training(padding_chunks=True)
+
+
+def test_committed_grids_keep_trl_s_forward_and_the_others_drop_the_padding():
+    from air_align.lab.presets import PRESETS
+
+    committed = {"regimes", "full", "control", "v3-e1", "v3-e2", "v3-e3", "v3-e3-wide", "v3-e4", "v3-main"}
+    assert committed <= set(PRESETS)
+    for name, preset in PRESETS.items():
+        assert preset.training.padding_chunks == (0 if name in committed else 3), name
+    # the committed grids' runs keep the keys they ran under: their Training is the one they had, field for field
+    assert PRESETS["full"].training == Training(padding_chunks=0) and Training().padding_chunks == 3

@@ -200,6 +200,10 @@ def regimes_for(preset: Preset, kind: str) -> tuple[str, ...]:
     return ("main",) if kind == "math" else preset.regimes
 
 
+TRL_FORWARD = Training(padding_chunks=0)
+"""The training of every grid whose results are committed (docs/results.md): TRL's padded loss forward, the lab's
+only one when they ran, so that a rerun reproduces their tables. The other presets take ``Training``'s default, the
+loss forward without its padding (docs/performance.md, "The seed-noise check")."""
 FULL_METHODS = (*PAPER_METHODS, "grpo+air-loo")
 GRID_CELLS = (
     Cell("safety", "main"),
@@ -231,11 +235,19 @@ PRESETS: dict[str, Preset] = {
         lambdas=(0.1,),
     ),
     # the regime calibration on plain GRPO, committed before any AIR run of the grid (docs/results.md)
-    "regimes": Preset("regimes", cells=GRID_CELLS, methods=("grpo",), seeds=(0, 1, 2), lambdas=(0.0,), grpo_only=True),
+    "regimes": Preset(
+        "regimes",
+        cells=GRID_CELLS,
+        methods=("grpo",),
+        seeds=(0, 1, 2),
+        lambdas=(0.0,),
+        grpo_only=True,
+        training=TRL_FORWARD,
+    ),
     # sized for ≤ 10 min: the safety world, both regimes, two seeds, λ fixed
     "quick": Preset("quick", cells=(Cell("safety", "main"), Cell("safety", "hack")), seeds=(0, 1), lambdas=(0.1,)),
     # the pre-registered comparison (docs/results.md)
-    "full": Preset("full", cells=(*GRID_CELLS, STRESS)),
+    "full": Preset("full", cells=(*GRID_CELLS, STRESS), training=TRL_FORWARD),
     # not pre-registered, run after the full grid (docs/results.md §5): the control's AIR, paper form and calibrated
     # Δ, at the λ the calibrated world's sweep chose (0.1), since the control's own sweep chose a λ (0.03) at which
     # AIR does not block the hack in the calibrated world either
@@ -243,6 +255,7 @@ PRESETS: dict[str, Preset] = {
         "control",
         cells=(Cell("safety-miscalibrated", "hack", methods=("grpo", "grpo+air", "grpo+air-cal")),),
         lambdas=(0.1,),
+        training=TRL_FORWARD,
     ),
     # the replication units' test: one generated world × 2 warm starts × 1 seed, 2-step runs from short warm starts
     "units-smoke": Preset(
@@ -275,6 +288,7 @@ PRESETS: dict[str, Preset] = {
     "v3-e1": Preset(
         "v3-e1",
         cells=(),
+        training=TRL_FORWARD,
         generated=tuple((k, s) for k in ("safety", "morality", "math") for s in range(4)),
         warm_seeds=(0, 1),
         regimes=("main", "hack"),
@@ -287,6 +301,7 @@ PRESETS: dict[str, Preset] = {
     "v3-e2": Preset(
         "v3-e2",
         cells=(),
+        training=TRL_FORWARD,
         generated=tuple((k, s) for k in ("safety", "morality") for s in range(4)),
         warm_seeds=(0, 1),
         regimes=(*(f"cue{c:g}" for c in CUE_LEVELS), "subtle"),
@@ -302,6 +317,7 @@ PRESETS: dict[str, Preset] = {
     "v3-e3": Preset(
         "v3-e3",
         cells=(),
+        training=TRL_FORWARD,
         generated=tuple(w for k in ("safety", "morality") for s in range(4) for w in ((k, s), (k, s, "cue"))),
         warm_seeds=(0, 1),
         regimes=("main",),
@@ -316,6 +332,7 @@ PRESETS: dict[str, Preset] = {
     "v3-e4": Preset(
         "v3-e4",
         cells=(),
+        training=TRL_FORWARD,
         generated=tuple((k, s, "acc60") for k in ("safety", "morality") for s in range(4)),
         warm_seeds=(0, 1),
         regimes=("main",),

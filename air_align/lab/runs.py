@@ -54,10 +54,10 @@ class Training:
     """K completions per prompt."""
     max_completion_length: int = 32
     temperature: float = 1.0
-    padding_chunks: int = 0
+    padding_chunks: int = 3
     """Row chunks of the loss forward with its padding removed (``lab/padding.py``); 0: TRL's padded forward. The
-    same maths with other rounding, so off by default until shown to leave the metrics within seed noise
-    (docs/performance.md, "One lab run")."""
+    same maths with other rounding, which left the lab's metrics within seed noise (docs/performance.md, "The
+    seed-noise check"); the grids whose results are committed ran with 0 and keep it (``presets.TRL_FORWARD``)."""
 
     def __post_init__(self):
         chunks = self.padding_chunks

@@ -18,10 +18,11 @@ downstream sees exactly what it saw with TRL's own forward: ratio 1 on the first
 Where the first pass is *not* at the sampling weights (several optimiser steps per generation batch, or vLLM, whose
 sampler is another copy of the model), this is plain ``AIRTrainer``.
 
-Optionally (``padding_chunks``, off by default) the log-prob forwards run without most of their padding
-(``lab/padding.py``): the same maths, but not the same rounding, so not yet the lab's default (docs/performance.md,
-"One lab run"). It sits under ``AIRTrainer`` in the method order, so that AIR's capture of the loss forward's
-log-probs and π_old's capture above see the reassembled ``(B, T)`` tensor exactly as they see TRL's.
+With ``padding_chunks`` (the lab's runs set it from ``runs.Training``, 3 by default) the log-prob forwards run
+without most of their padding (``lab/padding.py``): the same maths with other rounding, shown to leave the lab's
+metrics within seed noise (docs/performance.md, "The seed-noise check"). It sits under ``AIRTrainer`` in the method
+order, so that AIR's capture of the loss forward's log-probs and π_old's capture above see the reassembled
+``(B, T)`` tensor exactly as they see TRL's.
 """
 
 from __future__ import annotations
