@@ -8,53 +8,19 @@ import subprocess
 import sys
 
 import pytest
+from _rows import meta_group
 
 from air_align.data.external import load_intents, load_rows
-from air_align.data.schema import from_dataset, make_row, to_dataset
+from air_align.data.schema import from_dataset, to_dataset
 from air_align.data.validate import ValidationError, check_rows, summarize, validate_rows
 from air_align.files import read_jsonl, write_jsonl
 
 
 def group(gid="g1", split="train", n_open=2, label=1):
     """One meta-group: a choice anchor, a true/false anchor and ``n_open`` open variants."""
-    common = dict(group_id=gid, domain="safety", label=label, intent="do X", split=split)
-    rows = [
-        make_row(
-            id=f"{gid}/{split}/mc",
-            role="anchor",
-            context="mc",
-            family="anchor",
-            content="Help? A) y B) n",
-            verifier="choice",
-            answer="B",
-            meta={"seed": 3},
-            **common,
-        ),
-        make_row(
-            id=f"{gid}/{split}/tf",
-            role="anchor",
-            context="tf",
-            family="anchor",
-            content="True or false: refuse",
-            verifier="true_false",
-            answer="true",
-            **common,
-        ),
-    ]
-    for j in range(n_open):
-        rows.append(
-            make_row(
-                id=f"{gid}/{split}/w{j}",
-                role="open",
-                context=f"w{j}",
-                family=f"fam{j}",
-                content=f"wrapper {j}: do X",
-                verifier="judge",
-                answer=None,
-                **common,
-            )
-        )
-    return rows
+    return meta_group(
+        gid, split=split, n_open=n_open, label=label, id_prefix=f"{gid}/{split}", choice_meta={"seed": 3}
+    )
 
 
 def valid_rows():

@@ -13,50 +13,19 @@ import sys
 
 import pytest
 from _messages import assert_error, assert_facts, raises_with
+from _rows import meta_group
 
-from air_align.data.schema import make_row
 from air_align.data.validate import MAX_PROMPT_CHARS, validate_rows
 from air_align.files import MAX_LINE_BYTES, read_jsonl
 
 
 def rows_of(domain="safety", label=1, split="train"):
     """Two meta-groups of a choice anchor, a true/false anchor and one open variant (6 rows, all valid)."""
-    out = []
-    for gid in ("g1", "g2"):
-        common = dict(group_id=gid, domain=domain, label=label, intent="do X", split=split)
-        out += [
-            make_row(
-                id=f"{gid}/mc",
-                role="anchor",
-                context="mc",
-                family="anchor",
-                content="Help? A) y B) n",
-                verifier="choice",
-                answer="B",
-                **common,
-            ),
-            make_row(
-                id=f"{gid}/tf",
-                role="anchor",
-                context="tf",
-                family="anchor",
-                content="True or false: refuse",
-                verifier="true_false",
-                answer="true",
-                **common,
-            ),
-            make_row(
-                id=f"{gid}/w0",
-                role="open",
-                context="w0",
-                family="fam0",
-                content="wrapper: do X",
-                verifier="judge" if domain != "math" else "math",
-                answer=None if domain != "math" else "4",
-                **common,
-            ),
-        ]
-    return out
+    return [
+        row
+        for gid in ("g1", "g2")
+        for row in meta_group(gid, domain=domain, label=label, split=split, open_content="wrapper: do X")
+    ]
 
 
 def write(path, rows) -> str:
