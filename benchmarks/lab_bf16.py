@@ -4,11 +4,13 @@ The lab's policy shape (``lab/warmstart.py``'s ``Recipe``: 2 layers, hidden 96, 
 vocabulary), a batch the size of a lab step (64 rows of 54 positions, about what a loss batch holds with its
 padding), log-softmax over the last 32 positions, backward. Weights are random: the time does not depend on them.
 The two modes alternate, ``--rounds`` times ``--reps`` steps each; the medians are printed with their ratio.
-``--flops`` also profiles the fp32 step (``torch.profiler``, ``with_flops=True``) and prints the matrix products'
-share of its time and their rate: how close the step is to this core's arithmetic.
+``--compile`` adds a third mode, fp32 through ``torch.compile`` (inductor, which fuses the elementwise kernels; this
+fixed batch shape compiles once, where the lab's batches vary in length). ``--flops`` also profiles the fp32 step
+(``torch.profiler``, ``with_flops=True``) and prints the matrix products' share of its time and their rate: how close
+the step is to this core's arithmetic.
 
     python benchmarks/lab_bf16.py --rounds 5
-    python benchmarks/lab_bf16.py --rounds 1 --flops
+    python benchmarks/lab_bf16.py --rounds 3 --compile --flops
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time fp32 through torch.compile")
     parser.add_argument("--flops", action="store_true", help="profile the fp32 step's matrix products")
     args = parser.parse_args(argv)
     import torch
@@ -39,24 +42,33 @@ def main(argv: list[str] | None = None) -> int:
     ids = torch.randint(4, len(tokenizer), (64, 54))
     mask = torch.ones_like(ids)
 
-    def step(bf16: bool) -> None:
+    compiled = torch.compile(model) if args.compile else None
+
+    def step(bf16: bool, policy=model) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, -32:]
+            logits = policy(input_ids=ids, attention_mask=mask).logits[:, -32:]
             loss = torch.log_softmax(logits.float(), -1).mean()
         loss.backward()
         model.zero_grad(set_to_none=True)
 
-    times = {False: [], True: []}
-    for bf16 in times:
-        step(bf16)  # warm-up
+    modes = {"fp32": lambda: step(False), "bf16 autocast": lambda: step(True)}
+    if compiled is not None:
+        modes["fp32 compiled"] = lambda: step(False, compiled)
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    for run in modes.values():
+        run()  # warm-up (and, compiled, the compilation)
     for _ in range(args.rounds):
-        for bf16 in times:
+        for name, run in modes.items():
             start = time.process_time()
             for _ in range(args.reps):
-                step(bf16)
-            times[bf16].append((time.process_time() - start) / args.reps)
-    fp32, bf16 = statistics.median(times[False]), statistics.median(times[True])
-    print(f"fp32 {1000 * fp32:.1f} ms, bf16 autocast {1000 * bf16:.1f} ms a step (medians), ratio {bf16 / fp32:.2f}")
+                run()
+            times[name].append((time.process_time() - start) / args.reps)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    print(
+        ", ".join(f"{name} {1000 * m:.1f} ms" for name, m in medians.items())
+        + " a step (medians); against fp32: "
+        + ", ".join(f"{name} {m / medians['fp32']:.2f}" for name, m in medians.items() if name != "fp32")
+    )
     if args.flops:
         gemm_share(step, args.reps)
     return 0
