@@ -1,12 +1,12 @@
-"""Is the padding-free loss forward's rounding within seed noise? (docs/performance.md, "The seed-noise check").
+"""Is the lab's fast forwards' rounding within seed noise? (docs/performance.md, "The seed-noise check").
 
 ``Training.padding_chunks`` computes the same log-probs as TRL's padded forward with other rounding, and over a
 100-step run a rounding-level difference sends the run down another trajectory, as another RL seed would. This
 script measures whether that moves the lab's metrics beyond what a change of seed does:
 
 1. it runs the ``quick`` preset's runs (its cells and methods, λ fixed) over ``--seeds`` twice from one checkout,
-   once with ``padding_chunks = 0`` (TRL's forward) and once with ``--chunks``, each a resumable grid under
-   ``OUT/pad<N>``;
+   once with ``padding_chunks = 0`` (TRL's forward) and once with ``--chunks`` (and, with ``--shared-prompts``,
+   ``Training.shared_prompts``: each prompt run once), each a resumable grid under ``OUT/pad<N>[-shared]``;
 2. per metric it pairs the runs of the same cell, method and seed, ``d = metric(chunks) − metric(0)``, and reports
    the mean of ``d`` with its t-interval over the pairs, and the *seed noise* ``σ``: the standard deviation between
    seeds of one cell and method, pooled over the cells and methods of the padding-0 runs;
@@ -16,6 +16,8 @@ script measures whether that moves the lab's metrics beyond what a change of see
 
     python benchmarks/lab_padding_noise.py --out runs/padding-noise --seeds 0 1 2 3 --workers 1 \\
         --json benchmarks/results/lab_padding_noise.json
+    python benchmarks/lab_padding_noise.py --out runs/shared-prompts-noise --seeds 0 1 2 3 --workers 1 \\
+        --shared-prompts --json benchmarks/results/lab_shared_prompts_noise.json
 """
 
 from __future__ import annotations
@@ -105,19 +107,22 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_grid(out: Path, chunks: int, seeds: tuple[int, ...], workers: int) -> list[dict]:
+def grid_name(chunks: int, shared_prompts: bool = False) -> str:
+    """The folder (and JSON key) of one arm: ``pad0``, ``pad3``, ``pad3-shared``."""
+    return f"pad{chunks}" + ("-shared" if shared_prompts else "")
+
+
+def run_grid(out: Path, chunks: int, seeds: tuple[int, ...], workers: int, shared_prompts: bool = False) -> list[dict]:
     from air_align.lab.presets import PRESETS
     from air_align.lab.reproduce import reproduce
 
     quick = PRESETS["quick"]
-    preset = dataclasses.replace(
-        quick,
-        name=f"quick-pad{chunks}",
-        seeds=seeds,
-        workers=workers,
-        training=dataclasses.replace(quick.training, padding_chunks=chunks),
-    )
-    return reproduce(preset, out / f"pad{chunks}")["runs"]
+    training = dataclasses.replace(quick.training, padding_chunks=chunks)
+    if shared_prompts:
+        training = dataclasses.replace(training, shared_prompts=True)
+    name = grid_name(chunks, shared_prompts)
+    preset = dataclasses.replace(quick, name=f"quick-{name}", seeds=seeds, workers=workers, training=training)
+    return reproduce(preset, out / name)["runs"]
 
 
 def main(argv=None) -> int:
@@ -125,6 +130,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder of the two grids (resumable)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--chunks", type=int, default=3, help="padding_chunks of the compared grid")
+    parser.add_argument(
+        "--shared-prompts", action="store_true", help="the compared grid also runs each prompt once (shared_prompts)"
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the runs' metrics and the comparison here")
     args = parser.parse_args(argv)
@@ -134,7 +142,7 @@ def main(argv=None) -> int:
         parser.error(f"--chunks: give the padding_chunks to compare with TRL's forward (>= 1), got {args.chunks}")
     seeds = tuple(args.seeds)
     base = run_grid(args.out, 0, seeds, args.workers)
-    other = run_grid(args.out, args.chunks, seeds, args.workers)
+    other = run_grid(args.out, args.chunks, seeds, args.workers, args.shared_prompts)
     rows = compare(base, other)
     print(markdown(rows))
     if args.json:
@@ -146,10 +154,13 @@ def main(argv=None) -> int:
             {
                 "seeds": list(seeds),
                 "chunks": args.chunks,
+                "shared_prompts": args.shared_prompts,
                 "comparison": rows,
                 "runs": {
                     "pad0": [{**{k: r[k] for k in keep}, "metrics": r["metrics"]} for r in base],
-                    f"pad{args.chunks}": [{**{k: r[k] for k in keep}, "metrics": r["metrics"]} for r in other],
+                    grid_name(args.chunks, args.shared_prompts): [
+                        {**{k: r[k] for k in keep}, "metrics": r["metrics"]} for r in other
+                    ],
                 },
             },
         )

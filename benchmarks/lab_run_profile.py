@@ -188,14 +188,17 @@ def child(args) -> dict:
 
 
 def _training_options(args) -> dict:
-    """The child's ``Training`` fields beyond the steps: ``padding_chunks`` when given (a tree whose ``Training``
-    lacks the field is measured without it)."""
-    return {} if args.padding_chunks is None else {"padding_chunks": args.padding_chunks}
+    """The child's ``Training`` fields beyond the steps: ``padding_chunks`` and ``shared_prompts`` when given (a
+    tree whose ``Training`` lacks a field is measured without it)."""
+    options = {} if args.padding_chunks is None else {"padding_chunks": args.padding_chunks}
+    if args.shared_prompts is not None:
+        options["shared_prompts"] = bool(args.shared_prompts)
+    return options
 
 
-def _per_tree(value: str | None, trees: int) -> list[int | None]:
-    """``--padding-chunks`` for each tree: one value for all, or a comma-separated list with ``default`` for the
-    tree's default (``default,3``: the first tree as it is, the second with 3 chunks)."""
+def _per_tree(value: str | None, trees: int, flag: str = "--padding-chunks") -> list[int | None]:
+    """``flag``'s value for each tree: one value for all, or a comma-separated list with ``default`` for the
+    tree's default (``--padding-chunks default,3``: the first tree as it is, the second with 3 chunks)."""
     if value is None:
         return [None] * trees
     items = value.split(",")
@@ -203,8 +206,8 @@ def _per_tree(value: str | None, trees: int) -> list[int | None]:
         items *= trees
     if len(items) != trees or not all(i == "default" or i.isdigit() for i in items):
         raise SystemExit(
-            f"error: --padding-chunks {value!r}: give one whole number, or one per --tree ({trees}) separated by "
-            "commas, 'default' for a tree's default, e.g. --padding-chunks default,3"
+            f"error: {flag} {value!r}: give one whole number, or one per --tree ({trees}) separated by "
+            f"commas, 'default' for a tree's default, e.g. {flag} default,3"
         )
     return [None if i == "default" else int(i) for i in items]
 
@@ -290,20 +293,35 @@ def main(argv: list[str] | None = None) -> int:
         help="Training.padding_chunks of the profiled run: one number, or one per --tree with 'default' for "
         "the tree's default (e.g. default,3); default: the Training default",
     )
+    parser.add_argument(
+        "--shared-prompts",
+        default=None,
+        help="Training.shared_prompts of the profiled run (0 or 1): one value, or one per --tree with 'default' "
+        "for the tree's default (e.g. default,1); default: the Training default",
+    )
     parser.add_argument("--cprofile", default=None, help="(child) also write a cProfile of the run to this file")
     parser.add_argument("--out", default=None, help="JSON file for every measurement")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         args.padding_chunks = None if args.padding_chunks is None else int(args.padding_chunks)
+        args.shared_prompts = None if args.shared_prompts is None else int(args.shared_prompts)
         result = grid_child(args) if args.grid else child(args)
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
     trees = [Path(t).resolve() for t in (args.tree or [Path(__file__).resolve().parent.parent])]
     chunks = _per_tree(args.padding_chunks, len(trees))
-    names = [str(t) if c is None else f"{t} (padding_chunks {c})" for t, c in zip(trees, chunks, strict=True)]
+    shared = _per_tree(args.shared_prompts, len(trees), "--shared-prompts")
+    options = [
+        ([] if c is None else ["--padding-chunks", str(c)]) + ([] if p is None else ["--shared-prompts", str(p)])
+        for c, p in zip(chunks, shared, strict=True)
+    ]
+    names = [
+        str(t) + "".join(f" ({flag.lstrip('-').replace('-', '_')} {v})" for flag, v in zip(o[::2], o[1::2]))
+        for t, o in zip(trees, options, strict=True)
+    ]
     if len(set(names)) != len(names):
-        raise SystemExit("error: the same --tree twice with the same --padding-chunks: give each a different one")
+        raise SystemExit("error: the same --tree twice with the same options: give each a different one")
     child_argv = [
         "--child",
         "--steps",
@@ -319,9 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(args.rounds):
-        order = list(zip(names, trees, chunks, strict=True))
-        for name, tree, c in order if r % 2 == 0 else order[::-1]:
-            results[name].append(measure(tree, child_argv + ([] if c is None else ["--padding-chunks", str(c)])))
+        order = list(zip(names, trees, options, strict=True))
+        for name, tree, extra in order if r % 2 == 0 else order[::-1]:
+            results[name].append(measure(tree, child_argv + extra))
             print(
                 f"round {r}: {name}: {results[name][-1]['wall']:.1f} s wall, "
                 f"{results[name][-1]['run_seconds']:.1f} s in the run(s)",

@@ -200,10 +200,10 @@ def regimes_for(preset: Preset, kind: str) -> tuple[str, ...]:
     return ("main",) if kind == "math" else preset.regimes
 
 
-TRL_FORWARD = Training(padding_chunks=0)
-"""The training of every grid whose results are committed (docs/results.md): TRL's padded loss forward, the lab's
-only one when they ran, so that a rerun reproduces their tables. The other presets take ``Training``'s default, the
-loss forward without its padding (docs/performance.md, "The seed-noise check")."""
+TRL_FORWARD = Training(padding_chunks=0, shared_prompts=False)
+"""The training of every grid whose results are committed (docs/results.md): TRL's padded loss forward and its
+generation, the lab's only ones when they ran, so that a rerun reproduces their tables. The other presets take
+``Training``'s default (docs/performance.md, "The seed-noise check")."""
 FULL_METHODS = (*PAPER_METHODS, "grpo+air-loo")
 GRID_CELLS = (
     Cell("safety", "main"),

@@ -59,7 +59,16 @@ class Training:
     same maths with other rounding, which left the lab's metrics within seed noise (docs/performance.md, "The
     seed-noise check"); the grids whose results are committed ran with 0 and keep it (``presets.TRL_FORWARD``)."""
 
+    shared_prompts: bool = False
+    """Run each distinct prompt of a loss batch once, its K completions on its keys and values
+    (``lab/shared_prompts.py``), in at most ``padding_chunks`` row chunks. The same maths with other rounding."""
+
     def __post_init__(self):
+        if not isinstance(self.shared_prompts, bool):
+            raise ValueError(
+                f"Training.shared_prompts must be true or false, got {self.shared_prompts!r}: true runs each distinct "
+                "prompt of a loss batch once"
+            )
         chunks = self.padding_chunks
         if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 0:
             raise ValueError(
@@ -221,6 +230,7 @@ def build_run_trainer(run: RunSpec, model, tokenizer, rows: list[dict], out_dir:
         trainer_class=LabTrainer,
     )
     trainer.padding_chunks = t.padding_chunks
+    trainer.shared_prompts = t.shared_prompts
     return trainer
 
 

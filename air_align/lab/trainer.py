@@ -22,7 +22,9 @@ With ``padding_chunks`` (the lab's runs set it from ``runs.Training``, 3 by defa
 without most of their padding (``lab/padding.py``): the same maths with other rounding, shown to leave the lab's
 metrics within seed noise (docs/performance.md, "The seed-noise check"). It sits under ``AIRTrainer`` in the method
 order, so that AIR's capture of the loss forward's log-probs and π_old's capture above see the reassembled
-``(B, T)`` tensor exactly as they see TRL's.
+``(B, T)`` tensor exactly as they see TRL's. With ``shared_prompts`` (``runs.Training``) each distinct prompt of a
+batch runs once, in generation and in the loss forward (``lab/shared_prompts.py``), again the same maths with other
+rounding, and the log-probs again come back as TRL's ``(B, T)`` tensor.
 """
 
 from __future__ import annotations
@@ -30,16 +32,56 @@ from __future__ import annotations
 from trl import GRPOTrainer
 
 from air_align.lab.padding import trimmed_logps_and_entropies
+from air_align.lab.shared_prompts import (
+    prompts_can_be_shared,
+    shared_prompt_cache,
+    shared_prompt_logps_and_entropies,
+    supports_shared_prompts,
+)
 from air_align.training.trainer import AIRTrainer
 
 
 class TrimmedForward(GRPOTrainer):
-    """TRL's log-prob forward on row chunks with the padding removed (``lab/padding.py``) when ``padding_chunks``
-    is at least 1; TRL's own otherwise, and for what the trimmed forward does not cover (a MoE model's
-    load-balancing loss, images or other extra model inputs)."""
+    """TRL's log-prob forward with each distinct prompt run once (``lab/shared_prompts.py``) when
+    ``shared_prompts``, else on row chunks with the padding removed (``lab/padding.py``) when ``padding_chunks`` is
+    at least 1; TRL's own otherwise, and for what these forwards do not cover (a MoE model's load-balancing loss,
+    images or other extra model inputs, a head that scales or caps its logits)."""
 
     padding_chunks: int = 0
     """At most this many row chunks per forward (``padding.cheapest_split``); 0: TRL's padded forward."""
+    shared_prompts: bool = False
+    """Run each distinct prompt once and its completions on its keys and values, in at most ``padding_chunks`` row
+    chunks (1 when that is 0)."""
+
+    def _generate_single_turn(self, *args, **kwargs):
+        """TRL's generation; with ``shared_prompts`` (and transformers' sampler, not vLLM) each distinct prompt's
+        prefill runs once (``shared_prompts.shared_prompt_cache``), through the model's ``generate`` wrapped for
+        this call."""
+        model = self.accelerator.unwrap_model(self.model)
+        if not self.shared_prompts or self.use_vllm or "generate" in vars(model):
+            return super()._generate_single_turn(*args, **kwargs)
+        generate = model.generate
+
+        def with_shared_prompts(input_ids=None, attention_mask=None, **options):
+            if input_ids is not None and attention_mask is not None and options.get("cache") is None:
+                cache = shared_prompt_cache(model, input_ids, attention_mask)
+                if cache is not None:
+                    options["cache"] = cache
+            return generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+
+        model.generate = with_shared_prompts
+        try:
+            return super()._generate_single_turn(*args, **kwargs)
+        finally:
+            del model.generate
+
+    def _shares_prompts(self, model, attention_mask, logits_to_keep) -> bool:
+        return (
+            self.shared_prompts
+            and not self.args.cast_lm_head_to_fp32
+            and supports_shared_prompts(model) is None
+            and prompts_can_be_shared(attention_mask, logits_to_keep)
+        )
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -52,7 +94,21 @@ class TrimmedForward(GRPOTrainer):
         compute_aux_loss=False,
         **extra,
     ):
-        if self.padding_chunks < 1 or compute_aux_loss or any(value is not None for value in extra.values()):
+        plain_text = not compute_aux_loss and all(value is None for value in extra.values())
+        if plain_text and self._shares_prompts(model, attention_mask, logits_to_keep):
+            logps, entropies = shared_prompt_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                max(1, self.padding_chunks),
+                max_rows=batch_size,
+                compute_entropy=compute_entropy,
+                autocast=self.accelerator.autocast,
+                temperature=self.temperature,
+            )
+            return logps, entropies, None  # None: no MoE load-balancing loss asked for
+        if self.padding_chunks < 1 or not plain_text:
             return super()._get_per_token_logps_and_entropies(
                 model,
                 input_ids,
