@@ -32,7 +32,9 @@ def _train(tmp_path, method: str, steps: int = 4):
         lam=0.5,
         seed=0,
         warm_start="unused",
-        training=Training(max_steps=steps, groups_per_step=1, max_completion_length=8, padding_chunks=0),
+        training=Training(
+            max_steps=steps, groups_per_step=1, max_completion_length=8, padding_chunks=0, shared_prompts=False
+        ),
     )
     trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
     no_grad_forwards = []

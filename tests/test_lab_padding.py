@@ -173,7 +173,8 @@ def _train(tmp_path, monkeypatch, padding_chunks: int, steps: int = 4):
     tokenizer = build_lab_tokenizer("safety")
     model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
     rows = world.build_rows("safety", seed=0, splits=("train",))
-    training = Training(max_steps=steps, groups_per_step=1, max_completion_length=8, padding_chunks=padding_chunks)
+    options = dict(padding_chunks=padding_chunks, shared_prompts=False)
+    training = Training(max_steps=steps, groups_per_step=1, max_completion_length=8, **options)
     run = RunSpec(world="safety", method="grpo+air", lam=0.5, seed=0, warm_start="unused", training=training)
     trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
     assert trainer.padding_chunks == padding_chunks
@@ -225,12 +226,14 @@ def test_padding_chunks_must_be_a_whole_number():
         Training(padding_chunks=True)
 
 
-def test_committed_grids_keep_trl_s_forward_and_the_others_drop_the_padding():
+def test_committed_grids_keep_trl_s_forward_and_the_others_take_the_fast_forwards():
     from air_align.lab.presets import PRESETS
 
     committed = {"regimes", "full", "control", "v3-e1", "v3-e2", "v3-e3", "v3-e3-wide", "v3-e4", "v3-main"}
     assert committed <= set(PRESETS)
     for name, preset in PRESETS.items():
         assert preset.training.padding_chunks == (0 if name in committed else 3), name
-    # the committed grids' runs keep the keys they ran under: their Training is the one they had, field for field
-    assert PRESETS["full"].training == Training(padding_chunks=0) and Training().padding_chunks == 3
+        assert preset.training.shared_prompts is (name not in committed), name
+    # the committed grids' runs keep the training they ran under, field for field: TRL's forward and generation
+    assert PRESETS["full"].training == Training(padding_chunks=0, shared_prompts=False)
+    assert Training().padding_chunks == 3 and Training().shared_prompts

@@ -59,9 +59,12 @@ class Training:
     same maths with other rounding, which left the lab's metrics within seed noise (docs/performance.md, "The
     seed-noise check"); the grids whose results are committed ran with 0 and keep it (``presets.TRL_FORWARD``)."""
 
-    shared_prompts: bool = False
-    """Run each distinct prompt of a loss batch once, its K completions on its keys and values
-    (``lab/shared_prompts.py``), in at most ``padding_chunks`` row chunks. The same maths with other rounding."""
+    shared_prompts: bool = True
+    """Run each distinct prompt once, in generation's prefill and in the loss forward, its K completions on its keys
+    and values (``lab/shared_prompts.py``), in at most ``padding_chunks`` row chunks. The same maths with other
+    rounding, which left the lab's metrics within seed noise of TRL's forward (docs/performance.md, "The seed-noise
+    check of shared prompts"); the grids whose results are committed ran without it and keep that
+    (``presets.TRL_FORWARD``)."""
 
     def __post_init__(self):
         if not isinstance(self.shared_prompts, bool):
