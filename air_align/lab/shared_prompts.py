@@ -1,8 +1,10 @@
-"""The loss forward with each prompt run once: its keys and values shared by the completions sampled from it.
+"""Each prompt run once, its keys and values shared by the completions sampled from it: the loss forward, and
+generation's prefill (:func:`shared_prompt_cache`).
 
 GRPO samples K completions of every prompt, and TRL's loss forward (``GRPOTrainer._get_per_token_logps_and_entropies``)
 runs each of them with its own copy of the prompt: in the lab (K = 4, prompts about as long as completions) more than
-half of the batch's real tokens are prompt tokens computed K times over (docs/performance.md, "One lab run"). Here:
+half of the batch's real tokens are prompt tokens computed K times over (docs/performance.md, "Each prompt once").
+In the loss forward:
 
 1. the batch's distinct prompts run once, through the backbone (``use_cache=True``): their keys and values at every
    layer, and the last prompt position's hidden state, which predicts the first completion token;
