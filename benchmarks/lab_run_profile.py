@@ -15,6 +15,9 @@ not counted twice):
 - after training: the scoring (greedy generation on the test splits, the oracle), writing (``log.json``, the
   curves' plot), the rest.
 
+Between the imports and the run the child does what a grid's worker process does before its first run
+(``runner.prepare_worker``, in a tree that has it), so that "the run" is what a worker pays per run.
+
 The hooks wrap bound methods of the run's own trainer (``build_run_trainer`` is wrapped to reach it), so the same
 script measures any version of the code that keeps ``air_align.lab.runs.execute``, ``build_run_trainer``,
 ``load_warm_start`` and ``score``: ``--tree DIR`` runs the child with ``DIR`` first on ``sys.path`` (and checks that
@@ -135,11 +138,14 @@ def child(args) -> dict:
 
     torch.set_num_threads(1)
     import air_align
-    from air_align.lab import runs
+    from air_align.lab import runner, runs
     from air_align.lab.runs import RunSpec, Training
     from air_align.lab.warmstart import Recipe, warm_start
 
     imported = time.perf_counter() - _PROCESS_START
+    prepare = getattr(runner, "prepare_worker", None)  # what a grid's worker does before its first run, if any
+    if prepare is not None:
+        prepare()
     warm = warm_start(Recipe(world="safety"))  # cached by the parent before timing
     timer = PhaseTimer()
     build = runs.build_run_trainer

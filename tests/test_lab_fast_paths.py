@@ -103,3 +103,20 @@ def test_the_intent_index_finds_what_a_search_finds(name):
     assert world.intent_of(name, rows[0]) == world.intent_of(spec, rows[0])
     with pytest.raises(ValueError, match="meta.intent_key 'no-such-intent' names no intent"):
         world.intent_of(spec, {"id": "x", "meta": {"intent_key": "no-such-intent"}})
+
+
+def test_the_lab_loader_skips_a_device_move_that_would_move_nothing(tmp_path):
+    from accelerate.utils import send_to_device
+
+    tokenizer = build_lab_tokenizer("safety")
+    model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
+    rows = world.build_rows("safety", seed=0, splits=("train",))
+    run = RunSpec(world="safety", method="grpo+air", lam=0.5, seed=0, warm_start="unused", training=Training())
+    trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
+    loader = trainer.get_train_dataloader()
+    assert loader.device is None
+    batch = next(iter(loader))
+    assert len(batch) == trainer.args.per_device_train_batch_size and set(batch[0]) >= {"prompt", "id"}
+    leaves = [value for row in batch for value in row.values()]
+    assert not any(isinstance(v, torch.Tensor) for v in leaves)  # strings and numbers: nothing to move
+    assert send_to_device(batch, trainer.accelerator.device) == batch

@@ -152,3 +152,20 @@ def test_lambda_choice_ties_exactly_equal_means_to_the_smaller_lambda():
     means = {lam: statistics.fmean(g for g, _ in v) for lam, v in seeds.items()}
     assert means[0.3] > means[0.1]  # the float noise the rule must not read as a win
     assert choose_lambda(runs) == 0.1
+
+
+@pytest.mark.parametrize("forward", ["preset", "fast", "trl"])
+def test_the_forward_option_changes_the_forwards_and_nothing_else(forward):
+    import argparse
+
+    from air_align.cli.lab import _preset
+    from air_align.lab.presets import TRL_FORWARD
+
+    for name in ("full", "quick"):
+        args = argparse.Namespace(
+            preset=name, world=None, seeds=None, warm_seeds=None, max_steps=7, workers=None, forward=forward
+        )
+        training = _preset(args).training
+        expected = {"preset": PRESETS[name].training, "fast": Training(), "trl": TRL_FORWARD}[forward]
+        assert training == dataclasses.replace(expected, max_steps=7)
+    assert PRESETS["full"].training == TRL_FORWARD and PRESETS["quick"].training == Training()

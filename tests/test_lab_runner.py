@@ -113,3 +113,22 @@ def test_kill_9_of_a_worker_names_its_run_and_a_rerun_resumes_exactly(warm, tmp_
     resumed = run_all(runs, tmp_path / "grid", workers=2)
     straight = run_all(runs, tmp_path / "straight", workers=1)
     assert [r["param_checksum"] for r in resumed] == [r["param_checksum"] for r in straight]
+
+
+def test_a_worker_freezes_what_it_imported_out_of_the_collectors_reach():
+    import gc
+
+    import torch
+
+    from air_align.lab.runner import prepare_worker
+
+    threads, frozen = torch.get_num_threads(), gc.get_freeze_count()
+    try:
+        prepare_worker()
+        assert torch.get_num_threads() == 1
+        assert gc.get_freeze_count() - frozen > 100_000  # torch, transformers, TRL, this package: the runner's imports
+        gc.collect()  # what accelerate's free_memory runs at every trainer's start: it leaves the frozen objects be
+        assert gc.get_freeze_count() - frozen > 100_000
+    finally:
+        gc.unfreeze()
+        torch.set_num_threads(threads)

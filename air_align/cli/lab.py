@@ -54,6 +54,14 @@ def add_parser(subparsers) -> None:
         help="warm starts per world: seeds 0..N-1 (overrides the preset)",
     )
     rep.add_argument("--max-steps", type=int, default=None, help="optimiser steps per run (overrides the preset)")
+    rep.add_argument(
+        "--forward",
+        choices=("preset", "fast", "trl"),
+        default="preset",
+        help="the log-prob forwards and generation: 'fast' runs each prompt once and drops most padding (the lab's "
+        "default: about twice as fast, within seed noise of TRL's), 'trl' runs TRL's own (what the presets with "
+        "committed results use, so that a rerun rebuilds their tables); default: the preset's (docs/performance.md)",
+    )
     rep.add_argument("--workers", type=int, default=None, help="worker processes, one torch thread each")
     rep.add_argument("--world-seed", type=int, default=0, help="seed of the world's split and option orders")
     rep.add_argument(
@@ -139,7 +147,7 @@ def add_parser(subparsers) -> None:
 def _preset(args):
     import dataclasses
 
-    from air_align.lab.presets import PRESETS, Cell, regimes_for
+    from air_align.lab.presets import PRESETS, Cell, regimes_for, with_forward
     from air_align.lab.spec import load_world
 
     preset = PRESETS[args.preset]
@@ -159,11 +167,14 @@ def _preset(args):
         if args.warm_seeds < 1:
             raise ValueError(f"--warm-seeds {args.warm_seeds}: use at least 1 warm start")
         changes["warm_seeds"] = tuple(range(args.warm_seeds))
+    training = with_forward(preset.training, getattr(args, "forward", "preset"))
     if args.max_steps is not None:
         if args.max_steps < 1:
             raise ValueError(f"--max-steps {args.max_steps}: use at least 1 optimiser step")
-        changes["training"] = dataclasses.replace(preset.training, max_steps=args.max_steps)
+        training = dataclasses.replace(training, max_steps=args.max_steps)
         changes["sweep_steps"] = args.max_steps
+    if training != preset.training:
+        changes["training"] = training
     width = getattr(args, "width", None)  # (a caller's namespace may predate the option)
     if width is not None:
         heads = preset.warm.get("num_heads", 4)

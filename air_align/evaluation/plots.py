@@ -27,11 +27,12 @@ def pyplot():
     return require("matplotlib.pyplot", "plotting")
 
 
-def save_figure(fig, path: Path, dpi: int = 110) -> Path:
-    """Save ``fig`` atomically (``air_align.files.atomic_path``) and close it; returns ``path``."""
+def save_figure(fig, path: Path, dpi: int = 110, tight: bool = True) -> Path:
+    """Save ``fig`` atomically (``air_align.files.atomic_path``) and close it; returns ``path``. ``tight`` crops the
+    page to what is drawn (one more drawing pass); a figure whose margins are set already passes ``tight=False``."""
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
     finally:
         pyplot().close(fig)
     return Path(path)
@@ -310,6 +311,9 @@ def run_curve_panels(entries: list[dict], anchor_accuracy: dict | None = None) -
     ]
 
 
+RUN_CURVE_MARGINS = dict(left=0.045, right=0.99, bottom=0.07, top=0.9, wspace=0.2, hspace=0.38)
+
+
 def plot_run_curves(
     entries: list[dict], path: str | Path, title: str = "", anchor_accuracy: dict | None = None
 ) -> Path | None:
@@ -351,5 +355,7 @@ def plot_run_curves(
         ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return save_figure(fig, Path(path))
+    # fixed margins, not tight_layout and a tight crop: each of those is a drawing pass of its own, and a lab grid
+    # draws this figure once per run (docs/performance.md, "One lab run")
+    fig.subplots_adjust(**RUN_CURVE_MARGINS)
+    return save_figure(fig, Path(path), tight=False)

@@ -204,6 +204,27 @@ TRL_FORWARD = Training(padding_chunks=0, shared_prompts=False)
 """The training of every grid whose results are committed (docs/results.md): TRL's padded loss forward and its
 generation, the lab's only ones when they ran, so that a rerun reproduces their tables. The other presets take
 ``Training``'s default (docs/performance.md, "The seed-noise check")."""
+FORWARDS = ("preset", "fast", "trl")
+"""What ``reproduce --forward`` accepts (``with_forward``)."""
+
+
+def with_forward(training: Training, forward: str) -> Training:
+    """``training`` with the log-prob forwards and generation that ``forward`` names: ``"preset"`` leaves it as it
+    is, ``"fast"`` takes ``Training``'s defaults (each prompt once, most padding dropped; within seed noise of TRL's:
+    docs/performance.md), ``"trl"`` TRL's own (``TRL_FORWARD``). Nothing else changes.
+
+    >>> fast = with_forward(TRL_FORWARD, "fast")
+    >>> fast == Training(), with_forward(fast, "trl") == TRL_FORWARD, with_forward(fast, "preset") is fast
+    (True, True, True)
+    """
+    if forward not in FORWARDS:
+        raise ValueError(f"forward {forward!r}: use one of {', '.join(FORWARDS)}")
+    if forward == "preset":
+        return training
+    model = Training() if forward == "fast" else TRL_FORWARD
+    return dataclasses.replace(training, padding_chunks=model.padding_chunks, shared_prompts=model.shared_prompts)
+
+
 FULL_METHODS = (*PAPER_METHODS, "grpo+air-loo")
 GRID_CELLS = (
     Cell("safety", "main"),
