@@ -14,6 +14,7 @@ a faster path that changed a result would show here. The machine is shared: comp
 
     python benchmarks/lab_presets.py --tree /tmp/old --tree . --preset quick --rounds 1
     python benchmarks/lab_presets.py --tree /tmp/old --tree . --demo --rounds 1
+    python benchmarks/lab_presets.py --tree . --preset full --forward fast --rounds 1
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import time
 from pathlib import Path
 
 
-def run_once(tree: Path, preset: str | None, scratch: Path) -> dict:
-    """One timed command under ``tree``; returns its wall and CPU seconds and the table it printed."""
+def run_once(tree: Path, preset: str | None, scratch: Path, forward: str | None = None) -> dict:
+    """One timed command under ``tree`` (with ``--forward FORWARD`` when given); returns its wall and CPU seconds
+    and the table it printed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if preset is None:
         clone = scratch / "clone"
@@ -45,6 +47,7 @@ def run_once(tree: Path, preset: str | None, scratch: Path) -> dict:
         cwd, command = clone, ["demo", "--out", str(scratch / "demo")]
     else:
         cwd, command = tree, ["reproduce", "--preset", preset, "--out", str(scratch / preset)]
+        command += ["--forward", forward] if forward else []
     env["PYTHONPATH"] = str(cwd)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", help="time `air-align reproduce --preset NAME`")
     what.add_argument("--demo", action="store_true", help="time `air-align demo` from a clean clone, empty cache")
+    parser.add_argument(
+        "--forward", default=None, help="with --preset: pass `--forward` to reproduce (fast, trl; docs/lab.md)"
+    )
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", default=None, help="JSON file for every measurement")
     args = parser.parse_args(argv)
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for tree in trees if r % 2 == 0 else trees[::-1]:
             scratch = Path(tempfile.mkdtemp(prefix="lab-presets-"))
             try:
-                results[str(tree)].append(run_once(tree, args.preset, scratch))
+                results[str(tree)].append(run_once(tree, args.preset, scratch, args.forward))
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             m = results[str(tree)][-1]
