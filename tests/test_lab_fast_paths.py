@@ -20,23 +20,23 @@ from air_align.training.trainer import AIRTrainer
 TIMING = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
 
 
-def _train(tmp_path, method: str, steps: int = 4):
-    """A 4-step lab run (num_iterations 2: two generation batches, each trained on-policy then off-policy) from an
-    untrained tiny model: ``(parameters, logged rows, forwards without gradient, trainer)``."""
+def _lab_trainer(tmp_path, method: str, training: Training):
+    """The lab's trainer of ``method`` (λ = 0.5, seed 0) on the safety world's train rows, from an untrained tiny
+    model."""
     tokenizer = build_lab_tokenizer("safety")
     model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
     rows = world.build_rows("safety", seed=0, splits=("train",))
-    run = RunSpec(
-        world="safety",
-        method=method,
-        lam=0.5,
-        seed=0,
-        warm_start="unused",
-        training=Training(
-            max_steps=steps, groups_per_step=1, max_completion_length=8, padding_chunks=0, shared_prompts=False
-        ),
+    run = RunSpec(world="safety", method=method, lam=0.5, seed=0, warm_start="unused", training=training)
+    return build_run_trainer(run, model, tokenizer, rows, tmp_path)
+
+
+def _train(tmp_path, method: str, steps: int = 4):
+    """A 4-step lab run (num_iterations 2: two generation batches, each trained on-policy then off-policy) from an
+    untrained tiny model: ``(parameters, logged rows, forwards without gradient, trainer)``."""
+    training = Training(
+        max_steps=steps, groups_per_step=1, max_completion_length=8, padding_chunks=0, shared_prompts=False
     )
-    trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
+    trainer = _lab_trainer(tmp_path, method, training)
     no_grad_forwards = []
     forward = trainer._get_per_token_logps_and_entropies
 
@@ -72,18 +72,7 @@ def test_the_fast_path_trains_the_same_weights_as_trl_s_own(tmp_path, monkeypatc
 
 
 def test_the_fast_path_is_plain_air_trainer_where_the_first_pass_is_not_the_sampler(tmp_path):
-    tokenizer = build_lab_tokenizer("safety")
-    model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
-    rows = world.build_rows("safety", seed=0, splits=("train",))
-    run = RunSpec(
-        world="safety",
-        method="grpo+air",
-        lam=0.5,
-        seed=0,
-        warm_start="unused",
-        training=Training(max_steps=1, groups_per_step=1, num_iterations=1),
-    )
-    trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
+    trainer = _lab_trainer(tmp_path, "grpo+air", Training(max_steps=1, groups_per_step=1, num_iterations=1))
     assert not trainer.first_pass_is_sampling_policy()  # one pass per batch: TRL needs no π_old at all
     trainer.num_iterations = 2
     assert trainer.first_pass_is_sampling_policy()
@@ -108,11 +97,7 @@ def test_the_intent_index_finds_what_a_search_finds(name):
 def test_the_lab_loader_skips_a_device_move_that_would_move_nothing(tmp_path):
     from accelerate.utils import send_to_device
 
-    tokenizer = build_lab_tokenizer("safety")
-    model = tiny_causal_lm(tokenizer, hidden_size=32, num_layers=2, num_heads=2, max_positions=128, seed=0)
-    rows = world.build_rows("safety", seed=0, splits=("train",))
-    run = RunSpec(world="safety", method="grpo+air", lam=0.5, seed=0, warm_start="unused", training=Training())
-    trainer = build_run_trainer(run, model, tokenizer, rows, tmp_path)
+    trainer = _lab_trainer(tmp_path, "grpo+air", Training())
     loader = trainer.get_train_dataloader()
     assert loader.device is None
     batch = next(iter(loader))

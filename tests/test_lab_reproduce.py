@@ -114,10 +114,12 @@ def test_lambda_choice_and_plot_from_a_sweep(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
-def test_cli_lists_every_preset():
-    from air_align.cli.lab import PRESET_NAMES
+def test_cli_lists_every_preset_and_forward():
+    from air_align.cli.lab import FORWARD_NAMES, PRESET_NAMES
+    from air_align.lab.presets import FORWARDS
 
     assert PRESET_NAMES == tuple(PRESETS)  # the CLI keeps its own copy so that --help imports no torch
+    assert FORWARD_NAMES == FORWARDS
 
 
 def test_the_regime_calibration_trains_plain_grpo_only_even_for_worlds_given_on_the_command_line():

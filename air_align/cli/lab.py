@@ -25,6 +25,8 @@ PRESET_NAMES = (
     "v3-e3-wide",
     "v3-main",
 )
+FORWARD_NAMES = ("preset", "fast", "trl")
+"""``presets.FORWARDS``, kept here so that ``--help`` imports no torch (a test checks that they agree)."""
 
 
 def add_parser(subparsers) -> None:
@@ -56,7 +58,7 @@ def add_parser(subparsers) -> None:
     rep.add_argument("--max-steps", type=int, default=None, help="optimiser steps per run (overrides the preset)")
     rep.add_argument(
         "--forward",
-        choices=("preset", "fast", "trl"),
+        choices=FORWARD_NAMES,
         default="preset",
         help="the log-prob forwards and generation: 'fast' runs each prompt once and drops most padding (the lab's "
         "default: about twice as fast, within seed noise of TRL's), 'trl' runs TRL's own (what the presets with "
